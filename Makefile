@@ -1,0 +1,51 @@
+# The two commands: `make run` starts the whole system, `make test` runs every test.
+# Everything is installed into .venv from requirements.txt (our own lock; see README).
+
+PYTHON ?= python3.11
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed-$(shell sha1sum requirements.txt | cut -c1-12)
+export PYTHONPATH := $(CURDIR)/plugins
+
+.PHONY: run stop psql test lint venv check-system clean-data
+
+run: $(STAMP)
+	$(BIN)/python -m jobqueue.stack run
+
+stop: $(STAMP)
+	$(BIN)/python -m jobqueue.stack stop
+
+psql: $(STAMP)
+	@$(BIN)/python -m jobqueue.stack psql
+
+test: $(STAMP) lint
+	$(BIN)/python -m pytest
+
+lint: $(STAMP)
+	$(BIN)/ruff check plugins dags tests
+	$(BIN)/ruff format --check plugins dags tests
+	$(BIN)/mypy
+
+venv: $(STAMP)
+
+# uv installs the lock in seconds; plain pip is the fallback and gives the same environment.
+$(STAMP): requirements.txt
+	@command -v $(PYTHON) >/dev/null || { echo "error: $(PYTHON) not found. On Debian: apt-get install python3.11 python3.11-venv"; exit 1; }
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV) || { echo "error: cannot create a virtualenv. On Debian: apt-get install python3.11-venv"; exit 1; }
+	@rm -f $(VENV)/.installed-*
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check uv || true
+	@if [ -x $(BIN)/uv ]; then \
+		$(BIN)/uv pip install --quiet --python $(BIN)/python -r requirements.txt; \
+	else \
+		$(BIN)/python -m pip install --quiet --disable-pip-version-check -r requirements.txt; \
+	fi
+	$(BIN)/python -m pip check
+	@$(MAKE) --no-print-directory check-system
+	@touch $@
+
+check-system:
+	@$(BIN)/python -c "import weasyprint" 2>/dev/null || { echo "error: WeasyPrint cannot load Pango. On Debian: apt-get install libpango-1.0-0 libpangoft2-1.0-0 libharfbuzz-subset0"; exit 1; }
+	@$(BIN)/python -c "from jobqueue.localpg import find_bin_dir; find_bin_dir()" 2>/dev/null || [ -n "$$WORKER_DATABASE_URL" ] || { echo "error: PostgreSQL server binaries not found. On Debian: apt-get install postgresql (or set WORKER_DATABASE_URL)"; exit 1; }
+
+clean-data:
+	rm -rf .data

@@ -1,0 +1,76 @@
+-- Every query the Python package runs, each under a `-- name: NAME` header with a one-line
+-- description. Parameters use the DB-API `%(name)s` style, understood by psycopg 2 and 3 alike.
+
+-- name: add_job
+-- Enqueues one job.
+select * from worker.add_job(
+    identifier => %(identifier)s,
+    payload => %(payload)s::jsonb,
+    queue_name => %(queue_name)s,
+    run_at => %(run_at)s::timestamptz,
+    max_attempts => %(max_attempts)s::integer,
+    job_key => %(job_key)s,
+    priority => %(priority)s::integer,
+    flags => %(flags)s::text[],
+    job_key_mode => %(job_key_mode)s
+);
+
+-- name: add_jobs
+-- Enqueues many jobs in one statement.
+select * from worker.add_jobs(%(specs)s::jsonb);
+
+-- name: remove_job
+-- Removes the waiting or failed job with a key.
+select * from worker.remove_job(%(job_key)s) where id is not null;
+
+-- name: complete_jobs
+-- Marks jobs completed.
+select * from worker.complete_jobs(%(job_ids)s::bigint[]);
+
+-- name: permanently_fail_jobs
+-- Fails waiting jobs for good.
+select * from worker.permanently_fail_jobs(%(job_ids)s::bigint[], %(reason)s);
+
+-- name: reschedule_jobs
+-- Changes when and how waiting or failed jobs run.
+select * from worker.reschedule_jobs(
+    %(job_ids)s::bigint[],
+    run_at => %(run_at)s::timestamptz,
+    priority => %(priority)s::integer,
+    attempts => %(attempts)s::integer,
+    max_attempts => %(max_attempts)s::integer
+);
+
+-- name: force_unlock_workers
+-- Releases the jobs locked by dead workers.
+select worker.force_unlock_workers(%(worker_ids)s::text[]);
+
+-- name: claim_jobs
+-- Claims up to max_jobs runnable jobs for one worker.
+select * from worker.claim_jobs(
+    %(identifiers)s::text[], %(worker_id)s, %(max_jobs)s::integer, %(forbidden_flags)s::text[]
+);
+
+-- name: fail_job
+-- Records a failed attempt of a job this worker holds.
+select * from worker.fail_job(%(job_id)s, %(worker_id)s, %(error)s) where id is not null;
+
+-- name: get_job
+-- One job by id.
+select * from worker.jobs where id = %(job_id)s;
+
+-- name: applied_migrations
+-- The migrations already applied, if the table exists yet.
+select name from worker.migrations order by name;
+
+-- name: migrations_table_exists
+-- Whether the first migration has run.
+select to_regclass('worker.migrations') is not null;
+
+-- name: lock_migrations
+-- Serialises migration runners, whichever process they are in.
+select pg_advisory_lock(hashtext('worker.migrations'));
+
+-- name: unlock_migrations
+-- Lets the next migration runner in.
+select pg_advisory_unlock(hashtext('worker.migrations'));

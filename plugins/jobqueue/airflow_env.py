@@ -1,0 +1,89 @@
+"""The Airflow configuration of the stack, as the environment of every Airflow component.
+
+Each setting says why it is there. `make run` applies them; a deployment sets the same variables.
+"""
+
+from __future__ import annotations
+
+import secrets
+from pathlib import Path
+
+from jobqueue import paths, settings
+
+
+def _secret(path: Path, nbytes: int) -> str:
+    """A secret kept under the data dir, so a second `make run` reuses it."""
+    if not path.exists():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(secrets.token_urlsafe(nbytes))
+        path.chmod(0o600)
+    return path.read_text().strip()
+
+
+def airflow_home() -> Path:
+    return settings.data_dir() / "airflow"
+
+
+def passwords_file() -> Path:
+    return airflow_home() / "passwords.json"
+
+
+def admin_password() -> str:
+    """AIRFLOW_ADMIN_PASSWORD, else one generated once and kept under the data dir."""
+    stored = airflow_home() / "admin-password"
+    explicit = settings.admin_password()
+    if explicit:
+        return explicit
+    return _secret(stored, 18)
+
+
+def _sqlalchemy_url(url: str) -> str:
+    return url.replace("postgresql://", "postgresql+psycopg2://", 1).replace(
+        "postgres://", "postgresql+psycopg2://", 1
+    )
+
+
+def _smtp_connection() -> str:
+    host = settings.smtp_host()
+    if host:
+        return f"smtp://{host}"
+    # The local sink speaks plain SMTP: no implicit SSL, no STARTTLS.
+    port = settings.smtp_port()
+    return f"smtp://127.0.0.1:{port}?disable_ssl=true&disable_tls=true"
+
+
+def airflow_environment() -> dict[str, str]:
+    home = airflow_home()
+    api = f"http://127.0.0.1:{settings.api_port()}"
+    return {
+        "AIRFLOW_HOME": str(home),
+        "AIRFLOW__CORE__DAGS_FOLDER": str(paths.PROJECT_ROOT / "dags"),
+        "AIRFLOW__CORE__PLUGINS_FOLDER": str(paths.PROJECT_ROOT / "plugins"),
+        "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
+        "AIRFLOW__CORE__EXECUTOR": "LocalExecutor",
+        # LocalExecutor pre-forks this many workers: sized for a 2-core machine.
+        "AIRFLOW__CORE__PARALLELISM": "4",
+        # Job DAGs must run as soon as they are parsed, not wait for someone to unpause them.
+        "AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION": "False",
+        "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": _sqlalchemy_url(settings.airflow_database_url()),
+        # The UI and REST API on loopback only; moving the port moves the base and execution URLs.
+        "AIRFLOW__API__HOST": "127.0.0.1",
+        "AIRFLOW__API__PORT": str(settings.api_port()),
+        "AIRFLOW__API__BASE_URL": api,
+        "AIRFLOW__CORE__EXECUTION_API_SERVER_URL": f"{api}/execution/",
+        # One API worker: each costs a few hundred MB and a 2-core machine gains nothing from more.
+        "AIRFLOW__API__WORKERS": "1",
+        # Every component signs and checks task tokens with the same secret (64+ bytes).
+        "AIRFLOW__API_AUTH__JWT_SECRET": _secret(home / "jwt-secret", 64),
+        "AIRFLOW__API__SECRET_KEY": _secret(home / "api-secret-key", 32),
+        # User `admin`, with the password we write to this file before the API server starts.
+        "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS": "admin:admin",
+        "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE": str(passwords_file()),
+        # The scheduler's loop sleeps 1 s when idle by default: a job would wait for it.
+        "AIRFLOW__SCHEDULER__SCHEDULER_IDLE_SLEEP_TIME": "0.1",
+        # New or changed DAG files are seen in 30 s instead of 5 minutes.
+        "AIRFLOW__DAG_PROCESSOR__REFRESH_INTERVAL": "30",
+        # Connections the job DAGs use: the job database and the SMTP server.
+        "AIRFLOW_CONN_WORKER_DB": settings.job_database_url(),
+        "AIRFLOW_CONN_SMTP_DEFAULT": _smtp_connection(),
+    }

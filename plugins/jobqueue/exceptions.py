@@ -1,0 +1,58 @@
+"""The project's exceptions: one root, one subclass per decision a caller makes."""
+
+from __future__ import annotations
+
+
+class WorkerError(Exception):
+    """Root of every error this package raises."""
+
+
+class JobQueueError(WorkerError):
+    """The database refused a call; `sqlstate` is one of the project's codes (README, "Errors")."""
+
+    sqlstate: str | None = None
+
+
+class InvalidJobKeyMode(JobQueueError):
+    sqlstate = "WK001"
+
+
+class InvalidIdentifier(JobQueueError):
+    sqlstate = "WK002"
+
+
+class InvalidQueueName(JobQueueError):
+    sqlstate = "WK003"
+
+
+class InvalidAttempts(JobQueueError):
+    sqlstate = "WK004"
+
+
+class InvalidPayload(JobQueueError):
+    sqlstate = "WK005"
+
+
+class InvalidJobSpec(JobQueueError):
+    sqlstate = "WK006"
+
+
+class InvalidJobKey(JobQueueError):
+    sqlstate = "WK007"
+
+
+class InvalidClaim(JobQueueError):
+    sqlstate = "WK008"
+
+
+BY_SQLSTATE: dict[str, type[JobQueueError]] = {
+    cls.sqlstate: cls for cls in JobQueueError.__subclasses__() if cls.sqlstate
+}
+
+
+class MigrationError(WorkerError):
+    """A migration file is missing, malformed or failed to apply."""
+
+
+class ConfigurationError(WorkerError):
+    """A setting (environment variable, connection) is missing or wrong."""

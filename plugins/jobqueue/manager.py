@@ -1,0 +1,171 @@
+"""JobManager: the only caller of the job queries, on any PostgreSQL connection.
+
+`conn` is a psycopg (3) or psycopg2 connection, used as it is inside the caller's transaction (the
+caller commits), or a string: a `postgresql://` URL or an Airflow connection id, opened, committed
+and closed for this one call.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime
+import json
+from collections.abc import Iterable, Iterator, Sequence
+from typing import Any
+
+from jobqueue.exceptions import BY_SQLSTATE, InvalidPayload
+from jobqueue.jobs import Job, JobKeyMode, JobSpec, JsonValue
+from jobqueue.queries import query
+
+Connectable = Any  # a DB-API connection of psycopg or psycopg2, a URL, or an Airflow connection id
+
+
+@contextlib.contextmanager
+def connection(conn: Connectable) -> Iterator[Any]:
+    if not isinstance(conn, str):
+        yield conn
+        return
+    opened = _open(conn)
+    try:
+        yield opened
+        opened.commit()
+    except BaseException:
+        opened.rollback()
+        raise
+    finally:
+        opened.close()
+
+
+def _open(conn: str) -> Any:
+    if "://" in conn:
+        import psycopg
+
+        return psycopg.connect(conn)
+    from airflow.providers.postgres.hooks.postgres import PostgresHook
+
+    return PostgresHook(postgres_conn_id=conn).get_conn()
+
+
+def _sqlstate(exc: BaseException) -> str | None:
+    return getattr(exc, "sqlstate", None) or getattr(exc, "pgcode", None)
+
+
+def _message(exc: BaseException) -> str:
+    diag = getattr(exc, "diag", None)
+    return getattr(diag, "message_primary", None) or str(exc).splitlines()[0]
+
+
+def _to_json(value: JsonValue, what: str) -> str:
+    try:
+        return json.dumps(value)
+    except (TypeError, ValueError) as exc:
+        raise InvalidPayload(f"{what} is not JSON-serialisable: {exc}") from exc
+
+
+class JobManager:
+    def __init__(self, conn: Connectable) -> None:
+        self.conn = conn
+
+    @contextlib.contextmanager
+    def _executed(self, name: str, params: dict[str, Any]) -> Iterator[Any]:
+        """A cursor on which the named query ran, with the project's SQL errors typed."""
+        with connection(self.conn) as conn:
+            cursor = conn.cursor()
+            try:
+                cursor.execute(query(name), params)
+            except Exception as exc:
+                error = BY_SQLSTATE.get(_sqlstate(exc) or "")
+                if error is None:
+                    raise
+                raise error(_message(exc)) from exc
+            yield cursor
+
+    def _jobs(self, name: str, params: dict[str, Any]) -> list[Job]:
+        with self._executed(name, params) as cursor:
+            columns = [column[0] for column in cursor.description]
+            return [Job.from_row(dict(zip(columns, row, strict=True))) for row in cursor.fetchall()]
+
+    def add_job(
+        self,
+        identifier: str,
+        payload: JsonValue = None,
+        *,
+        queue_name: str | None = None,
+        run_at: datetime.datetime | None = None,
+        max_attempts: int | None = None,
+        job_key: str | None = None,
+        priority: int | None = None,
+        flags: Sequence[str] | None = None,
+        job_key_mode: JobKeyMode | str = JobKeyMode.REPLACE,
+    ) -> Job:
+        params = {
+            "identifier": identifier,
+            "payload": _to_json({} if payload is None else payload, "payload"),
+            "queue_name": queue_name,
+            "run_at": run_at,
+            "max_attempts": max_attempts,
+            "job_key": job_key,
+            "priority": priority,
+            "flags": list(flags) if flags is not None else None,
+            "job_key_mode": str(job_key_mode),
+        }
+        return self._jobs("add_job", params)[0]
+
+    def add_jobs(self, specs: Iterable[JobSpec]) -> list[Job]:
+        body = _to_json([spec.to_json() for spec in specs], "a job spec")
+        return self._jobs("add_jobs", {"specs": body})
+
+    def remove_job(self, job_key: str) -> Job | None:
+        jobs = self._jobs("remove_job", {"job_key": job_key})
+        return jobs[0] if jobs else None
+
+    def complete_jobs(self, job_ids: Sequence[int]) -> list[Job]:
+        return self._jobs("complete_jobs", {"job_ids": list(job_ids)})
+
+    def permanently_fail_jobs(self, job_ids: Sequence[int], reason: str | None = None) -> list[Job]:
+        return self._jobs("permanently_fail_jobs", {"job_ids": list(job_ids), "reason": reason})
+
+    def reschedule_jobs(
+        self,
+        job_ids: Sequence[int],
+        *,
+        run_at: datetime.datetime | None = None,
+        priority: int | None = None,
+        attempts: int | None = None,
+        max_attempts: int | None = None,
+    ) -> list[Job]:
+        params = {
+            "job_ids": list(job_ids),
+            "run_at": run_at,
+            "priority": priority,
+            "attempts": attempts,
+            "max_attempts": max_attempts,
+        }
+        return self._jobs("reschedule_jobs", params)
+
+    def force_unlock_workers(self, worker_ids: Sequence[str]) -> None:
+        with self._executed("force_unlock_workers", {"worker_ids": list(worker_ids)}):
+            pass
+
+    def claim_jobs(
+        self,
+        identifiers: Sequence[str],
+        worker_id: str,
+        max_jobs: int = 1,
+        forbidden_flags: Sequence[str] | None = None,
+    ) -> list[Job]:
+        params = {
+            "identifiers": list(identifiers),
+            "worker_id": worker_id,
+            "max_jobs": max_jobs,
+            "forbidden_flags": list(forbidden_flags) if forbidden_flags is not None else None,
+        }
+        return self._jobs("claim_jobs", params)
+
+    def fail_job(self, job_id: int, worker_id: str, error: str) -> Job | None:
+        jobs = self._jobs("fail_job", {"job_id": job_id, "worker_id": worker_id, "error": error})
+        return jobs[0] if jobs else None
+
+    def get_job(self, job_id: int) -> Job | None:
+        jobs = self._jobs("get_job", {"job_id": job_id})
+        return jobs[0] if jobs else None

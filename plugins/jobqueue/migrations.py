@@ -1,0 +1,70 @@
+"""Applies include/sql/migrations/*.sql in name order, each once, under an advisory lock.
+
+Each file records itself in worker.migrations (its last statement), so `psql -f` over the files in
+name order and this runner give the same database. Usage: python -m jobqueue.migrations [URL]
+"""
+
+from __future__ import annotations
+
+import re
+import sys
+from pathlib import Path
+
+import psycopg
+
+from jobqueue import paths, settings
+from jobqueue.exceptions import MigrationError
+from jobqueue.queries import query
+
+_NAME = re.compile(r"^\d{4}_[a-z0-9_]+\.sql$")
+
+
+def migration_files(directory: Path = paths.MIGRATIONS_DIR) -> list[Path]:
+    files = sorted(directory.glob("*.sql"))
+    for path in files:
+        if not _NAME.match(path.name):
+            raise MigrationError(f"migration file name must look like 0001_name.sql: {path.name}")
+    return files
+
+
+def _applied(conn: psycopg.Connection) -> set[str]:
+    if not conn.execute(query("migrations_table_exists")).fetchone()[0]:  # type: ignore[index]
+        return set()
+    return {row[0] for row in conn.execute(query("applied_migrations"))}
+
+
+def apply_migrations(database_url: str, directory: Path = paths.MIGRATIONS_DIR) -> list[str]:
+    """Applies what is missing; returns the names applied now. Safe to run twice or concurrently."""
+    applied_now = []
+    with psycopg.connect(database_url, autocommit=True) as conn:
+        conn.execute(query("lock_migrations"))
+        try:
+            done = _applied(conn)
+            for path in migration_files(directory):
+                if path.stem not in done:
+                    _apply_one(conn, path)
+                    applied_now.append(path.stem)
+        finally:
+            conn.execute(query("unlock_migrations"))
+    return applied_now
+
+
+def _apply_one(conn: psycopg.Connection, path: Path) -> None:
+    try:
+        with conn.transaction():
+            conn.execute(path.read_text().encode())
+            if path.stem not in _applied(conn):
+                raise MigrationError(f"{path.name} does not record itself in worker.migrations")
+    except psycopg.Error as exc:
+        raise MigrationError(f"{path.name} failed: {exc}") from exc
+
+
+def main(argv: list[str]) -> int:
+    url = argv[0] if argv else settings.job_database_url()
+    for name in apply_migrations(url):
+        print(f"applied {name}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

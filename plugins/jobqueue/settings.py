@@ -1,0 +1,70 @@
+"""Every environment variable the project reads, in one place (documented in README.md)."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from jobqueue import paths
+
+DEFAULT_PG_PORT = 55432
+DEFAULT_SMTP_PORT = 8025
+DEFAULT_API_PORT = 8080
+
+
+def _int(name: str, default: int) -> int:
+    raw = os.environ.get(name, "")
+    if not raw:
+        return default
+    try:
+        return int(raw)
+    except ValueError:
+        from jobqueue.exceptions import ConfigurationError
+
+        raise ConfigurationError(f"{name} must be a port number, got {raw!r}") from None
+
+
+def data_dir() -> Path:
+    return (paths.PROJECT_ROOT / os.environ.get("WORKER_DATA_DIR", ".data")).resolve()
+
+
+def pg_port() -> int:
+    return _int("WORKER_PG_PORT", DEFAULT_PG_PORT)
+
+
+def smtp_port() -> int:
+    return _int("WORKER_SMTP_PORT", DEFAULT_SMTP_PORT)
+
+
+def api_port() -> int:
+    return _int("AIRFLOW_API_PORT", DEFAULT_API_PORT)
+
+
+def external_database_url() -> str | None:
+    """The job database named by WORKER_DATABASE_URL, or None for the local cluster."""
+    return os.environ.get("WORKER_DATABASE_URL") or None
+
+
+def local_database_url(database: str) -> str:
+    return f"postgresql://postgres@127.0.0.1:{pg_port()}/{database}"
+
+
+def job_database_url() -> str:
+    return external_database_url() or local_database_url("worker")
+
+
+def airflow_database_url() -> str:
+    """Airflow's metadata: its own database on the local cluster, else beside the jobs."""
+    explicit = os.environ.get("WORKER_AIRFLOW_DATABASE_URL")
+    if explicit:
+        return explicit
+    return external_database_url() or local_database_url("airflow")
+
+
+def smtp_host() -> str | None:
+    """An SMTP server to use instead of the local sink (WORKER_SMTP_HOST), or None."""
+    return os.environ.get("WORKER_SMTP_HOST") or None
+
+
+def admin_password() -> str | None:
+    return os.environ.get("AIRFLOW_ADMIN_PASSWORD") or None

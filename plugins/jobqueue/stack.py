@@ -1,0 +1,303 @@
+"""The whole system on one machine: `make run`, `make stop`, `make psql`.
+
+    python -m jobqueue.stack run|stop|psql|url
+
+`run` starts a local PostgreSQL (unless WORKER_DATABASE_URL names one), applies the migrations,
+starts the SMTP sink (unless WORKER_SMTP_HOST names a server) and Airflow's api-server, scheduler,
+dag-processor and triggerer, all on loopback; it restarts a component that dies and stops
+everything on Ctrl-C or SIGTERM (`make stop`).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+from typing import IO
+
+from jobqueue import airflow_env, migrations, settings
+from jobqueue.exceptions import ConfigurationError, WorkerError
+from jobqueue.localpg import LocalCluster
+
+STOP_GRACE_SECONDS = 20
+READY_TIMEOUT_SECONDS = 240
+
+
+def log(message: str) -> None:
+    print(f"[stack {time.strftime('%H:%M:%S')}] {message}", flush=True)
+
+
+@dataclasses.dataclass
+class Component:
+    name: str
+    command: list[str]
+    env: dict[str, str]
+    log_path: Path
+    process: subprocess.Popen[bytes] | None = None
+    started_at: float = 0.0
+    restarts: int = 0
+    next_start: float = 0.0
+    _log_file: IO[bytes] | None = None
+
+    def start(self) -> None:
+        self._log_file = self.log_path.open("ab")
+        # A session of its own: Ctrl-C reaches only the supervisor, which stops components in order,
+        # and the whole process group (forked workers included) can be signalled at once.
+        self.process = subprocess.Popen(
+            self.command,
+            env=self.env,
+            stdout=self._log_file,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,
+        )
+        self.started_at = time.monotonic()
+
+    def exited(self) -> int | None:
+        return None if self.process is None else self.process.poll()
+
+    def signal_group(self, signum: int) -> None:
+        if self.process is not None:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(self.process.pid, signum)
+
+    def close_log(self) -> None:
+        if self._log_file:
+            self._log_file.close()
+
+
+class Stack:
+    def __init__(self) -> None:
+        self.data_dir = settings.data_dir()
+        self.pid_file = self.data_dir / "stack.pid"
+        self.log_dir = self.data_dir / "logs"
+        self.cluster = (
+            None
+            if settings.external_database_url()
+            else LocalCluster(self.data_dir / "pg", settings.pg_port())
+        )
+        self.components: list[Component] = []
+        self.stopping = False
+
+    def _running_pid(self) -> int | None:
+        try:
+            pid = int(self.pid_file.read_text())
+            os.kill(pid, 0)
+            return pid
+        except (FileNotFoundError, ValueError, ProcessLookupError):
+            return None
+
+    def prepare(self) -> dict[str, str]:
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        self.log_dir.mkdir(exist_ok=True)
+        if self.cluster:
+            log(f"PostgreSQL: local cluster in {self.cluster.data_dir} on 127.0.0.1:{self.cluster.port}")
+            self.cluster.start()
+            self.cluster.create_database("worker")
+            self.cluster.create_database("airflow")
+        applied = migrations.apply_migrations(settings.job_database_url())
+        log(f"migrations applied: {', '.join(applied) if applied else 'none needed'}")
+        env = {**os.environ, **airflow_env.airflow_environment()}
+        env["PYTHONPATH"] = os.pathsep.join(
+            p for p in (env["AIRFLOW__CORE__PLUGINS_FOLDER"], os.environ.get("PYTHONPATH")) if p
+        )
+        airflow_env.passwords_file().write_text(json.dumps({"admin": airflow_env.admin_password()}) + "\n")
+        airflow_env.passwords_file().chmod(0o600)
+        log("Airflow: migrating its metadata database")
+        with (self.log_dir / "airflow-db-migrate.log").open("ab") as out:
+            result = subprocess.run(
+                [self._airflow(), "db", "migrate"], env=env, stdout=out, stderr=subprocess.STDOUT
+            )
+        if result.returncode != 0:
+            raise ConfigurationError(
+                f"`airflow db migrate` failed; see {self.log_dir / 'airflow-db-migrate.log'}"
+            )
+        return env
+
+    @staticmethod
+    def _airflow() -> str:
+        return str(Path(sys.executable).parent / "airflow")
+
+    def build_components(self, env: dict[str, str]) -> None:
+        airflow = self._airflow()
+        commands = {
+            # Log servers bind every interface and cannot be moved to loopback: skip them. With
+            # LocalExecutor the api-server reads task logs from the shared local folder.
+            "scheduler": [airflow, "scheduler", "--skip-serve-logs"],
+            "triggerer": [airflow, "triggerer", "--skip-serve-logs"],
+            "dag-processor": [airflow, "dag-processor"],
+            "api-server": [airflow, "api-server"],
+        }
+        if not settings.smtp_host():
+            mail_dir = self.data_dir / "mail"
+            commands = {
+                "mail-sink": [
+                    sys.executable, "-m", "jobqueue.mailsink", str(mail_dir), str(settings.smtp_port())
+                ],
+                **commands,
+            }  # fmt: skip
+        self.components = [
+            Component(name, command, env, self.log_dir / f"{name}.log") for name, command in commands.items()
+        ]
+
+    def run(self) -> int:
+        if pid := self._running_pid():
+            raise ConfigurationError(f"the stack already runs (pid {pid}); `make stop` stops it")
+        self.pid_file.parent.mkdir(parents=True, exist_ok=True)
+        self.pid_file.write_text(str(os.getpid()))
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(signum, self._request_stop)
+        try:
+            env = self.prepare()
+            self.build_components(env)
+            for component in self.components:
+                log(f"starting {component.name} (log: {component.log_path})")
+                component.start()
+            self._wait_until_ready()
+            self._supervise()
+        finally:
+            self.shutdown()
+        return 0
+
+    def _request_stop(self, signum: int, frame: object) -> None:
+        self.stopping = True
+
+    def _wait_until_ready(self) -> None:
+        url = f"http://127.0.0.1:{settings.api_port()}/api/v2/monitor/health"
+        deadline = time.monotonic() + READY_TIMEOUT_SECONDS
+        while not self.stopping and time.monotonic() < deadline:
+            self._restart_dead()
+            try:
+                with urllib.request.urlopen(url, timeout=2) as response:
+                    if response.status == 200:
+                        self._print_banner()
+                        return
+            except (urllib.error.URLError, OSError):
+                pass
+            time.sleep(1)
+        if not self.stopping:
+            raise ConfigurationError(
+                f"the API server did not answer {url} in {READY_TIMEOUT_SECONDS} s; "
+                f"see {self.log_dir / 'api-server.log'}"
+            )
+
+    def _print_banner(self) -> None:
+        lines = [
+            "",
+            "The stack is up.",
+            f"  Airflow UI:   http://127.0.0.1:{settings.api_port()}/",
+            "  Login:        admin",
+            f"  Password:     {airflow_env.admin_password()}",
+            f"  Job database: {settings.job_database_url()}   (make psql)",
+        ]
+        if not settings.smtp_host():
+            lines.append(
+                f"  Mail sink:    127.0.0.1:{settings.smtp_port()}, messages in {self.data_dir / 'mail'}"
+            )
+        lines += [f"  Logs:         {self.log_dir}", "Ctrl-C or `make stop` stops everything.", ""]
+        print("\n".join(lines), flush=True)
+
+    def _supervise(self) -> None:
+        while not self.stopping:
+            self._restart_dead()
+            time.sleep(0.5)
+
+    def _restart_dead(self) -> None:
+        now = time.monotonic()
+        for component in self.components:
+            code = component.exited()
+            if code is None or self.stopping:
+                continue
+            if component.next_start == 0.0:
+                # Back off when a component keeps dying; a long healthy run resets the count.
+                if now - component.started_at > 60:
+                    component.restarts = 0
+                delay = min(30.0, 2.0**component.restarts)
+                component.restarts += 1
+                component.next_start = now + delay
+                log(f"{component.name} exited with code {code}; restarting in {delay:.0f} s")
+            elif now >= component.next_start:
+                component.signal_group(signal.SIGKILL)
+                component.close_log()
+                component.next_start = 0.0
+                log(f"restarting {component.name}")
+                component.start()
+
+    def shutdown(self) -> None:
+        self.stopping = True
+        running = [c for c in self.components if c.process is not None]
+        if running:
+            log("stopping " + ", ".join(c.name for c in running))
+        for component in running:
+            component.signal_group(signal.SIGTERM)
+        deadline = time.monotonic() + STOP_GRACE_SECONDS
+        for component in running:
+            assert component.process is not None
+            try:
+                component.process.wait(timeout=max(0.1, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                log(f"{component.name} did not stop in {STOP_GRACE_SECONDS} s: killing it")
+            # Children the component forked (executor workers, API workers) go with the group.
+            component.signal_group(signal.SIGKILL)
+            component.process.wait()
+            component.close_log()
+        if self.cluster:
+            self.cluster.stop()
+            log("PostgreSQL stopped")
+        if self.pid_file.exists() and self.pid_file.read_text().strip() == str(os.getpid()):
+            self.pid_file.unlink()
+        log("stopped")
+
+    def stop_other(self) -> int:
+        """`make stop`: asks the running supervisor to stop, and waits for it."""
+        pid = self._running_pid()
+        if pid is None:
+            log("the stack is not running")
+        else:
+            os.kill(pid, signal.SIGTERM)
+            deadline = time.monotonic() + STOP_GRACE_SECONDS + 30
+            while self._running_pid() == pid and time.monotonic() < deadline:
+                time.sleep(0.2)
+            if self._running_pid() == pid:
+                log(f"supervisor {pid} did not stop: killing it")
+                os.kill(pid, signal.SIGKILL)
+        if self.cluster and self.cluster.initialized() and self.cluster.running():
+            self.cluster.stop()
+            log("PostgreSQL stopped")
+        return 0
+
+    def psql(self) -> int:
+        psql = shutil.which("psql")
+        if psql is None:
+            raise ConfigurationError("psql not found: install it with `apt-get install postgresql-client`")
+        if self.cluster and not (self.cluster.initialized() and self.cluster.running()):
+            raise ConfigurationError("the local PostgreSQL is not running: start the stack with `make run`")
+        os.execv(psql, [psql, "-v", "ON_ERROR_STOP=1", settings.job_database_url()])
+
+
+def main(argv: list[str]) -> int:
+    commands = {"run": Stack.run, "stop": Stack.stop_other, "psql": Stack.psql}
+    if len(argv) != 1 or argv[0] not in {*commands, "url"}:
+        print(f"usage: python -m jobqueue.stack {{{'|'.join([*commands, 'url'])}}}", file=sys.stderr)
+        return 2
+    if argv[0] == "url":
+        print(settings.job_database_url())
+        return 0
+    try:
+        return commands[argv[0]](Stack())
+    except WorkerError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

@@ -1,0 +1,63 @@
+"""Small helpers shared by the SQL tests: call a function, read jobs back, snapshot the others."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import psycopg
+from psycopg.rows import dict_row
+from psycopg.types.json import Jsonb
+
+
+def rows(conn: psycopg.Connection, query: str, params: Any = None) -> list[dict[str, Any]]:
+    with conn.cursor(row_factory=dict_row) as cursor:
+        cursor.execute(query, params)
+        return cursor.fetchall() if cursor.description else []
+
+
+def add(conn: psycopg.Connection, identifier: str = "task", payload: Any = None, **options: Any) -> dict:
+    args = ["%(identifier)s", "payload => %(payload)s"]
+    args += [f"{name} => %({name})s" for name in options]
+    params = {"identifier": identifier, "payload": Jsonb({} if payload is None else payload), **options}
+    return rows(conn, f"select * from worker.add_job({', '.join(args)})", params)[0]  # noqa: S608
+
+
+def job(conn: psycopg.Connection, job_id: int) -> dict:
+    return rows(conn, "select * from worker.jobs where id = %s", [job_id])[0]
+
+
+def all_jobs(conn: psycopg.Connection) -> list[dict]:
+    return rows(conn, "select * from worker.jobs order by id")
+
+
+def claim(conn: psycopg.Connection, identifiers: list[str], worker: str = "w1", max_jobs: int = 1, **kw: Any):
+    forbidden = kw.get("forbidden_flags")
+    return rows(
+        conn,
+        "select * from worker.claim_jobs(%s, %s, %s, %s)",
+        [identifiers, worker, max_jobs, forbidden],
+    )
+
+
+class OtherJobs:
+    """A set of unrelated jobs in every state; a test asserts its call left them exactly alone."""
+
+    def __init__(self, conn: psycopg.Connection) -> None:
+        self.conn = conn
+        add(conn, "other", {"n": 1})
+        add(conn, "other", {"n": 2}, run_at="2999-01-01T00:00:00Z")
+        add(conn, "other", {"n": 3}, job_key="other-key", queue_name="other-queue")
+        add(conn, "other_running", {"n": 4})
+        claim(conn, ["other_running"], worker="other-worker")
+        done = add(conn, "other_done", {"n": 5})
+        rows(conn, "select worker.complete_jobs(%s)", [[done["id"]]])
+        failed = add(conn, "other_failed", {"n": 6})
+        rows(conn, "select worker.permanently_fail_jobs(%s, 'broken')", [[failed["id"]]])
+        self.ids = [r["id"] for r in rows(conn, "select id from worker.jobs order by id")]
+        self.snapshot = self._read()
+
+    def _read(self) -> list[dict]:
+        return rows(self.conn, "select * from worker.jobs where id = any(%s) order by id", [self.ids])
+
+    def assert_untouched(self) -> None:
+        assert self._read() == self.snapshot

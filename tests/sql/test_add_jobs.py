@@ -1,0 +1,85 @@
+"""worker.add_jobs: many jobs in one statement and one notification; one bad spec rejects all."""
+
+from __future__ import annotations
+
+import json
+
+import psycopg
+import pytest
+from psycopg.types.json import Jsonb
+
+from tests.helpers import OtherJobs, all_jobs, rows
+
+
+def add_jobs(conn, specs):
+    return rows(conn, "select * from worker.add_jobs(%s)", [Jsonb(specs)])
+
+
+def test_adds_every_spec_in_order(conn):
+    jobs = add_jobs(
+        conn,
+        [
+            {"identifier": "send_email", "payload": {"to": "a@example.com"}},
+            {"identifier": "send_email", "payload": {"to": "b@example.com"}, "priority": 3},
+            {
+                "identifier": "generate_pdf",
+                "queue_name": "docs",
+                "run_at": "2999-01-01T00:00:00Z",
+                "max_attempts": 2,
+                "job_key": "doc:1",
+                "flags": ["big"],
+            },
+        ],
+    )
+    assert [j["identifier"] for j in jobs] == ["send_email", "send_email", "generate_pdf"]
+    assert jobs[1]["priority"] == 3
+    assert (jobs[2]["status"], jobs[2]["queue_name"], jobs[2]["max_attempts"]) == ("scheduled", "docs", 2)
+    assert (jobs[2]["job_key"], jobs[2]["flags"]) == ("doc:1", ["big"])
+    assert jobs[0]["payload"] == {"to": "a@example.com"}
+    assert jobs[0]["flags"] is None
+
+
+def test_key_modes_apply_per_spec(conn):
+    add_jobs(conn, [{"identifier": "a", "job_key": "k", "payload": [1]}])
+    jobs = add_jobs(conn, [{"identifier": "a", "job_key": "k", "payload": [2]}])
+    assert jobs[0]["payload"] == [1, 2]
+    jobs = add_jobs(
+        conn, [{"identifier": "a", "job_key": "k", "payload": [3], "job_key_mode": "unsafe_dedupe"}]
+    )
+    assert jobs[0]["payload"] == [1, 2]
+    assert len(all_jobs(conn)) == 1
+
+
+def test_one_statement_one_notification(conn, db_url):
+    with psycopg.connect(db_url, autocommit=True) as listener:
+        listener.execute("listen worker_jobs")
+        add_jobs(conn, [{"identifier": "b"}, {"identifier": "a"}, {"identifier": "b"}])
+        notes = list(listener.notifies(timeout=0.5))
+    assert [json.loads(n.payload) for n in notes] == [["a", "b"]]
+
+
+BAD_SPECS = [
+    ({"not": "an array"}, "WK006", "specs must be a JSON array"),
+    ([{"identifier": "a"}, "text"], "WK006", "spec 2 (counting from 1) must be a JSON object"),
+    ([{"identifier": "a"}, {"payload": {}}], "WK006", "spec 2 (counting from 1) has no identifier"),
+    ([{"identifier": 7}], "WK006", "has no identifier"),
+    ([{"identifier": "a", "runat": "2030-01-01"}], "WK006", "unknown field(s) runat"),
+    ([{"identifier": "a", "run_at": "tomorrow-ish"}], "WK006", "field run_at is not a valid timestamp"),
+    ([{"identifier": "a", "priority": "high"}], "WK006", "field priority is not a valid integer"),
+    ([{"identifier": "a", "flags": "x"}], "WK006", "field flags must be an array"),
+    ([{"identifier": "a", "payload": "x"}], "WK005", "payload must be a JSON object or array"),
+    ([{"identifier": "a"}, {"identifier": ""}], "WK002", "identifier must not be empty"),
+    ([{"identifier": "a", "max_attempts": 0}], "WK004", "max_attempts must be at least 1"),
+    ([{"identifier": "a", "job_key": "k", "job_key_mode": "x"}], "WK001", "unknown job_key_mode"),
+]
+
+
+@pytest.mark.parametrize(("specs", "sqlstate", "message"), BAD_SPECS, ids=[s[2] for s in BAD_SPECS])
+def test_one_bad_spec_rejects_the_whole_call(conn, specs, sqlstate, message):
+    others = OtherJobs(conn)
+    with pytest.raises(psycopg.Error) as error:
+        add_jobs(conn, specs)
+    assert error.value.sqlstate == sqlstate
+    assert message in str(error.value)
+    others.assert_untouched()
+    assert len(all_jobs(conn)) == len(others.ids)

@@ -1,0 +1,85 @@
+"""The migration runner: idempotent, safe from two processes, equal to `psql -f` in name order."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+import psycopg
+import pytest
+from jobqueue import paths
+from jobqueue.exceptions import MigrationError
+from jobqueue.localpg import find_bin_dir
+from jobqueue.migrations import apply_migrations, migration_files
+
+ALL = [path.stem for path in migration_files()]
+
+
+def applied(url: str) -> list[str]:
+    with psycopg.connect(url) as conn:
+        return [row[0] for row in conn.execute("select name from worker.migrations order by name")]
+
+
+def test_applies_everything_once(empty_db):
+    assert apply_migrations(empty_db) == ALL
+    assert apply_migrations(empty_db) == []
+    assert applied(empty_db) == ALL
+
+
+def test_two_processes_at_once(empty_db):
+    env = {**os.environ, "PYTHONPATH": str(paths.PROJECT_ROOT / "plugins")}
+    command = [sys.executable, "-m", "jobqueue.migrations", empty_db]
+    runs = [
+        subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE) for _ in range(2)
+    ]
+    outputs = [run.communicate(timeout=120) for run in runs]
+    assert [run.returncode for run in runs] == [0, 0], outputs
+    printed = b"".join(out for out, _ in outputs).decode().split()
+    assert printed.count("applied") == len(ALL)
+    assert applied(empty_db) == ALL
+
+
+def schema_dump(url: str) -> str:
+    dump = find_bin_dir() / "pg_dump"
+    result = subprocess.run(
+        [str(dump), "--schema-only", "--no-owner", "--schema=worker", url],
+        check=True, capture_output=True, text=True,
+    )  # fmt: skip
+    # \restrict and \unrestrict carry a random key per dump.
+    ignored = ("--", "\\restrict", "\\unrestrict")
+    return "\n".join(line for line in result.stdout.splitlines() if not line.startswith(ignored))
+
+
+def test_psql_in_name_order_gives_the_same_schema(server_url, empty_db, db_url):
+    psql = find_bin_dir() / "psql"
+    for path in migration_files():
+        subprocess.run(
+            [str(psql), "-X", "-q", "-v", "ON_ERROR_STOP=1", "-f", str(path), empty_db],
+            check=True, capture_output=True,
+        )  # fmt: skip
+    assert applied(empty_db) == applied(db_url) == ALL
+    assert schema_dump(empty_db) == schema_dump(db_url)
+
+
+def test_a_migration_that_does_not_record_itself_is_refused(empty_db, tmp_path):
+    for path in migration_files():
+        (tmp_path / path.name).write_text(path.read_text())
+    (tmp_path / "9999_forgetful.sql").write_text("create table worker.forgotten (id int);")
+    with pytest.raises(MigrationError, match=r"9999_forgetful\.sql does not record itself"):
+        apply_migrations(empty_db, tmp_path)
+    # Nothing of the refused file is left behind.
+    with psycopg.connect(empty_db) as conn:
+        assert conn.execute("select to_regclass('worker.forgotten')").fetchone() == (None,)
+
+
+def test_a_failing_migration_names_itself(empty_db, tmp_path):
+    (tmp_path / "0001_broken.sql").write_text("create tabel oops;")
+    with pytest.raises(MigrationError, match=r"0001_broken\.sql failed: .*syntax error"):
+        apply_migrations(empty_db, tmp_path)
+
+
+def test_badly_named_file_is_refused(tmp_path):
+    (tmp_path / "initial.sql").write_text("")
+    with pytest.raises(MigrationError, match=r"must look like 0001_name\.sql: initial\.sql"):
+        migration_files(tmp_path)
