@@ -17,9 +17,10 @@ from pathlib import Path
 
 import psycopg
 import pytest
+from psycopg import sql
+
 from jobqueue.localpg import LocalCluster
 from jobqueue.migrations import apply_migrations
-from psycopg import sql
 
 TEMPLATE = "worker_test_template"
 

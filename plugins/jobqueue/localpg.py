@@ -22,13 +22,18 @@ INSTALL_HINT = (
 )
 
 
-def find_bin_dir() -> Path:
+def find_bin_dir(debian_root: Path = Path("/usr/lib/postgresql"), path: str | None = None) -> Path:
+    """WORKER_PG_BIN, else the folder of pg_ctl on PATH, else Debian's newest version."""
     explicit = os.environ.get("WORKER_PG_BIN")
     candidates = [Path(explicit)] if explicit else []
-    on_path = shutil.which("pg_ctl")
+    on_path = shutil.which("pg_ctl", path=path)
     if on_path:
         candidates.append(Path(on_path).resolve().parent)
-    debian = sorted(Path("/usr/lib/postgresql").glob("*/bin"), key=lambda p: int(p.parent.name), reverse=True)
+    debian = sorted(
+        (p for p in debian_root.glob("*/bin") if p.parent.name.isdigit()),
+        key=lambda p: int(p.parent.name),
+        reverse=True,
+    )
     candidates.extend(debian)
     for candidate in candidates:
         if (candidate / "initdb").is_file() and (candidate / "pg_ctl").is_file():

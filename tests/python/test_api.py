@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import datetime
 
-import jobqueue
 import psycopg
 import psycopg2
 import pytest
+
+import jobqueue
 from jobqueue import JobManager, JobSpec, JobStatus
 from jobqueue.exceptions import (
     InvalidAttempts,

@@ -8,6 +8,7 @@ import sys
 
 import psycopg
 import pytest
+
 from jobqueue import paths
 from jobqueue.exceptions import MigrationError
 from jobqueue.localpg import find_bin_dir
