@@ -23,16 +23,20 @@ import psycopg
 from jobqueue.localpg import LocalCluster
 from jobqueue.migrations import apply_migrations
 
-FILL = """
+FILL = [
+    """
 insert into worker._jobs (identifier, payload, state, attempts, completed_at, run_at)
 select (array['send_email', 'generate_pdf', 'other'])[1 + i %% 3], jsonb_build_object('n', i),
        'completed', 1, now(), now() - interval '1 day'
-from generate_series(1, %(completed)s) i;
+from generate_series(1, %(completed)s) i
+""",
+    """
 insert into worker._jobs (identifier, payload, priority, run_at, queue_name)
 select (array['send_email', 'generate_pdf', 'other'])[1 + i %% 3], jsonb_build_object('n', i), i %% 3,
        now() - (i %% 1000) * interval '1 second', case when i %% 10 = 0 then 'q' || (i %% 5000) end
-from generate_series(1, %(waiting)s) i;
-"""
+from generate_series(1, %(waiting)s) i
+""",
+]
 
 
 def free_port() -> int:
@@ -72,7 +76,8 @@ def main() -> None:
         apply_migrations(url)
         with psycopg.connect(url, autocommit=True) as conn:
             start = time.perf_counter()
-            conn.execute(FILL, {"waiting": args.waiting, "completed": args.completed})
+            for statement in FILL:
+                conn.execute(statement, {"waiting": args.waiting, "completed": args.completed})
             conn.execute("vacuum analyze worker._jobs")
             fill_seconds = round(time.perf_counter() - start, 1)
             cases = {
