@@ -53,7 +53,7 @@ select * from worker.claim_jobs(
 
 -- name: fail_job
 -- Records a failed attempt of a job this worker holds.
-select * from worker.fail_job(%(job_id)s, %(worker_id)s, %(error)s) where id is not null;
+select * from worker.fail_job(%(job_id)s, %(worker_id)s, %(error)s, %(retry)s) where id is not null;
 
 -- name: get_job
 -- One job by id.
@@ -74,3 +74,44 @@ select pg_advisory_lock(hashtext('worker.migrations'));
 -- name: unlock_migrations
 -- Lets the next migration runner in.
 select pg_advisory_unlock(hashtext('worker.migrations'));
+
+-- name: waiting_summary
+-- Whether a job of these identifiers can be claimed now (its queue free, and it at the queue's
+-- head), and when the next scheduled one is due.
+select
+    exists (
+        select 1
+        from unnest(%(identifiers)s::text[]) i(identifier)
+        cross join lateral (
+            select 1 from worker._jobs j
+            where j.state = 'waiting' and j.identifier = i.identifier and j.run_at <= now()
+              and (j.queue_name is null or (
+                  not exists (
+                      select 1 from worker._jobs r
+                      where r.queue_name = j.queue_name and r.state = 'running')
+                  and not exists (
+                      select 1 from worker._jobs h
+                      where h.queue_name = j.queue_name and h.state = 'waiting' and h.run_at <= now()
+                        and (h.priority, h.run_at, h.id) < (j.priority, j.run_at, j.id))))
+            limit 1
+        ) claimable
+    ) as claimable,
+    (
+        select min(due.run_at)
+        from unnest(%(identifiers)s::text[]) i(identifier)
+        cross join lateral (
+            select j.run_at from worker._jobs j
+            where j.state = 'waiting' and j.identifier = i.identifier and j.run_at > now()
+            order by j.run_at
+            limit 1
+        ) due
+    ) as next_run_at,
+    now() as db_now;
+
+-- name: held_jobs
+-- The running jobs a worker holds (a retried task takes back what its first attempt claimed).
+select * from worker.jobs where status = 'running' and locked_by = %(worker_id)s order by id;
+
+-- name: notify_more_waiting
+-- A run that claimed a full batch tells the trigger more jobs may wait, so it fires again at once.
+select worker._notify(array[%(identifier)s]::text[]);

@@ -44,12 +44,11 @@ def _sqlalchemy_url(url: str) -> str:
 
 
 def _smtp_connection() -> str:
-    host = settings.smtp_host()
-    if host:
-        return f"smtp://{host}"
+    configured = settings.smtp_connection()
+    if configured:
+        return configured
     # The local sink speaks plain SMTP: no implicit SSL, no STARTTLS.
-    port = settings.smtp_port()
-    return f"smtp://127.0.0.1:{port}?disable_ssl=true&disable_tls=true"
+    return f"smtp://127.0.0.1:{settings.smtp_port()}?disable_ssl=true&disable_tls=true"
 
 
 def airflow_environment() -> dict[str, str]:

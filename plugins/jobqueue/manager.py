@@ -162,9 +162,17 @@ class JobManager:
         }
         return self._jobs("claim_jobs", params)
 
-    def fail_job(self, job_id: int, worker_id: str, error: str) -> Job | None:
-        jobs = self._jobs("fail_job", {"job_id": job_id, "worker_id": worker_id, "error": error})
+    def fail_job(self, job_id: int, worker_id: str, error: str, *, retry: bool = True) -> Job | None:
+        params = {"job_id": job_id, "worker_id": worker_id, "error": error, "retry": retry}
+        jobs = self._jobs("fail_job", params)
         return jobs[0] if jobs else None
+
+    def notify_more_waiting(self, identifier: str) -> None:
+        with self._executed("notify_more_waiting", {"identifier": identifier}):
+            pass
+
+    def held_jobs(self, worker_id: str) -> list[Job]:
+        return self._jobs("held_jobs", {"worker_id": worker_id})
 
     def get_job(self, job_id: int) -> Job | None:
         jobs = self._jobs("get_job", {"job_id": job_id})

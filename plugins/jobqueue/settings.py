@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from pathlib import Path
 
@@ -21,7 +22,7 @@ def _int(name: str, default: int) -> int:
     except ValueError:
         from jobqueue.exceptions import ConfigurationError
 
-        raise ConfigurationError(f"{name} must be a port number, got {raw!r}") from None
+        raise ConfigurationError(f"{name} must be a whole number, got {raw!r}") from None
 
 
 def data_dir() -> Path:
@@ -61,10 +62,56 @@ def airflow_database_url() -> str:
     return external_database_url() or local_database_url("airflow")
 
 
-def smtp_host() -> str | None:
-    """An SMTP server to use instead of the local sink (WORKER_SMTP_HOST), or None."""
-    return os.environ.get("WORKER_SMTP_HOST") or None
+def smtp_connection() -> str | None:
+    """The Airflow connection URI of a real SMTP server (AIRFLOW_CONN_SMTP_DEFAULT), or None for the
+    local sink."""
+    return os.environ.get("AIRFLOW_CONN_SMTP_DEFAULT") or None
 
 
 def admin_password() -> str | None:
     return os.environ.get("AIRFLOW_ADMIN_PASSWORD") or None
+
+
+@dataclasses.dataclass(frozen=True)
+class TriggerTunables:
+    poll_interval: float
+    min_gap: float
+    stale_after: float
+
+
+def _float(name: str, default: float) -> float:
+    raw = os.environ.get(name, "")
+    if not raw:
+        return default
+    try:
+        return float(raw)
+    except ValueError:
+        from jobqueue.exceptions import ConfigurationError
+
+        raise ConfigurationError(f"{name} must be a number of seconds, got {raw!r}") from None
+
+
+def trigger_tunables() -> TriggerTunables:
+    """Read when the trigger starts, not kept in its kwargs (which must stay stable)."""
+    return TriggerTunables(
+        poll_interval=_float("WORKER_TRIGGER_POLL_SECONDS", 5.0),
+        min_gap=_float("WORKER_TRIGGER_MIN_GAP_SECONDS", 0.2),
+        stale_after=_float("WORKER_TRIGGER_REFIRE_SECONDS", 6.0),
+    )
+
+
+def batch_size() -> int:
+    return _int("WORKER_BATCH_SIZE", 500)
+
+
+def max_active_runs() -> int:
+    return _int("WORKER_MAX_ACTIVE_RUNS", 2)
+
+
+def mail_from() -> str:
+    return os.environ.get("WORKER_MAIL_FROM") or "jobs@localhost"
+
+
+def storage_url() -> str:
+    """Where documents live: any fsspec URL (s3://bucket/prefix); default a folder under the data dir."""
+    return os.environ.get("WORKER_STORAGE_URL") or f"file://{data_dir() / 'documents'}"

@@ -3,7 +3,7 @@
     python -m jobqueue.stack run|stop|psql|url
 
 `run` starts a local PostgreSQL (unless WORKER_DATABASE_URL names one), applies the migrations,
-starts the SMTP sink (unless WORKER_SMTP_HOST names a server) and Airflow's api-server, scheduler,
+starts the SMTP sink (unless AIRFLOW_CONN_SMTP_DEFAULT names a server) and Airflow's api-server, scheduler,
 dag-processor and triggerer, all on loopback; it restarts a component that dies and stops
 everything on Ctrl-C or SIGTERM (`make stop`).
 """
@@ -137,7 +137,7 @@ class Stack:
             "dag-processor": [airflow, "dag-processor"],
             "api-server": [airflow, "api-server"],
         }
-        if not settings.smtp_host():
+        if not settings.smtp_connection():
             mail_dir = self.data_dir / "mail"
             commands = {
                 "mail-sink": [
@@ -199,7 +199,7 @@ class Stack:
             f"  Password:     {airflow_env.admin_password()}",
             f"  Job database: {settings.job_database_url()}   (make psql)",
         ]
-        if not settings.smtp_host():
+        if not settings.smtp_connection():
             lines.append(
                 f"  Mail sink:    127.0.0.1:{settings.smtp_port()}, messages in {self.data_dir / 'mail'}"
             )

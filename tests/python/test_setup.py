@@ -24,7 +24,7 @@ def test_pg_bin_override_is_used(tmp_path, monkeypatch):
 
 def test_bad_port_is_named(monkeypatch):
     monkeypatch.setenv("WORKER_PG_PORT", "five")
-    with pytest.raises(ConfigurationError, match="WORKER_PG_PORT must be a port number, got 'five'"):
+    with pytest.raises(ConfigurationError, match="WORKER_PG_PORT must be a whole number, got 'five'"):
         settings.pg_port()
 
 

@@ -48,6 +48,8 @@ create index _jobs_queue_waiting_idx on worker._jobs (queue_name, priority, run_
 create index _jobs_queue_running_idx on worker._jobs (queue_name)
     where state = 'running' and queue_name is not null;
 create index _jobs_locked_by_idx on worker._jobs (locked_by) where state = 'running';
+-- When the next scheduled job of an identifier is due (the trigger sleeps until then).
+create index _jobs_due_idx on worker._jobs (identifier, run_at) where state = 'waiting';
 -- A completed job counts as gone: it frees its key, yet keeps it for history.
 create unique index _jobs_job_key_idx on worker._jobs (job_key)
     where job_key is not null and state <> 'completed';
@@ -575,17 +577,19 @@ comment on function worker.claim_jobs is
     'Claims up to max_jobs runnable jobs for a worker, at most one per named queue. '
     'Example: select * from worker.claim_jobs(array[''send_email''], ''worker-1'', 100)';
 
-create function worker.fail_job(job_id bigint, worker_id text, error text) returns worker.jobs
+create function worker.fail_job(job_id bigint, worker_id text, error text, retry boolean default true)
+returns worker.jobs
 language plpgsql as $$
 declare
     v_job worker._jobs;
     v_result worker.jobs;
 begin
+    -- With retry => false (a bad payload: retrying cannot fix it) the job fails for good at once.
     update worker._jobs j
-    set state = case when j.attempts < j.max_attempts then 'waiting' else 'failed' end,
+    set state = case when retry and j.attempts < j.max_attempts then 'waiting' else 'failed' end,
         last_error = error,
         run_at = case
-            when j.attempts < j.max_attempts
+            when retry and j.attempts < j.max_attempts
                 then greatest(now(), j.run_at) + exp(least(j.attempts, 10)) * interval '1 second'
             else j.run_at
         end,
@@ -608,7 +612,8 @@ end;
 $$;
 
 comment on function worker.fail_job is
-    'Records a failed attempt: the job retries after exp(min(attempts, 10)) seconds, or fails for good. '
+    'Records a failed attempt: the job retries after exp(min(attempts, 10)) seconds, or fails for good '
+    '(no attempts left, or retry => false). '
     'Example: select worker.fail_job(7, ''worker-1'', ''SMTP server unreachable'')';
 
 insert into worker.migrations (name) values ('0001_initial');

@@ -1,0 +1,41 @@
+"""send_email: jobs `send_email` from the job table, as e-mails. prepare >> render >> send.
+
+Runs when the trigger watching the job table says jobs wait; each run claims a batch.
+"""
+
+from __future__ import annotations
+
+from airflow.sdk import dag, task
+
+from jobqueue import email_chain, runs, settings
+
+
+@dag(
+    schedule=[runs.job_asset("send_email")],
+    max_active_runs=settings.max_active_runs(),
+    default_args=runs.DEFAULT_ARGS,
+    on_failure_callback=runs.release_run,
+    tags=["jobs", "email"],
+    doc_md=__doc__,
+)
+def send_email():
+    @task
+    def prepare(**context) -> list[dict]:
+        with runs.job_database() as jobs:
+            return email_chain.prepare(jobs, runs.worker_id(context))
+
+    @task
+    def render(batch: list[dict], **context) -> list[dict]:
+        with runs.job_database() as jobs:
+            return email_chain.render(jobs, runs.worker_id(context), batch)
+
+    @task
+    def send(rendered: list[dict], **context) -> dict:
+        with runs.job_database() as jobs:
+            result = email_chain.send_batch(jobs, runs.worker_id(context), rendered)
+        return email_chain.summary(result)
+
+    send(render(prepare()))
+
+
+send_email()

@@ -1,0 +1,217 @@
+"""The e-mail job: its payload, its rendering with Jinja2, and its sending over one SMTP session.
+
+payload = {"to": "a@example.com" or [...], "template": "welcome", "context": {...}, "locale": "fr",
+           "cc": [...], "bcc": [...], "reply_to": "...",
+           "attachments": [{"url": "invoices/f-42.pdf", "filename": "f-42.pdf"}]}
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import email.policy
+import email.utils
+import mimetypes
+import re
+import smtplib
+from collections.abc import Callable, Iterable
+from email.message import EmailMessage
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import jinja2
+import pydantic
+
+from jobqueue import paths
+from jobqueue.exceptions import WorkerError
+
+TEMPLATES_DIR = paths.INCLUDE_DIR / "templates" / "email"
+_NO_NEWLINES = re.compile(r"^[^\r\n]*$")
+
+
+class PermanentJobError(WorkerError):
+    """Retrying cannot fix it (a bad payload, a template error): the job fails for good."""
+
+
+class RetryableJobError(WorkerError):
+    """It may work later (the SMTP server is down): the job is failed for a retry with backoff."""
+
+
+SafeText = Annotated[str, pydantic.StringConstraints(pattern=_NO_NEWLINES, min_length=1, max_length=998)]
+Address = pydantic.EmailStr
+
+
+class Attachment(pydantic.BaseModel):
+    model_config = pydantic.ConfigDict(extra="forbid", frozen=True)
+
+    url: Annotated[str, pydantic.StringConstraints(min_length=1)]
+    filename: Annotated[SafeText, pydantic.StringConstraints(pattern=r"^[^/\\\r\n]+$", max_length=255)]
+
+
+class EmailPayload(pydantic.BaseModel):
+    model_config = pydantic.ConfigDict(extra="forbid", frozen=True)
+
+    to: Address | list[Address]
+    template: Annotated[str, pydantic.StringConstraints(pattern=r"^[a-z0-9_]+$", max_length=64)]
+    context: dict[str, Any] = {}
+    locale: Literal["en", "fr"] = "en"
+    cc: list[Address] = []
+    bcc: list[Address] = []
+    reply_to: Address | None = None
+    attachments: list[Attachment] = []
+
+    @property
+    def recipients(self) -> list[str]:
+        return [self.to] if isinstance(self.to, str) else list(self.to)
+
+    @pydantic.field_validator("to")
+    @classmethod
+    def _at_least_one(cls, value: str | list[str]) -> str | list[str]:
+        if isinstance(value, list) and not value:
+            raise ValueError("must name at least one recipient")
+        return value
+
+
+def describe_validation_error(error: pydantic.ValidationError) -> str:
+    """One line per problem, each naming the field: `payload.to: value is not a valid email address`."""
+    problems = []
+    for item in error.errors():
+        field = ".".join(str(part) for part in ("payload", *item["loc"]))
+        problems.append(f"{field}: {item['msg']}")
+    return "invalid payload: " + "; ".join(problems)
+
+
+def parse_payload(payload: Any) -> EmailPayload:
+    try:
+        return EmailPayload.model_validate(payload)
+    except pydantic.ValidationError as exc:
+        raise PermanentJobError(describe_validation_error(exc)) from exc
+
+
+@dataclasses.dataclass(frozen=True)
+class RenderedEmail:
+    subject: str
+    text: str
+    html: str
+
+
+class EmailRenderer:
+    """Templates under include/templates/email/<name>/<locale>/{subject.txt,body.txt,body.html}."""
+
+    def __init__(self, directory: Path = TEMPLATES_DIR) -> None:
+        self.environment = jinja2.Environment(
+            loader=jinja2.FileSystemLoader(directory),
+            autoescape=jinja2.select_autoescape(enabled_extensions=("html",), default_for_string=False),
+            undefined=jinja2.StrictUndefined,
+            keep_trailing_newline=False,
+        )
+
+    def render(self, payload: EmailPayload) -> RenderedEmail:
+        base = f"{payload.template}/{payload.locale}"
+        try:
+            subject = self.environment.get_template(f"{base}/subject.txt").render(payload.context).strip()
+            text = self.environment.get_template(f"{base}/body.txt").render(payload.context)
+            html = self.environment.get_template(f"{base}/body.html").render(payload.context)
+        except jinja2.TemplateNotFound as exc:
+            raise PermanentJobError(
+                f"no template {exc.name!r} (template {payload.template!r}, locale {payload.locale!r})"
+            ) from exc
+        except jinja2.UndefinedError as exc:
+            raise PermanentJobError(
+                f"template {payload.template!r} ({payload.locale}): {exc.message}"
+            ) from exc
+        except jinja2.TemplateError as exc:
+            raise PermanentJobError(
+                f"template {payload.template!r} ({payload.locale}) failed: {exc}"
+            ) from exc
+        if not _NO_NEWLINES.match(subject):
+            raise PermanentJobError("the subject contains a line break (header injection refused)")
+        return RenderedEmail(subject=subject, text=text, html=html)
+
+
+def message_id(job_id: int, domain: str) -> str:
+    """The same for every attempt of a job, so a duplicate delivery is visible and can be dropped."""
+    return f"<job-{job_id}@{domain}>"
+
+
+ReadAttachment = Callable[[str], bytes]
+
+
+def build_message(
+    job_id: int,
+    payload: EmailPayload,
+    rendered: RenderedEmail,
+    sender: str,
+    read_attachment: ReadAttachment,
+) -> EmailMessage:
+    message = EmailMessage(policy=email.policy.SMTP)
+    try:
+        message["From"] = sender
+        message["To"] = ", ".join(payload.recipients)
+        if payload.cc:
+            message["Cc"] = ", ".join(payload.cc)
+        if payload.reply_to:
+            message["Reply-To"] = payload.reply_to
+        message["Subject"] = rendered.subject
+    except ValueError as exc:  # the policy refuses line breaks in headers
+        raise PermanentJobError(f"invalid header: {exc}") from exc
+    message["Date"] = email.utils.formatdate(localtime=False)
+    message["Message-ID"] = message_id(job_id, sender.rpartition("@")[2] or "localhost")
+    message.set_content(rendered.text)
+    message.add_alternative(rendered.html, subtype="html")
+    for attachment in payload.attachments:
+        content = read_attachment(attachment.url)
+        mime = mimetypes.guess_type(attachment.filename)[0] or "application/octet-stream"
+        maintype, subtype = mime.split("/", 1)
+        message.add_attachment(content, maintype=maintype, subtype=subtype, filename=attachment.filename)
+    return message
+
+
+def envelope_recipients(payload: EmailPayload) -> list[str]:
+    return [*payload.recipients, *payload.cc, *payload.bcc]
+
+
+@dataclasses.dataclass
+class SendResult:
+    sent: list[int] = dataclasses.field(default_factory=list)
+    failed: dict[int, str] = dataclasses.field(default_factory=dict)  # permanently
+    retry: dict[int, str] = dataclasses.field(default_factory=dict)
+
+
+def send_messages(
+    client: smtplib.SMTP,
+    messages: Iterable[tuple[int, EmailMessage, list[str]]],
+    on_sent: Callable[[int], object],
+) -> SendResult:
+    """Sends over one session; `on_sent` records each job as done the moment its message is accepted.
+
+    A refused recipient fails that job; a lost connection fails the rest of the batch for a retry.
+    """
+    result = SendResult()
+    pending = list(messages)
+    for index, (job_id, message, recipients) in enumerate(pending):
+        try:
+            client.send_message(message, to_addrs=recipients)
+        except smtplib.SMTPRecipientsRefused as exc:
+            refused = ", ".join(
+                f"{addr} ({code} {reason.decode(errors='replace')})"
+                for addr, (code, reason) in exc.recipients.items()
+            )
+            result.failed[job_id] = f"every recipient was refused: {refused}"
+            continue
+        except smtplib.SMTPResponseException as exc:
+            reply = exc.smtp_error
+            text = reply.decode(errors="replace") if isinstance(reply, bytes) else str(reply)
+            error = f"SMTP server answered {exc.smtp_code}: {text}"
+            if 500 <= exc.smtp_code < 600:
+                result.failed[job_id] = error
+            else:
+                result.retry[job_id] = error
+            continue
+        except (smtplib.SMTPException, OSError) as exc:
+            error = f"SMTP connection lost: {exc}"
+            for later_id, _, _ in pending[index:]:
+                result.retry[later_id] = error
+            break
+        on_sent(job_id)
+        result.sent.append(job_id)
+    return result

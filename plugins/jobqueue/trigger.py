@@ -1,0 +1,160 @@
+"""The pickup trigger: tells Airflow that jobs of some identifiers wait, by events, not slow polling.
+
+It LISTENs on `worker_jobs`, wakes when the next scheduled job is due, and polls as a safety net. It
+fires (one TriggerEvent, whatever the number of jobs) when claimable jobs wait and either something
+new arrived since it last fired (at most once per `min_gap`; a run that claimed a full batch says so
+on the channel too), or jobs stay claimable `stale_after` seconds after it fired (an event Airflow
+stranded, apache/airflow issue 56050). `stale_after` is longer than a run takes to claim, so a run
+that is about to claim does not get an empty twin. Events are hints; the run claims from the table.
+
+Its kwargs are only the identifiers and the connection id, kept stable: changing an AssetWatcher's
+trigger kwargs leaves the asset unwatched until the next parse. Tunables are read at run time.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import datetime
+import json
+import time
+from collections.abc import AsyncIterator
+from typing import Any
+
+import psycopg
+from airflow.triggers.base import BaseEventTrigger, TriggerEvent
+
+from jobqueue import settings
+from jobqueue.queries import query
+
+CHANNEL = "worker_jobs"
+
+
+@dataclasses.dataclass(frozen=True)
+class Step:
+    fire: bool
+    wait: float
+
+
+def next_step(
+    *,
+    claimable: bool,
+    new_work: bool,
+    since_fire: float,
+    due_in: float | None,
+    tunables: settings.TriggerTunables,
+) -> Step:
+    """Whether to fire now, and how long to wait for a notification before looking again."""
+    if claimable:
+        if new_work and since_fire >= tunables.min_gap:
+            return Step(True, tunables.stale_after)
+        if since_fire >= tunables.stale_after:
+            return Step(True, tunables.stale_after)
+        limit = tunables.min_gap if new_work else tunables.stale_after
+        return Step(False, max(0.0, limit - since_fire))
+    wait = tunables.poll_interval
+    if due_in is not None:
+        wait = min(wait, max(0.0, due_in))
+    return Step(False, wait)
+
+
+def conninfo(conn: Any) -> str:
+    """A libpq connection string from an Airflow Connection."""
+    return psycopg.conninfo.make_conninfo(
+        host=conn.host or "127.0.0.1",
+        port=str(conn.port or 5432),
+        user=conn.login or None,
+        password=conn.password or None,
+        dbname=conn.schema or None,
+        application_name="jobqueue-trigger",
+    )
+
+
+class JobsWaitingTrigger(BaseEventTrigger):
+    def __init__(self, identifiers: list[str], conn_id: str = "worker_db") -> None:
+        super().__init__()
+        self.identifiers = list(identifiers)
+        self.conn_id = conn_id
+
+    def serialize(self) -> tuple[str, dict[str, Any]]:
+        return (
+            "jobqueue.trigger.JobsWaitingTrigger",
+            {"identifiers": self.identifiers, "conn_id": self.conn_id},
+        )
+
+    async def run(self) -> AsyncIterator[TriggerEvent]:
+        backoff = 1.0
+        while True:
+            try:
+                async for event in self._watch():
+                    backoff = 1.0
+                    yield event
+            except (psycopg.OperationalError, OSError) as exc:
+                # The database restarted or the network dropped: reconnect, then look again.
+                self.log.warning("job database unreachable (%s); retrying in %.0f s", exc, backoff)
+                await asyncio.sleep(backoff)
+                backoff = min(backoff * 2, 30.0)
+
+    async def _connect(self) -> psycopg.AsyncConnection[Any]:
+        from airflow.sdk import BaseHook
+
+        connection = await BaseHook.aget_connection(self.conn_id)
+        conn = await psycopg.AsyncConnection.connect(conninfo(connection), autocommit=True)
+        # The summary query is planned for every waiting job; JIT would cost more than it runs.
+        await conn.execute("set jit = off")
+        return conn
+
+    async def _watch(self) -> AsyncIterator[TriggerEvent]:
+        tunables = settings.trigger_tunables()
+        async with await self._connect() as conn:
+            await conn.execute(f"listen {CHANNEL}")
+            self.log.info("watching %s for jobs %s", CHANNEL, self.identifiers)
+            last_fire = float("-inf")
+            # On start, jobs may already wait (added while no trigger ran): look at once.
+            new_work = True
+            while True:
+                claimable, due_in = await self._summary(conn)
+                step = next_step(
+                    claimable=claimable,
+                    new_work=new_work,
+                    since_fire=time.monotonic() - last_fire,
+                    due_in=due_in,
+                    tunables=tunables,
+                )
+                if step.fire:
+                    last_fire = time.monotonic()
+                    new_work = False
+                    yield TriggerEvent(
+                        {
+                            "identifiers": self.identifiers,
+                            "fired_at": datetime.datetime.now(datetime.UTC).isoformat(),
+                        }
+                    )
+                if await self._wait_for_news(conn, step.wait):
+                    new_work = True
+                elif due_in is not None and due_in <= step.wait:
+                    new_work = True  # a scheduled job has come due
+
+    async def _summary(self, conn: psycopg.AsyncConnection[Any]) -> tuple[bool, float | None]:
+        cursor = await conn.execute(query("waiting_summary"), {"identifiers": self.identifiers})
+        row = await cursor.fetchone()
+        assert row is not None
+        claimable, next_run_at, db_now = row
+        due_in = (next_run_at - db_now).total_seconds() if next_run_at else None
+        return bool(claimable), due_in
+
+    async def _wait_for_news(self, conn: psycopg.AsyncConnection[Any], timeout: float) -> bool:
+        """Waits up to `timeout` for a notification that concerns our identifiers."""
+        deadline = time.monotonic() + timeout
+        while (remaining := deadline - time.monotonic()) > 0:
+            async for notify in conn.notifies(timeout=remaining, stop_after=1):
+                if self._concerns(notify.payload):
+                    return True
+        return False
+
+    def _concerns(self, payload: str) -> bool:
+        try:
+            identifiers = json.loads(payload)
+        except ValueError:
+            return True
+        return identifiers is None or any(i in self.identifiers for i in identifiers)
