@@ -97,7 +97,7 @@ def test_missing_variable_is_named():
 
 
 def test_unknown_template_is_named():
-    with pytest.raises(mail.PermanentJobError, match="no template 'invoice_reminder/en/subject.txt'"):
+    with pytest.raises(mail.PermanentJobError, match=r"no template 'invoice_reminder/en/subject\.txt'"):
         render({"to": "a@example.com", "template": "invoice_reminder"})
 
 
@@ -125,8 +125,10 @@ def test_message_has_both_parts_and_a_stable_message_id():
     parsed = message_from_bytes(build(VALID, job_id=42), policy=policy.default)
     assert parsed["Message-ID"] == "<job-42@example.org>"
     assert parsed["From"] == "jobs@example.org"
-    assert parsed.get_body(("plain",)).get_content().startswith("Hello Ana")
-    assert "<p>Hello Ana,</p>" in parsed.get_body(("html",)).get_content()
+    plain, html = parsed.get_body(("plain",)), parsed.get_body(("html",))
+    assert plain is not None and html is not None
+    assert plain.get_content().startswith("Hello Ana")
+    assert "<p>Hello Ana,</p>" in html.get_content()
 
 
 def test_bcc_is_in_the_envelope_not_the_headers():
