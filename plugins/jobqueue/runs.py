@@ -46,12 +46,13 @@ def worker_id(context: Any) -> str:
 
 
 @contextmanager
-def job_database() -> Iterator[JobManager]:
-    """One autocommit connection for a task: each job's outcome is durable the moment it is known."""
+def job_database(autocommit: bool = True) -> Iterator[JobManager]:
+    """One connection for a task. With autocommit, each job's outcome is durable the moment it is
+    known; without, the task commits itself (to enqueue a next job and complete this one at once)."""
     from airflow.providers.postgres.hooks.postgres import PostgresHook
 
     conn: Any = PostgresHook(postgres_conn_id=JOB_DB_CONN_ID).get_conn()
-    conn.autocommit = True
+    conn.autocommit = autocommit
     try:
         yield JobManager(conn)
     finally:

@@ -3,18 +3,7 @@ the printed login works, a second run reuses the data, and stopping leaves no pr
 
 from __future__ import annotations
 
-import json
-import os
-import re
-import signal
 import smtplib
-import subprocess
-import sys
-import tempfile
-import time
-import urllib.error
-import urllib.request
-from collections.abc import Iterator
 from email.message import EmailMessage
 from pathlib import Path
 
@@ -22,93 +11,9 @@ import psutil
 import psycopg
 import pytest
 
-from jobqueue import paths
-from tests.conftest import free_port
+from tests.e2e.conftest import RunningStack, survivors, token
 
 pytestmark = pytest.mark.e2e
-STARTUP_TIMEOUT = 300
-
-
-class RunningStack:
-    def __init__(self, env: dict[str, str]) -> None:
-        self.env = env
-        self.process = subprocess.Popen(
-            [sys.executable, "-m", "jobqueue.stack", "run"],
-            env=env,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            text=True,
-        )
-        self.output: list[str] = []
-        self.password = self._wait_for_banner()
-        self.pids = {p.pid for p in psutil.Process(self.process.pid).children(recursive=True)}
-
-    def _wait_for_banner(self) -> str:
-        deadline = time.monotonic() + STARTUP_TIMEOUT
-        assert self.process.stdout is not None
-        while time.monotonic() < deadline:
-            line = self.process.stdout.readline()
-            if not line and self.process.poll() is not None:
-                break
-            self.output.append(line)
-            if match := re.match(r"\s+Password:\s+(\S+)", line):
-                password = match.group(1)
-            if line.startswith("Ctrl-C or `make stop`"):
-                return password
-        raise AssertionError("the stack did not come up:\n" + "".join(self.output))
-
-    def stop_with(self, how: str) -> None:
-        if how == "sigint":
-            self.process.send_signal(signal.SIGINT)
-        else:
-            subprocess.run(
-                [sys.executable, "-m", "jobqueue.stack", "stop"], env=self.env, check=True, timeout=120
-            )
-        rest, _ = self.process.communicate(timeout=120)
-        self.output.append(rest)
-
-
-def survivors(pids: set[int]) -> list[str]:
-    alive = []
-    for pid in pids:
-        try:
-            process = psutil.Process(pid)
-            if process.status() != psutil.STATUS_ZOMBIE:
-                alive.append(" ".join(process.cmdline()))
-        except psutil.NoSuchProcess:
-            continue
-    return alive
-
-
-def token(api: str, password: str) -> int:
-    request = urllib.request.Request(
-        f"{api}/auth/token",
-        data=json.dumps({"username": "admin", "password": password}).encode(),
-        headers={"Content-Type": "application/json"},
-    )
-    try:
-        with urllib.request.urlopen(request, timeout=10) as response:
-            assert "access_token" in json.load(response)
-            return response.status
-    except urllib.error.HTTPError as error:
-        return error.code
-
-
-@pytest.fixture
-def stack_env() -> Iterator[dict[str, str]]:
-    data = Path(tempfile.mkdtemp(prefix="worker-e2e-"))
-    data.chmod(0o755)  # PostgreSQL may run as another user
-    env = {
-        **{k: v for k, v in os.environ.items() if not k.startswith(("AIRFLOW", "WORKER_"))},
-        "PYTHONPATH": str(paths.PROJECT_ROOT / "plugins"),
-        "WORKER_DATA_DIR": str(data),
-        "WORKER_PG_PORT": str(free_port()),
-        "WORKER_SMTP_PORT": str(free_port()),
-        "AIRFLOW_API_PORT": str(free_port()),
-    }
-    yield env
-    subprocess.run([sys.executable, "-m", "jobqueue.stack", "stop"], env=env, timeout=120)
-    subprocess.run(["rm", "-rf", str(data)], check=False)
 
 
 def test_run_serves_the_printed_login_and_stops_clean(stack_env):

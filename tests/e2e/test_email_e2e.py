@@ -1,0 +1,82 @@
+"""Through the real stack: jobs added by SQL arrive as e-mails, bad payloads fail naming the field,
+an SMTP outage means retries, and no message is ever delivered twice."""
+
+from __future__ import annotations
+
+import time
+
+import psycopg
+import pytest
+from psycopg.types.json import Jsonb
+
+from tests.e2e.conftest import RunningStack
+from tests.smtp import SmtpServer
+
+pytestmark = pytest.mark.e2e
+
+
+def wait_for(conn, sql: str, params, predicate, timeout: float, what: str):
+    deadline = time.monotonic() + timeout
+    while True:
+        value = conn.execute(sql, params).fetchall()
+        if predicate(value):
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}: {value}")
+        time.sleep(0.5)
+
+
+def test_jobs_become_emails(stack_env):
+    smtp = SmtpServer()
+    smtp.start()
+    stack_env["AIRFLOW_CONN_SMTP_DEFAULT"] = smtp.airflow_uri
+    database = f"postgresql://postgres@127.0.0.1:{stack_env['WORKER_PG_PORT']}/worker"
+    stack = RunningStack(stack_env)
+    try:
+        with psycopg.connect(database, autocommit=True) as conn:
+            specs = [
+                {
+                    "identifier": "send_email",
+                    "payload": {
+                        "to": f"u{n}@example.com",
+                        "template": "welcome",
+                        "context": {"name": f"U{n}"},
+                    },
+                }
+                for n in range(200)
+            ]
+            specs.insert(
+                100,
+                {"identifier": "send_email", "payload": {"template": "welcome", "context": {"name": "x"}}},
+            )
+            ids = [row[0] for row in conn.execute("select id from worker.add_jobs(%s)", [Jsonb(specs)])]
+            bad = ids.pop(100)
+            completed = "select count(*) from worker.jobs where id = any(%s) and status = 'completed'"
+            wait_for(conn, completed, [ids], lambda v: v[0][0] == 200, 180, "200 completed jobs")
+            failed = conn.execute(
+                "select status, last_error, attempts from worker.jobs where id = %s", [bad]
+            ).fetchone()
+            assert failed == ("failed", "invalid payload: payload.to: Field required", 1)
+            assert sorted(smtp.message_ids()) == sorted(f"<job-{i}@localhost>" for i in ids)
+
+            # The SMTP server goes away: jobs wait for a retry, with the error, then go out once.
+            smtp.stop()
+            later = [
+                row[0] for row in conn.execute("select id from worker.add_jobs(%s)", [Jsonb(specs[:10])])
+            ]
+            rows = wait_for(
+                conn,
+                "select status, last_error from worker.jobs where id = any(%s)",
+                [later],
+                lambda v: len(v) == 10 and all(s == "scheduled" and e for s, e in v),
+                120,
+                "jobs rescheduled after the SMTP outage",
+            )
+            assert all("SMTP server unreachable" in error for _, error in rows)
+            smtp.start()
+            wait_for(conn, completed, [later], lambda v: v[0][0] == 10, 120, "delivery once SMTP is back")
+    finally:
+        stack.stop_with("sigint")
+        smtp.stop()
+    message_ids = smtp.message_ids()
+    assert len(message_ids) == len(set(message_ids)) == 210, "a message was delivered twice or lost"

@@ -1,0 +1,178 @@
+"""The send_email steps against a real PostgreSQL and a real SMTP server (aiosmtpd)."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import smtplib
+
+import psycopg
+import pytest
+
+from jobqueue import email_chain
+from jobqueue.manager import JobManager
+from tests.helpers import add, all_jobs, job
+from tests.smtp import SmtpServer
+
+WORKER = "send_email/manual__test"
+
+
+@pytest.fixture
+def smtp():
+    server = SmtpServer()
+    server.start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def jobs(conn):
+    return JobManager(conn)
+
+
+def connect_to(server: SmtpServer):
+    return lambda: contextlib.closing(smtplib.SMTP("127.0.0.1", server.port, timeout=10))
+
+
+def run_chain(jobs, server):
+    batch = email_chain.prepare(jobs, WORKER)
+    rendered = email_chain.render(jobs, WORKER, batch)
+    return email_chain.send_batch(jobs, WORKER, rendered, connect=connect_to(server))
+
+
+def welcome(n: int) -> dict:
+    return {"to": f"user{n}@example.com", "template": "welcome", "context": {"name": f"User {n}"}}
+
+
+def test_a_batch_is_delivered_and_completed(conn, jobs, smtp):
+    ids = [add(conn, "send_email", welcome(n))["id"] for n in range(20)]
+    result = run_chain(jobs, smtp)
+    assert sorted(result.sent) == ids
+    assert sorted(smtp.message_ids()) == sorted(f"<job-{i}@localhost>" for i in ids)
+    assert {job(conn, i)["status"] for i in ids} == {"completed"}
+    recipients, message = smtp.messages[0]
+    assert recipients == [message["To"]]
+
+
+def test_bad_payloads_fail_for_good_and_the_batch_goes_on(conn, jobs, smtp):
+    good = add(conn, "send_email", welcome(1))["id"]
+    no_to = add(conn, "send_email", {"template": "welcome"})["id"]
+    no_var = add(conn, "send_email", {"to": "a@example.com", "template": "password_reset"})["id"]
+    injected = add(conn, "send_email", {**welcome(2), "context": {"name": "x\r\nBcc: victim@example.com"}})[
+        "id"
+    ]
+    run_chain(jobs, smtp)
+    assert job(conn, good)["status"] == "completed"
+    for job_id, problem in [
+        (no_to, "payload.to: Field required"),
+        (no_var, "'name' is undefined"),
+        (injected, "line break"),
+    ]:
+        failed = job(conn, job_id)
+        assert failed["status"] == "failed", failed
+        assert problem in failed["last_error"]
+        assert failed["attempts"] == 1  # not retried: retrying cannot fix it
+    assert len(smtp.messages) == 1
+
+
+def test_smtp_down_means_retry_then_delivery_once(conn, jobs, smtp):
+    ids = [add(conn, "send_email", welcome(n))["id"] for n in range(5)]
+    smtp.stop()
+    run_chain(jobs, smtp)
+    for job_id in ids:
+        waiting = job(conn, job_id)
+        assert waiting["status"] == "scheduled"
+        assert "SMTP server unreachable" in waiting["last_error"]
+    smtp.start()
+    conn.execute("update worker._jobs set run_at = now() where id = any(%s)", [ids])
+    run_chain(jobs, smtp)
+    assert {job(conn, i)["status"] for i in ids} == {"completed"}
+    assert sorted(smtp.message_ids()) == sorted(f"<job-{i}@localhost>" for i in ids)
+
+
+def test_a_retried_send_task_never_sends_twice(conn, jobs, smtp):
+    ids = [add(conn, "send_email", welcome(n))["id"] for n in range(3)]
+    rendered = email_chain.render(jobs, WORKER, email_chain.prepare(jobs, WORKER))
+    email_chain.send_batch(jobs, WORKER, rendered, connect=connect_to(smtp))
+    again = email_chain.send_batch(jobs, WORKER, rendered, connect=connect_to(smtp))
+    assert again.sent == []
+    assert len(smtp.messages) == len(ids)
+
+
+def test_a_retried_prepare_takes_back_what_it_held(conn, jobs, smtp):
+    ids = [add(conn, "send_email", welcome(n))["id"] for n in range(3)]
+    first = email_chain.prepare(jobs, WORKER)
+    second = email_chain.prepare(jobs, WORKER)  # the task retried: XCom of the first try is lost
+    assert [item["job_id"] for item in second] == [item["job_id"] for item in first] == ids
+
+
+def test_a_refused_recipient_fails_only_that_job(conn, jobs, smtp, monkeypatch):
+    ok = add(conn, "send_email", welcome(1))["id"]
+    refused = add(conn, "send_email", {**welcome(2), "to": "nobody@refused.example"})["id"]
+
+    original = smtp.handler.handle_DATA
+
+    async def handle_rcpt(server, session, envelope, address, options):
+        if address.endswith("@refused.example"):
+            return "550 no such user"
+        envelope.rcpt_tos.append(address)
+        return "250 OK"
+
+    smtp.handler.handle_RCPT = handle_rcpt
+    smtp.handler.handle_DATA = original
+    run_chain(jobs, smtp)
+    assert job(conn, ok)["status"] == "completed"
+    failed = job(conn, refused)
+    assert failed["status"] == "failed"
+    assert "nobody@refused.example (550" in failed["last_error"]
+
+
+def test_a_full_batch_asks_for_another_run(conn, jobs, db_url, monkeypatch):
+    monkeypatch.setenv("WORKER_BATCH_SIZE", "2")
+    for n in range(3):
+        add(conn, "send_email", welcome(n))
+    with psycopg.connect(db_url, autocommit=True) as listener:
+        listener.execute("listen worker_jobs")
+        assert len(email_chain.prepare(jobs, WORKER)) == 2
+        notes = [json.loads(n.payload) for n in listener.notifies(timeout=0.3)]
+    assert notes == [["send_email"]]
+    assert sum(1 for j in all_jobs(conn) if j["status"] == "queued") == 1
+
+
+def test_attachment_from_storage(conn, jobs, smtp, tmp_path, monkeypatch):
+    monkeypatch.setenv("WORKER_STORAGE_URL", f"file://{tmp_path}")
+    (tmp_path / "invoices").mkdir()
+    (tmp_path / "invoices" / "f-42.pdf").write_bytes(b"%PDF-1.7 test")
+    payload = {**welcome(1), "attachments": [{"url": "invoices/f-42.pdf", "filename": "facture-42.pdf"}]}
+    escape = {**welcome(2), "attachments": [{"url": "../../etc/passwd", "filename": "passwd.txt"}]}
+    ok, bad = add(conn, "send_email", payload)["id"], add(conn, "send_email", escape)["id"]
+    run_chain(jobs, smtp)
+    assert job(conn, ok)["status"] == "completed"
+    [attachment] = list(smtp.messages[0][1].iter_attachments())
+    assert (attachment.get_content_type(), attachment.get_content()) == ("application/pdf", b"%PDF-1.7 test")
+    assert job(conn, bad)["status"] == "failed"
+    assert "outside the document storage" in job(conn, bad)["last_error"]
+
+
+def test_a_job_enqueues_the_next_one(db_url, conn):
+    from jobqueue import signup
+
+    first = add(conn, "user_signup", {"email": "ana@example.com", "name": "Ana", "locale": "fr"})["id"]
+    bad = add(conn, "user_signup", {"email": "nope", "name": "X"})["id"]
+    with psycopg.connect(db_url) as transactional:
+        welcome_ids = signup.enqueue_welcome(JobManager(transactional), "user_signup/manual__test")
+    assert job(conn, first)["status"] == "completed"
+    [welcome] = [job(conn, i) for i in welcome_ids]
+    assert (welcome["identifier"], welcome["status"], welcome["job_key"]) == (
+        "send_email",
+        "queued",
+        f"welcome:{first}",
+    )
+    assert welcome["payload"] == {
+        "to": "ana@example.com",
+        "template": "welcome",
+        "locale": "fr",
+        "context": {"name": "Ana"},
+    }
+    assert job(conn, bad)["status"] == "failed"
+    assert "payload.email" in job(conn, bad)["last_error"]

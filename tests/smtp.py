@@ -1,0 +1,56 @@
+"""A real SMTP server for tests (aiosmtpd), keeping what it receives in memory; it can be stopped
+and started again on the same port to play an outage."""
+
+from __future__ import annotations
+
+import email
+import email.policy
+import threading
+from email.message import EmailMessage
+from typing import Any
+
+from aiosmtpd.controller import Controller
+
+from tests.conftest import free_port
+
+
+class RecordingHandler:
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.messages: list[tuple[list[str], EmailMessage]] = []
+
+    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
+        parsed = email.message_from_bytes(
+            envelope.original_content or envelope.content, policy=email.policy.default
+        )
+        with self.lock:
+            self.messages.append((list(envelope.rcpt_tos), parsed))
+        return "250 OK"
+
+
+class SmtpServer:
+    def __init__(self) -> None:
+        self.port = free_port()
+        self.handler = RecordingHandler()
+        self.controller: Controller | None = None
+
+    def start(self) -> None:
+        self.controller = Controller(self.handler, hostname="127.0.0.1", port=self.port)
+        self.controller.start()
+
+    def stop(self) -> None:
+        if self.controller:
+            self.controller.stop()
+            self.controller = None
+
+    @property
+    def messages(self) -> list[tuple[list[str], EmailMessage]]:
+        with self.handler.lock:
+            return list(self.handler.messages)
+
+    def message_ids(self) -> list[str]:
+        return [str(message["Message-ID"]) for _, message in self.messages]
+
+    @property
+    def airflow_uri(self) -> str:
+        return f"smtp://127.0.0.1:{self.port}?disable_ssl=true&disable_tls=true&timeout=10"
