@@ -25,7 +25,7 @@ select * from worker.remove_job(%(job_key)s) where id is not null;
 
 -- name: complete_jobs
 -- Marks jobs completed.
-select * from worker.complete_jobs(%(job_ids)s::bigint[]);
+select * from worker.complete_jobs(%(job_ids)s::bigint[], %(result)s::jsonb);
 
 -- name: permanently_fail_jobs
 -- Fails waiting jobs for good.

@@ -66,8 +66,8 @@ def remove_job(conn: Connectable, job_key: str) -> Job | None:
     return JobManager(conn).remove_job(job_key)
 
 
-def complete_jobs(conn: Connectable, job_ids: Sequence[int]) -> list[Job]:
-    return JobManager(conn).complete_jobs(job_ids)
+def complete_jobs(conn: Connectable, job_ids: Sequence[int], result: JsonValue = None) -> list[Job]:
+    return JobManager(conn).complete_jobs(job_ids, result)
 
 
 def permanently_fail_jobs(conn: Connectable, job_ids: Sequence[int], reason: str | None = None) -> list[Job]:

@@ -68,7 +68,11 @@ def send(jobs: JobManager, worker: str, rendered: list[dict[str, Any]], smtp_cli
             result.failed[job_id] = str(exc)
             continue
         messages.append((job_id, message, mail.envelope_recipients(payload)))
-    sent = mail.send_messages(smtp_client, messages, on_sent=lambda job_id: jobs.complete_jobs([job_id]))
+
+    def record_sent(job_id: int, message: mail.EmailMessage) -> None:
+        jobs.complete_jobs([job_id], {"message_id": str(message["Message-ID"])})
+
+    sent = mail.send_messages(smtp_client, messages, on_sent=record_sent)
     result.sent += sent.sent
     result.failed |= sent.failed
     result.retry |= sent.retry

@@ -46,6 +46,8 @@ class Job:
     created_at: datetime.datetime
     updated_at: datetime.datetime
     completed_at: datetime.datetime | None
+    last_worker: str | None = None
+    result: JsonValue = None
 
     @classmethod
     def from_row(cls, row: Mapping[str, Any]) -> Job:

@@ -180,7 +180,7 @@ class SendResult:
 def send_messages(
     client: smtplib.SMTP,
     messages: Iterable[tuple[int, EmailMessage, list[str]]],
-    on_sent: Callable[[int], object],
+    on_sent: Callable[[int, EmailMessage], object],
 ) -> SendResult:
     """Sends over one session; `on_sent` records each job as done the moment its message is accepted.
 
@@ -212,6 +212,6 @@ def send_messages(
             for later_id, _, _ in pending[index:]:
                 result.retry[later_id] = error
             break
-        on_sent(job_id)
+        on_sent(job_id, message)
         result.sent.append(job_id)
     return result

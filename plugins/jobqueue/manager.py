@@ -119,8 +119,9 @@ class JobManager:
         jobs = self._jobs("remove_job", {"job_key": job_key})
         return jobs[0] if jobs else None
 
-    def complete_jobs(self, job_ids: Sequence[int]) -> list[Job]:
-        return self._jobs("complete_jobs", {"job_ids": list(job_ids)})
+    def complete_jobs(self, job_ids: Sequence[int], result: JsonValue = None) -> list[Job]:
+        encoded = None if result is None else _to_json(result, "result")
+        return self._jobs("complete_jobs", {"job_ids": list(job_ids), "result": encoded})
 
     def permanently_fail_jobs(self, job_ids: Sequence[int], reason: str | None = None) -> list[Job]:
         return self._jobs("permanently_fail_jobs", {"job_ids": list(job_ids), "reason": reason})

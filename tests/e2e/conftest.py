@@ -75,6 +75,25 @@ def survivors(pids: set[int]) -> list[str]:
     return alive
 
 
+def access_token(api: str, password: str) -> str:
+    request = urllib.request.Request(
+        f"{api}/auth/token",
+        data=json.dumps({"username": "admin", "password": password}).encode(),
+        headers={"Content-Type": "application/json"},
+    )
+    with urllib.request.urlopen(request, timeout=10) as response:
+        return str(json.load(response)["access_token"])
+
+
+def dag_runs(api: str, password: str, dag_id: str) -> list[dict]:
+    request = urllib.request.Request(
+        f"{api}/api/v2/dags/{dag_id}/dagRuns?limit=100",
+        headers={"Authorization": f"Bearer {access_token(api, password)}"},
+    )
+    with urllib.request.urlopen(request, timeout=10) as response:
+        return list(json.load(response)["dag_runs"])
+
+
 def token(api: str, password: str) -> int:
     request = urllib.request.Request(
         f"{api}/auth/token",

@@ -50,6 +50,9 @@ def test_a_batch_is_delivered_and_completed(conn, jobs, smtp):
     assert sorted(result.sent) == ids
     assert sorted(smtp.message_ids()) == sorted(f"<job-{i}@localhost>" for i in ids)
     assert {job(conn, i)["status"] for i in ids} == {"completed"}
+    done = job(conn, ids[0])
+    assert done["result"] == {"message_id": f"<job-{ids[0]}@localhost>"}
+    assert done["last_worker"] == WORKER
     recipients, message = smtp.messages[0]
     assert recipients == [message["To"]]
 

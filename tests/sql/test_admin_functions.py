@@ -65,6 +65,13 @@ def test_complete_jobs(conn, others, state):
     others.assert_untouched()
 
 
+def test_complete_jobs_records_a_result(conn, others):
+    job_id = make(conn, "running")
+    done = rows(conn, """select * from worker.complete_jobs(%s, '{"message_id": "<m@x>"}')""", [[job_id]])
+    assert (done[0]["result"], done[0]["last_worker"]) == ({"message_id": "<m@x>"}, "me")
+    others.assert_untouched()
+
+
 def test_complete_jobs_skips_completed_and_unknown(conn, others):
     job_id = make(conn, "completed")
     before = job(conn, job_id)

@@ -33,6 +33,10 @@ create table worker._jobs (
     created_at timestamptz not null default now(),
     updated_at timestamptz not null default now(),
     completed_at timestamptz,
+    -- The worker (for a DAG run, `<dag_id>/<run_id>`) that took the job last; kept after it is done.
+    last_worker text,
+    -- What the job produced, recorded on completion (an e-mail's Message-ID, a document's path).
+    result jsonb,
     check (max_attempts >= 1),
     check ((state = 'running') = (locked_by is not null)),
     check (state <> 'waiting' or attempts < max_attempts)
@@ -64,7 +68,7 @@ select
         when state = 'waiting' then 'queued'
         else state
     end as status,
-    locked_by, locked_at, created_at, updated_at, completed_at
+    locked_by, locked_at, created_at, updated_at, completed_at, last_worker, result
 from worker._jobs;
 
 comment on view worker.jobs is
@@ -338,7 +342,7 @@ begin
         return (v_job.id, v_job.identifier, v_job.payload, v_job.queue_name, v_job.priority,
                 v_job.run_at, v_job.attempts, v_job.max_attempts, v_job.last_error, v_job.job_key,
                 v_job.flags, 'removed', v_job.locked_by, v_job.locked_at, v_job.created_at,
-                now(), v_job.completed_at)::worker.jobs;
+                now(), v_job.completed_at, v_job.last_worker, v_job.result)::worker.jobs;
     end if;
     -- A running job cannot be taken back: it loses its key and will not be retried.
     update worker._jobs j
@@ -353,7 +357,8 @@ comment on function worker.remove_job is
     'Removes the waiting or failed job with this key; a running one loses its key and its retries. '
     'Example: select worker.remove_job(''digest:42'')';
 
-create function worker.complete_jobs(job_ids bigint[]) returns setof worker.jobs
+create function worker.complete_jobs(job_ids bigint[], result jsonb default null)
+returns setof worker.jobs
 language plpgsql as $$
 declare
     v_queues text[];
@@ -362,7 +367,7 @@ begin
     with done as (
         update worker._jobs j
         set state = 'completed', completed_at = now(), updated_at = now(),
-            locked_by = null, locked_at = null
+            locked_by = null, locked_at = null, result = coalesce(complete_jobs.result, j.result)
         where j.id = any(job_ids) and j.state <> 'completed'
         returning j.id, j.queue_name
     )
@@ -375,7 +380,7 @@ end;
 $$;
 
 comment on function worker.complete_jobs is
-    'Marks jobs completed (kept as history); used by workers and by operators. '
+    'Marks jobs completed (kept as history), recording result if given; used by workers and operators. '
     'Example: select * from worker.complete_jobs(array[7, 8])';
 
 create function worker.permanently_fail_jobs(job_ids bigint[], reason text default null)
@@ -567,7 +572,7 @@ begin
 
     update worker._jobs j
     set state = 'running', attempts = j.attempts + 1, locked_by = worker_id, locked_at = now(),
-        updated_at = now()
+        last_worker = worker_id, updated_at = now()
     where j.id = any(v_ids);
     return query select * from worker.jobs where id = any(v_ids) order by priority, run_at, id;
 end;
