@@ -115,3 +115,23 @@ def mail_from() -> str:
 def storage_url() -> str:
     """Where documents live: any fsspec URL (s3://bucket/prefix); default a folder under the data dir."""
     return os.environ.get("WORKER_STORAGE_URL") or f"file://{data_dir() / 'documents'}"
+
+
+@dataclasses.dataclass(frozen=True)
+class PdfLimits:
+    timeout_seconds: float
+    max_bytes: int
+    max_html_bytes: int
+
+
+def pdf_limits() -> PdfLimits:
+    return PdfLimits(
+        timeout_seconds=_float("WORKER_PDF_TIMEOUT_SECONDS", 60.0),
+        max_bytes=_int("WORKER_PDF_MAX_BYTES", 20_000_000),
+        max_html_bytes=_int("WORKER_PDF_MAX_HTML_BYTES", 5_000_000),
+    )
+
+
+def pdf_workers() -> int:
+    """Processes rendering PDFs at once; all cores by default."""
+    return _int("WORKER_PDF_WORKERS", os.cpu_count() or 1)

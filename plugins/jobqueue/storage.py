@@ -35,3 +35,11 @@ def read_document(url: str) -> bytes:
     if not path.exists():
         raise StorageError(f"document {url!r} does not exist")
     return bytes(path.read_bytes())
+
+
+def write_document(relative: str, content: bytes) -> str:
+    """Stores a document under the root; returns the path to give back to read_document."""
+    path = resolve(relative)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(content)
+    return relative

@@ -1,0 +1,40 @@
+"""generate_pdf: jobs `generate_pdf` from the job table, as PDF documents. prepare >> render_pdf >> send.
+
+`send` enqueues the `send_email` job that mails the PDF (when the payload asks for an e-mail).
+"""
+
+from __future__ import annotations
+
+from airflow.sdk import dag, task
+
+from jobqueue import document_chain, runs, settings
+
+
+@dag(
+    schedule=[runs.job_asset("generate_pdf")],
+    max_active_runs=settings.max_active_runs(),
+    default_args=runs.DEFAULT_ARGS,
+    on_failure_callback=runs.release_run,
+    tags=["jobs", "documents"],
+    doc_md=__doc__,
+)
+def generate_pdf():
+    @task
+    def prepare(**context) -> list[dict]:
+        with runs.job_database() as jobs:
+            return document_chain.prepare(jobs, runs.worker_id(context))
+
+    @task
+    def render_pdf(batch: list[dict], **context) -> list[dict]:
+        with runs.job_database() as jobs:
+            return document_chain.render_pdf(jobs, runs.worker_id(context), batch)
+
+    @task
+    def send(rendered: list[dict], **context) -> dict:
+        with runs.job_database(autocommit=False) as jobs:
+            return document_chain.send(jobs, runs.worker_id(context), rendered)
+
+    send(render_pdf(prepare()))
+
+
+generate_pdf()

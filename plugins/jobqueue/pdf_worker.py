@@ -1,0 +1,34 @@
+"""A PDF render worker process: reads one JSON request per line on stdin, writes the PDF to the
+requested path and one JSON answer per line on stdout. Started by jobqueue.pdf.PdfRenderer."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+from jobqueue import pdf, settings
+from jobqueue.mail import PermanentJobError
+
+
+def serve() -> None:
+    # stdout carries the protocol: anything else printed goes to stderr.
+    protocol, sys.stdout = sys.stdout, sys.stderr
+    for line in sys.stdin:
+        request = json.loads(line)
+        try:
+            rendered = pdf.render_pdf(
+                request["html"], request["template"], settings.PdfLimits(**request["limits"])
+            )
+            Path(request["output"]).write_bytes(rendered.content)
+            answer: dict = {"refused_urls": rendered.refused_urls}
+        except PermanentJobError as exc:
+            answer = {"error": str(exc), "permanent": True}
+        except Exception as exc:
+            answer = {"error": f"{type(exc).__name__}: {exc}", "permanent": False}
+        protocol.write(json.dumps(answer) + "\n")
+        protocol.flush()
+
+
+if __name__ == "__main__":
+    serve()
