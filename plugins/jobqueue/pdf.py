@@ -8,6 +8,7 @@ PDF a size limit; either fails the job with a message saying which.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import datetime
 import decimal
@@ -315,12 +316,11 @@ class _Worker:
             return RetryableJobError("the PDF worker process died")
         ready, _, _ = select.select([self.process.stdout], [], [], self.limits.timeout_seconds)
         if not ready:
-            self.process.kill()
-            self.process.wait()
+            self._kill()
             return RenderTimeout(f"rendering took longer than the limit of {self.limits.timeout_seconds:g} s")
         line = self.process.stdout.readline()
         if not line:
-            self.process.wait()
+            self._kill()
             return RetryableJobError(f"the PDF worker process died (exit code {self.process.returncode})")
         answer = json.loads(line)
         if "error" in answer:
@@ -329,13 +329,19 @@ class _Worker:
         return RenderedPdf(output.read_bytes(), answer["refused_urls"])
 
     def close(self) -> None:
-        if self.process.stdin:
-            self.process.stdin.close()
-        try:
+        """Lets the worker finish (end of its input), or kills it after 10 s."""
+        with contextlib.suppress(BrokenPipeError):
+            self.process.stdin.close()  # type: ignore[union-attr]
+        with contextlib.suppress(subprocess.TimeoutExpired):
             self.process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.wait()
+        self._kill()
+
+    def _kill(self) -> None:
+        self.process.kill()
+        self.process.wait()
+        for pipe in (self.process.stdin, self.process.stdout):
+            with contextlib.suppress(BrokenPipeError):
+                pipe.close()  # type: ignore[union-attr]
 
 
 class RenderTimeout(PermanentJobError):
