@@ -1,0 +1,83 @@
+"""The generate_pdf steps against a real PostgreSQL, real WeasyPrint and the document storage."""
+
+from __future__ import annotations
+
+import copy
+import io
+import json
+
+import psycopg
+import pypdf
+import pytest
+
+from jobqueue import document_chain, paths
+from jobqueue.manager import JobManager
+from tests.helpers import add, job
+
+EXAMPLE = json.loads((paths.INCLUDE_DIR / "examples" / "generate_pdf.json").read_text())
+WORKER = "generate_pdf/manual__test"
+
+
+@pytest.fixture
+def storage(tmp_path, monkeypatch):
+    monkeypatch.setenv("WORKER_STORAGE_URL", f"file://{tmp_path}")
+    monkeypatch.setenv("WORKER_PDF_WORKERS", "2")
+    return tmp_path
+
+
+def run_chain(db_url: str) -> dict:
+    with psycopg.connect(db_url, autocommit=True) as conn:
+        jobs = JobManager(conn)
+        rendered = document_chain.render_pdf(jobs, WORKER, document_chain.prepare(jobs, WORKER))
+    with psycopg.connect(db_url) as conn:
+        return document_chain.send(JobManager(conn), WORKER, rendered)
+
+
+def test_invoice_is_stored_and_mailed_through_send_email(conn, db_url, storage):
+    document = add(conn, "generate_pdf", EXAMPLE)["id"]
+    stored_only = add(conn, "generate_pdf", {k: v for k, v in EXAMPLE.items() if k != "email"})["id"]
+    assert run_chain(db_url) == {"completed": 2}
+
+    done = job(conn, document)
+    assert done["status"] == "completed"
+    assert done["result"]["document"] == f"{document}/facture-2026-0042.pdf"
+    pdf_bytes = (storage / done["result"]["document"]).read_bytes()
+    assert "1 536,22 €" in pypdf.PdfReader(io.BytesIO(pdf_bytes)).pages[0].extract_text()
+
+    email = job(conn, done["result"]["email_job"])
+    assert (email["identifier"], email["status"], email["job_key"]) == (
+        "send_email",
+        "queued",
+        f"document:{document}",
+    )
+    assert email["payload"]["attachments"] == [
+        {"url": done["result"]["document"], "filename": "facture-2026-0042.pdf"}
+    ]
+    assert (email["payload"]["template"], email["payload"]["locale"]) == ("document_ready", "fr")
+
+    alone = job(conn, stored_only)
+    assert alone["status"] == "completed" and "email_job" not in alone["result"]
+
+
+def test_bad_documents_fail_for_good_naming_the_problem(conn, db_url, storage):
+    no_filename = add(conn, "generate_pdf", {k: v for k, v in EXAMPLE.items() if k != "filename"})["id"]
+    broken = copy.deepcopy(EXAMPLE)
+    del broken["context"]["lines"]
+    no_lines = add(conn, "generate_pdf", broken)["id"]
+    good = add(conn, "generate_pdf", EXAMPLE)["id"]
+    run_chain(db_url)
+    assert "payload.filename: Field required" in job(conn, no_filename)["last_error"]
+    assert "payload.context.lines: Field required" in job(conn, no_lines)["last_error"]
+    assert {job(conn, i)["status"] for i in (no_filename, no_lines)} == {"failed"}
+    assert job(conn, good)["status"] == "completed"
+
+
+def test_a_retried_send_enqueues_no_second_email(conn, db_url, storage):
+    add(conn, "generate_pdf", EXAMPLE)
+    with psycopg.connect(db_url, autocommit=True) as autocommit:
+        jobs = JobManager(autocommit)
+        rendered = document_chain.render_pdf(jobs, WORKER, document_chain.prepare(jobs, WORKER))
+    with psycopg.connect(db_url) as transactional:
+        assert document_chain.send(JobManager(transactional), WORKER, rendered) == {"completed": 1}
+        assert document_chain.send(JobManager(transactional), WORKER, rendered) == {"completed": 0}
+    assert conn.execute("select count(*) from worker.jobs where identifier = 'send_email'").fetchone() == (1,)
