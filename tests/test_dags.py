@@ -47,7 +47,9 @@ def load_dags(tmp_path) -> dict:
 def test_every_dag_is_complete(tmp_path):
     loaded = load_dags(tmp_path)
     assert loaded["errors"] == {}
-    assert {"send_email", "user_signup"} <= set(loaded["dags"])
+    assert {"send_email", "user_signup", "generate_pdf", "daily_digest", "worker_maintenance"} <= set(
+        loaded["dags"]
+    )
     for dag_id, dag in loaded["dags"].items():
         assert dag["tags"], f"{dag_id} has no tags"
         assert "airflow" not in dag["owners"], f"{dag_id} has no owner"

@@ -43,7 +43,7 @@ select * from worker.reschedule_jobs(
 
 -- name: force_unlock_workers
 -- Releases the jobs locked by dead workers.
-select worker.force_unlock_workers(%(worker_ids)s::text[]);
+select worker.force_unlock_workers(%(worker_ids)s::text[], %(reason)s);
 
 -- name: claim_jobs
 -- Claims up to max_jobs runnable jobs for one worker.
@@ -115,3 +115,32 @@ select * from worker.jobs where status = 'running' and locked_by = %(worker_id)s
 -- name: notify_more_waiting
 -- A run that claimed a full batch tells the trigger more jobs may wait, so it fires again at once.
 select worker._notify(array[%(identifier)s]::text[]);
+
+-- name: lock_holders
+-- Every worker holding running jobs, with its oldest lock.
+select locked_by, min(locked_at) as oldest_lock, count(*) as jobs
+from worker.jobs where status = 'running' group by locked_by order by locked_by;
+
+-- name: purge_batch
+-- Deletes up to batch_size jobs of one status finished before the cutoff; returns their results.
+delete from worker._jobs
+where id in (
+    select id from worker._jobs
+    where state = %(state)s and coalesce(completed_at, updated_at) < %(cutoff)s
+    order by id
+    limit %(batch_size)s
+)
+returning id, identifier, result;
+
+-- name: queue_depth
+-- Jobs per identifier and status, finished ones counted over the last day.
+select identifier, status, count(*) as jobs
+from worker.jobs
+where status in ('queued', 'scheduled', 'running', 'failed')
+   or (status = 'completed' and completed_at > now() - interval '1 day')
+group by identifier, status
+order by identifier, status;
+
+-- name: job_key_exists
+-- Whether any job, finished or not, carries this key.
+select exists (select 1 from worker._jobs where job_key = %(job_key)s);

@@ -144,9 +144,15 @@ class JobManager:
         }
         return self._jobs("reschedule_jobs", params)
 
-    def force_unlock_workers(self, worker_ids: Sequence[str]) -> None:
-        with self._executed("force_unlock_workers", {"worker_ids": list(worker_ids)}):
+    def force_unlock_workers(self, worker_ids: Sequence[str], reason: str | None = None) -> None:
+        with self._executed("force_unlock_workers", {"worker_ids": list(worker_ids), "reason": reason}):
             pass
+
+    def rows(self, name: str, params: dict[str, Any] | None = None) -> list[dict[str, Any]]:
+        """A named query's rows as dicts, for the worker side's own reads (maintenance, reports)."""
+        with self._executed(name, params or {}) as cursor:
+            columns = [column[0] for column in cursor.description]
+            return [dict(zip(columns, row, strict=True)) for row in cursor.fetchall()]
 
     def claim_jobs(
         self,

@@ -135,3 +135,22 @@ def pdf_limits() -> PdfLimits:
 def pdf_workers() -> int:
     """Processes rendering PDFs at once; all cores by default."""
     return _int("WORKER_PDF_WORKERS", os.cpu_count() or 1)
+
+
+@dataclasses.dataclass(frozen=True)
+class Maintenance:
+    lock_timeout_minutes: float
+    completed_retention_days: float
+    failed_retention_days: float
+    purge_batch_size: int
+    purge_documents: bool
+
+
+def maintenance() -> Maintenance:
+    return Maintenance(
+        lock_timeout_minutes=_float("WORKER_LOCK_TIMEOUT_MINUTES", 30.0),
+        completed_retention_days=_float("WORKER_COMPLETED_RETENTION_DAYS", 7.0),
+        failed_retention_days=_float("WORKER_FAILED_RETENTION_DAYS", 30.0),
+        purge_batch_size=_int("WORKER_PURGE_BATCH_SIZE", 5000),
+        purge_documents=os.environ.get("WORKER_PURGE_DOCUMENTS", "false").lower() in ("1", "true", "yes"),
+    )

@@ -42,7 +42,9 @@ def test_invoices_become_emails_with_their_pdf(stack_env):
             deadline = time.monotonic() + 300
             while len(smtp.messages) < COUNT and time.monotonic() < deadline:
                 time.sleep(1)
-            states = dict(conn.execute("select status, count(*) from worker.jobs group by 1").fetchall())
+            states: dict[str, int] = dict(
+                conn.execute("select status, count(*) from worker.jobs group by 1").fetchall()
+            )
     finally:
         stack.stop_with("sigint")
         smtp.stop()
@@ -51,7 +53,7 @@ def test_invoices_become_emails_with_their_pdf(stack_env):
     for recipients, message in smtp.messages:
         [attachment] = list(message.iter_attachments())
         assert attachment.get_content_type() == "application/pdf"
-        number = attachment.get_filename().removeprefix("facture-").removesuffix(".pdf")
+        number = (attachment.get_filename() or "").removeprefix("facture-").removesuffix(".pdf")
         assert recipients == [f"client{int(number.split('-')[1])}@example.com"]
         page = pypdf.PdfReader(io.BytesIO(attachment.get_content())).pages[0].extract_text()
         assert f"Facture {number}" in page and "1 536,22 €" in page

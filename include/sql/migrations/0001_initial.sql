@@ -458,7 +458,7 @@ comment on function worker.reschedule_jobs is
     'Changes when and how waiting or failed jobs run; NULL keeps a value. '
     'Example: select * from worker.reschedule_jobs(array[7], run_at => now(), attempts => 0)';
 
-create function worker.force_unlock_workers(worker_ids text[]) returns void
+create function worker.force_unlock_workers(worker_ids text[], reason text default null) returns void
 language plpgsql as $$
 declare
     v_identifiers text[];
@@ -468,8 +468,9 @@ begin
         update worker._jobs j
         set state = case when j.attempts < j.max_attempts then 'waiting' else 'failed' end,
             last_error = case
-                when j.attempts < j.max_attempts then j.last_error
-                else 'Worker ' || j.locked_by || ' was force-unlocked during the last attempt'
+                when j.attempts < j.max_attempts then coalesce(reason, j.last_error)
+                else coalesce(reason || '; that was the last attempt',
+                              'Worker ' || j.locked_by || ' was force-unlocked during the last attempt')
             end,
             locked_by = null, locked_at = null, updated_at = now()
         where j.state = 'running' and j.locked_by = any(worker_ids)
@@ -485,7 +486,7 @@ end;
 $$;
 
 comment on function worker.force_unlock_workers is
-    'Releases the jobs of workers known to be dead, so they run again. '
+    'Releases the jobs of workers known to be dead, so they run again, recording reason if given. '
     'Example: select worker.force_unlock_workers(array[''send_email__manual__2026-11-28'']);';
 
 create function worker.claim_jobs(

@@ -1,0 +1,100 @@
+"""Maintenance: dead locks released, history purged in batches within retention, depth reported."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import pytest
+
+from jobqueue import maintenance, settings
+from jobqueue.manager import JobManager
+from tests.helpers import OtherJobs, add, claim, job, rows
+
+CONFIG = settings.Maintenance(
+    lock_timeout_minutes=30, completed_retention_days=7, failed_retention_days=30, purge_batch_size=3,
+    purge_documents=False,
+)  # fmt: skip
+
+
+def lock(conn, worker: str, minutes_ago: float = 0) -> int:
+    job_id = add(conn, "x")["id"]
+    claim(conn, ["x"], worker=worker)
+    rows(
+        conn,
+        "update worker._jobs set locked_at = now() - %s * interval '1 minute' where id = %s",
+        [minutes_ago, job_id],
+    )
+    return job_id
+
+
+@pytest.mark.parametrize(
+    ("state", "released"),
+    [("success", True), ("failed", True), (None, True), ("running", False), ("queued", False)],
+    ids=["run-succeeded", "run-failed", "run-gone", "run-alive", "run-queued"],
+)
+def test_jobs_of_a_finished_or_vanished_run_go_back_to_the_queue(conn, state, released):
+    job_id = lock(conn, "send_email/asset_triggered__1")
+    result = maintenance.release_dead_locks(JobManager(conn), lambda dag_id, run_id: state, CONFIG)
+    after = job(conn, job_id)
+    if released:
+        assert after["status"] == "queued" and after["attempts"] == 1
+        assert "DAG run send_email/asset_triggered__1" in after["last_error"]
+        assert list(result) == ["send_email/asset_triggered__1"]
+    else:
+        assert after["status"] == "running" and result == {}
+
+
+def test_a_stale_lock_of_any_worker_is_released(conn):
+    fresh, stale = lock(conn, "some-worker"), lock(conn, "old-worker", minutes_ago=45)
+    maintenance.release_dead_locks(JobManager(conn), lambda dag_id, run_id: "running", CONFIG)
+    assert job(conn, fresh)["status"] == "running"
+    assert job(conn, stale)["status"] == "queued"
+    assert "locked by old-worker for over 30 minutes" in job(conn, stale)["last_error"]
+
+
+def test_purge_keeps_what_is_younger_than_the_retention(conn):
+    others = OtherJobs(conn)  # recent: kept
+    old_done = [add(conn, "x")["id"] for _ in range(7)]
+    rows(conn, "select worker.complete_jobs(%s)", [old_done])
+    rows(
+        conn,
+        "update worker._jobs set completed_at = now() - interval '8 days' where id = any(%s)",
+        [old_done],
+    )
+    old_failed = add(conn, "x")["id"]
+    rows(conn, "select worker.permanently_fail_jobs(%s)", [[old_failed]])
+    rows(conn, "update worker._jobs set updated_at = now() - interval '31 days' where id = %s", [old_failed])
+    young_failed = add(conn, "x")["id"]
+    rows(conn, "select worker.permanently_fail_jobs(%s)", [[young_failed]])
+    rows(conn, "update worker._jobs set updated_at = now() - interval '8 days' where id = %s", [young_failed])
+
+    purged = maintenance.purge(JobManager(conn), CONFIG)  # batches of 3: several transactions
+    assert purged == {"completed": 7, "failed": 1}
+    remaining = {r["id"] for r in rows(conn, "select id from worker.jobs")}
+    assert remaining == {*others.ids, young_failed}
+    others.assert_untouched()
+
+
+def test_purge_can_delete_stored_documents(conn, tmp_path, monkeypatch):
+    monkeypatch.setenv("WORKER_STORAGE_URL", f"file://{tmp_path}")
+    (tmp_path / "1").mkdir()
+    (tmp_path / "1" / "old.pdf").write_bytes(b"%PDF")
+    old = add(conn, "generate_pdf")["id"]
+    rows(conn, """select worker.complete_jobs(%s, '{"document": "1/old.pdf"}')""", [[old]])
+    rows(conn, "update worker._jobs set completed_at = now() - interval '8 days' where id = %s", [old])
+    maintenance.purge(JobManager(conn), dataclasses.replace(CONFIG, purge_documents=True))
+    assert not (tmp_path / "1" / "old.pdf").exists()
+
+
+def test_queue_depth_per_identifier_and_status(conn):
+    OtherJobs(conn)
+    depth = {
+        (r["identifier"], r["status"]): r["jobs"] for r in maintenance.report_queue_depth(JobManager(conn))
+    }
+    assert depth == {
+        ("other", "queued"): 2,
+        ("other", "scheduled"): 1,
+        ("other_running", "running"): 1,
+        ("other_done", "completed"): 1,
+        ("other_failed", "failed"): 1,
+    }
