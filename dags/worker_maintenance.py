@@ -25,8 +25,11 @@ def worker_maintenance():
         def run_state(dag_id: str, run_id: str) -> str | None:
             try:
                 return str(context["ti"].get_dagrun_state(dag_id, run_id))
-            except Exception:  # the run is gone (deleted) or its DAG is
-                return None
+            except Exception as exc:
+                # Only "no such run" means the run is gone; any other error must not release jobs.
+                if "not found" in str(exc).lower() or "not_found" in str(exc).lower():
+                    return None
+                raise
 
         with runs.job_database() as jobs:
             return maintenance.release_dead_locks(jobs, run_state, settings.maintenance())

@@ -94,6 +94,19 @@ def dag_runs(api: str, password: str, dag_id: str) -> list[dict]:
         return list(json.load(response)["dag_runs"])
 
 
+def trigger_dag(api: str, password: str, dag_id: str) -> dict:
+    request = urllib.request.Request(
+        f"{api}/api/v2/dags/{dag_id}/dagRuns",
+        data=json.dumps({"logical_date": None}).encode(),
+        headers={
+            "Authorization": f"Bearer {access_token(api, password)}",
+            "Content-Type": "application/json",
+        },
+    )
+    with urllib.request.urlopen(request, timeout=10) as response:
+        return dict(json.load(response))
+
+
 def token(api: str, password: str) -> int:
     request = urllib.request.Request(
         f"{api}/auth/token",

@@ -4,6 +4,7 @@ the printed login works, a second run reuses the data, and stopping leaves no pr
 from __future__ import annotations
 
 import smtplib
+import time
 from email.message import EmailMessage
 from pathlib import Path
 
@@ -11,7 +12,7 @@ import psutil
 import psycopg
 import pytest
 
-from tests.e2e.conftest import RunningStack, survivors, token
+from tests.e2e.conftest import RunningStack, survivors, token, trigger_dag
 
 pytestmark = pytest.mark.e2e
 
@@ -34,6 +35,23 @@ def test_run_serves_the_printed_login_and_stops_clean(stack_env):
         assert all(addr.ip == "127.0.0.1" for addr in listening), listening
         with psycopg.connect(database, autocommit=True) as conn:
             conn.execute("select worker.add_job('kept', '{\"n\": 1}')")
+            # A job held by a DAG run that does not exist: maintenance, triggered over the REST API,
+            # asks Airflow about the run and gives the job back to the queue.
+            conn.execute("select worker.add_job('orphan')")
+            conn.execute("select worker.claim_jobs(array['orphan'], 'send_email/no_such_run')")
+            trigger_dag(api, stack.password, "worker_maintenance")
+            deadline = time.monotonic() + 90
+            while time.monotonic() < deadline:
+                orphan = conn.execute(
+                    "select status, last_error from worker.jobs where identifier = 'orphan'"
+                ).fetchone()
+                if orphan and orphan[0] == "queued":
+                    break
+                time.sleep(1)
+            assert orphan == (
+                "queued",
+                "released by maintenance: DAG run send_email/no_such_run no longer exists",
+            )
         message = EmailMessage()
         message["From"], message["To"], message["Subject"] = "a@example.com", "b@example.com", "hello"
         message.set_content("body")
