@@ -7,17 +7,10 @@ from __future__ import annotations
 
 from airflow.sdk import dag, task
 
-from jobqueue import document_chain, runs, settings
+from jobqueue import document_chain, runs
 
 
-@dag(
-    schedule=[runs.job_asset("generate_pdf")],
-    max_active_runs=settings.max_active_runs(),
-    default_args=runs.DEFAULT_ARGS,
-    on_failure_callback=runs.release_run,
-    tags=["jobs", "documents"],
-    doc_md=__doc__,
-)
+@dag(**runs.job_dag("generate_pdf", "documents"), doc_md=__doc__)
 def generate_pdf():
     @task
     def prepare(**context) -> list[dict]:

@@ -7,17 +7,10 @@ from __future__ import annotations
 
 from airflow.sdk import dag, task
 
-from jobqueue import email_chain, runs, settings
+from jobqueue import email_chain, runs
 
 
-@dag(
-    schedule=[runs.job_asset("send_email")],
-    max_active_runs=settings.max_active_runs(),
-    default_args=runs.DEFAULT_ARGS,
-    on_failure_callback=runs.release_run,
-    tags=["jobs", "email"],
-    doc_md=__doc__,
-)
+@dag(**runs.job_dag("send_email", "email"), doc_md=__doc__)
 def send_email():
     @task
     def prepare(**context) -> list[dict]:

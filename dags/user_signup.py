@@ -6,17 +6,10 @@ from __future__ import annotations
 
 from airflow.sdk import dag, task
 
-from jobqueue import runs, settings, signup
+from jobqueue import runs, signup
 
 
-@dag(
-    schedule=[runs.job_asset("user_signup")],
-    max_active_runs=settings.max_active_runs(),
-    default_args=runs.DEFAULT_ARGS,
-    on_failure_callback=runs.release_run,
-    tags=["jobs", "example"],
-    doc_md=__doc__,
-)
+@dag(**runs.job_dag("user_signup", "example"), doc_md=__doc__)
 def user_signup():
     @task
     def enqueue_welcome(**context) -> list[int]:

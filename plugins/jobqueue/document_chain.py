@@ -20,15 +20,8 @@ IDENTIFIER = "generate_pdf"
 
 
 def prepare(jobs: JobManager, worker: str) -> list[dict[str, Any]]:
-    valid = []
-    for job in runs.claim_batch(jobs, IDENTIFIER, worker):
-        try:
-            payload = pdf.parse_payload(job.payload)
-        except mail.PermanentJobError as exc:
-            jobs.fail_job(job.id, worker, str(exc), retry=False)
-            continue
-        valid.append({"job_id": job.id, "payload": payload.model_dump(mode="json")})
-    return valid
+    """Claims a batch and keeps the jobs whose payload is valid; the others fail for good."""
+    return runs.claim_valid(jobs, IDENTIFIER, worker, pdf.parse_payload)
 
 
 def render_pdf(jobs: JobManager, worker: str, batch: list[dict[str, Any]]) -> list[dict[str, Any]]:

@@ -20,18 +20,9 @@ log = logging.getLogger(__name__)
 IDENTIFIER = "send_email"
 
 
-def prepare(jobs: JobManager, worker: str, identifier: str = IDENTIFIER) -> list[dict[str, Any]]:
+def prepare(jobs: JobManager, worker: str) -> list[dict[str, Any]]:
     """Claims a batch and keeps the jobs whose payload is valid; the others fail for good."""
-    valid = []
-    for job in runs.claim_batch(jobs, identifier, worker):
-        try:
-            payload = mail.parse_payload(job.payload)
-        except mail.PermanentJobError as exc:
-            jobs.fail_job(job.id, worker, str(exc), retry=False)
-            log.warning("job %d failed for good: %s", job.id, exc)
-            continue
-        valid.append({"job_id": job.id, "payload": payload.model_dump(mode="json")})
-    return valid
+    return runs.claim_valid(jobs, IDENTIFIER, worker, mail.parse_payload)
 
 
 def render(jobs: JobManager, worker: str, batch: list[dict[str, Any]]) -> list[dict[str, Any]]:

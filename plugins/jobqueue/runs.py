@@ -9,9 +9,11 @@ from __future__ import annotations
 
 import datetime
 import logging
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
+
+import pydantic
 
 from jobqueue import settings
 from jobqueue.jobs import Job
@@ -39,6 +41,17 @@ def job_asset(identifier: str) -> Any:
         uri=f"worker-jobs://{identifier}",
         watchers=[AssetWatcher(name=f"worker_jobs_{identifier}_waiting", trigger=trigger)],
     )
+
+
+def job_dag(identifier: str, *tags: str) -> dict[str, Any]:
+    """The arguments every job DAG takes: `@dag(**runs.job_dag("send_email", "email"))`."""
+    return {
+        "schedule": [job_asset(identifier)],
+        "max_active_runs": settings.max_active_runs(),
+        "default_args": DEFAULT_ARGS,
+        "on_failure_callback": release_run,
+        "tags": ["jobs", *tags],
+    }
 
 
 def worker_id(context: Any) -> str:
@@ -71,6 +84,25 @@ def claim_batch(jobs: JobManager, identifier: str, worker: str) -> list[Job]:
         worker, len(batch), len(held), len(claimed), [job.id for job in batch],
     )  # fmt: skip
     return batch
+
+
+def claim_valid(
+    jobs: JobManager, identifier: str, worker: str, parse: Callable[[Any], pydantic.BaseModel]
+) -> list[dict[str, Any]]:
+    """Claims a batch and keeps the jobs whose payload `parse` accepts, as XCom-ready dicts; a job
+    whose payload it refuses (a PermanentJobError naming the field) fails for good at once."""
+    from jobqueue.mail import PermanentJobError
+
+    valid = []
+    for job in claim_batch(jobs, identifier, worker):
+        try:
+            payload = parse(job.payload)
+        except PermanentJobError as exc:
+            jobs.fail_job(job.id, worker, str(exc), retry=False)
+            log.warning("job %d failed for good: %s", job.id, exc)
+            continue
+        valid.append({"job_id": job.id, "payload": payload.model_dump(mode="json")})
+    return valid
 
 
 def release_run(context: Any) -> None:

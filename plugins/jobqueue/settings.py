@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import os
 from pathlib import Path
+from typing import TypeVar
 
 from jobqueue import paths
 
@@ -13,16 +14,27 @@ DEFAULT_SMTP_PORT = 8025
 DEFAULT_API_PORT = 8080
 
 
-def _int(name: str, default: int) -> int:
+N = TypeVar("N", int, float)
+
+
+def _number(name: str, default: N, kind: type[N], meaning: str) -> N:
     raw = os.environ.get(name, "")
     if not raw:
         return default
     try:
-        return int(raw)
+        return kind(raw)
     except ValueError:
         from jobqueue.exceptions import ConfigurationError
 
-        raise ConfigurationError(f"{name} must be a whole number, got {raw!r}") from None
+        raise ConfigurationError(f"{name} must be {meaning}, got {raw!r}") from None
+
+
+def _int(name: str, default: int) -> int:
+    return _number(name, default, int, "a whole number")
+
+
+def _float(name: str, default: float) -> float:
+    return _number(name, default, float, "a number of seconds")
 
 
 def data_dir() -> Path:
@@ -77,18 +89,6 @@ class TriggerTunables:
     poll_interval: float
     min_gap: float
     stale_after: float
-
-
-def _float(name: str, default: float) -> float:
-    raw = os.environ.get(name, "")
-    if not raw:
-        return default
-    try:
-        return float(raw)
-    except ValueError:
-        from jobqueue.exceptions import ConfigurationError
-
-        raise ConfigurationError(f"{name} must be a number of seconds, got {raw!r}") from None
 
 
 def trigger_tunables() -> TriggerTunables:

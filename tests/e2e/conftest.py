@@ -20,6 +20,7 @@ import pytest
 
 from jobqueue import paths
 from tests.conftest import free_port
+from tests.smtp import SmtpServer
 
 STARTUP_TIMEOUT = 300
 
@@ -53,6 +54,8 @@ class RunningStack:
         raise AssertionError("the stack did not come up:\n" + "".join(self.output))
 
     def stop_with(self, how: str) -> None:
+        if self.process.returncode is not None:
+            return
         if how == "sigint":
             self.process.send_signal(signal.SIGINT)
         else:
@@ -136,3 +139,25 @@ def stack_env() -> Iterator[dict[str, str]]:
     yield env
     subprocess.run([sys.executable, "-m", "jobqueue.stack", "stop"], env=env, timeout=120)
     subprocess.run(["rm", "-rf", str(data)], check=False)
+
+
+class MailStack:
+    """The stack sending to a test-owned SMTP server (which the test may stop to play an outage)."""
+
+    def __init__(self, env: dict[str, str]) -> None:
+        self.smtp = SmtpServer()
+        self.smtp.start()
+        env["AIRFLOW_CONN_SMTP_DEFAULT"] = self.smtp.airflow_uri
+        self.database = f"postgresql://postgres@127.0.0.1:{env['WORKER_PG_PORT']}/worker"
+        self.stack = RunningStack(env)
+
+    def stop(self) -> None:
+        self.stack.stop_with("sigint")
+        self.smtp.stop()
+
+
+@pytest.fixture
+def mail_stack(stack_env: dict[str, str]) -> Iterator[MailStack]:
+    running = MailStack(stack_env)
+    yield running
+    running.stop()
