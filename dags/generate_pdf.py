@@ -7,15 +7,15 @@ from __future__ import annotations
 
 from airflow.sdk import dag, task
 
-from jobqueue import document_chain, runs
+from jobqueue import document_chain, forms, runs
 
 
-@dag(**runs.job_dag("generate_pdf", "documents"), doc_md=__doc__)
+@dag(**runs.job_dag("generate_pdf", "documents"), params=forms.params(forms.DOCUMENT_FIELDS), doc_md=__doc__)
 def generate_pdf():
     @task
     def prepare(**context) -> list[dict]:
         with runs.job_database() as jobs:
-            return document_chain.prepare(jobs, runs.worker_id(context))
+            return document_chain.prepare(jobs, runs.worker_id(context), context["dag_run"].conf)
 
     @task
     def render_pdf(batch: list[dict], **context) -> list[dict]:

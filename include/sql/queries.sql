@@ -144,3 +144,9 @@ order by identifier, status;
 -- name: job_key_exists
 -- Whether any job, finished or not, carries this key.
 select exists (select 1 from worker._jobs where job_key = %(job_key)s);
+
+-- name: add_job_for_worker
+-- A job created already claimed by a worker (a DAG run triggered by hand).
+select * from worker.add_job_for_worker(
+    %(identifier)s, %(payload)s::jsonb, %(worker_id)s, job_key => %(job_key)s
+);

@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from jobqueue import mail, pdf, runs, storage
+from jobqueue import forms, mail, pdf, runs, storage
 from jobqueue.exceptions import WorkerError
 from jobqueue.manager import JobManager
 
@@ -19,8 +19,12 @@ log = logging.getLogger(__name__)
 IDENTIFIER = "generate_pdf"
 
 
-def prepare(jobs: JobManager, worker: str) -> list[dict[str, Any]]:
-    """Claims a batch and keeps the jobs whose payload is valid; the others fail for good."""
+def prepare(jobs: JobManager, worker: str, conf: dict[str, Any] | None = None) -> list[dict[str, Any]]:
+    """Claims a batch and keeps the jobs whose payload is valid; the others fail for good. A manual
+    run's payload (its conf) becomes a job of the batch first."""
+    runs.adopt_manual_job(
+        jobs, IDENTIFIER, worker, conf, pdf.parse_payload, forms.defaults(forms.DOCUMENT_FIELDS)
+    )
     return runs.claim_valid(jobs, IDENTIFIER, worker, pdf.parse_payload)
 
 

@@ -13,15 +13,19 @@ import smtplib
 from collections.abc import Callable, Iterator
 from typing import Any
 
-from jobqueue import mail, runs, settings, storage
+from jobqueue import forms, mail, runs, settings, storage
 from jobqueue.manager import JobManager
 
 log = logging.getLogger(__name__)
 IDENTIFIER = "send_email"
 
 
-def prepare(jobs: JobManager, worker: str) -> list[dict[str, Any]]:
-    """Claims a batch and keeps the jobs whose payload is valid; the others fail for good."""
+def prepare(jobs: JobManager, worker: str, conf: dict[str, Any] | None = None) -> list[dict[str, Any]]:
+    """Claims a batch and keeps the jobs whose payload is valid; the others fail for good. A manual
+    run's payload (its conf) becomes a job of the batch first."""
+    runs.adopt_manual_job(
+        jobs, IDENTIFIER, worker, conf, mail.parse_payload, forms.defaults(forms.EMAIL_FIELDS)
+    )
     return runs.claim_valid(jobs, IDENTIFIER, worker, mail.parse_payload)
 
 

@@ -174,6 +174,17 @@ class JobManager:
         jobs = self._jobs("fail_job", params)
         return jobs[0] if jobs else None
 
+    def add_job_for_worker(
+        self, identifier: str, payload: JsonValue, worker_id: str, *, job_key: str | None = None
+    ) -> Job:
+        params = {
+            "identifier": identifier,
+            "payload": _to_json(payload, "payload"),
+            "worker_id": worker_id,
+            "job_key": job_key,
+        }
+        return self._jobs("add_job_for_worker", params)[0]
+
     def notify_more_waiting(self, identifier: str) -> None:
         with self._executed("notify_more_waiting", {"identifier": identifier}):
             pass

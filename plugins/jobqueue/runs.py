@@ -21,6 +21,7 @@ from jobqueue.manager import JobManager
 
 log = logging.getLogger(__name__)
 JOB_DB_CONN_ID = "worker_db"
+Parse = Callable[[Any], pydantic.BaseModel]
 
 DEFAULT_ARGS: dict[str, Any] = {
     "owner": "jobqueue",
@@ -86,9 +87,41 @@ def claim_batch(jobs: JobManager, identifier: str, worker: str) -> list[Job]:
     return batch
 
 
-def claim_valid(
-    jobs: JobManager, identifier: str, worker: str, parse: Callable[[Any], pydantic.BaseModel]
-) -> list[dict[str, Any]]:
+def adopt_manual_job(
+    jobs: JobManager,
+    identifier: str,
+    worker: str,
+    conf: dict[str, Any] | None,
+    parse: Parse,
+    defaults: dict[str, Any] | None = None,
+) -> Job | None:
+    """A run triggered by hand (UI form or REST) with a payload as its conf: the payload becomes a
+    job of this run, so it shows in worker.jobs with its outcome. A payload `parse` refuses leaves a
+    failed job saying why, and fails the run at once (no retry can fix it). A conf holding only the
+    form's defaults is no payload: the run just takes waiting jobs."""
+    defaults = defaults or {}
+    given = {k: v for k, v in (conf or {}).items() if v is not None and v != defaults.get(k)}
+    if not given:
+        return None
+    key = f"run:{worker}"
+    if jobs.rows("job_key_exists", {"job_key": key})[0]["exists"]:
+        return None  # a retried task: the job exists already, and is held
+    payload = {name: value for name, value in (conf or {}).items() if value is not None}
+    job = jobs.add_job_for_worker(identifier, payload, worker, job_key=key)
+    from jobqueue.mail import PermanentJobError
+
+    try:
+        parse(payload)
+    except PermanentJobError as exc:
+        jobs.fail_job(job.id, worker, str(exc), retry=False)
+        from airflow.sdk.exceptions import AirflowFailException
+
+        raise AirflowFailException(f"job {job.id} failed: {exc}") from exc
+    log.info("manual run %s: payload recorded as job %d", worker, job.id)
+    return job
+
+
+def claim_valid(jobs: JobManager, identifier: str, worker: str, parse: Parse) -> list[dict[str, Any]]:
     """Claims a batch and keeps the jobs whose payload `parse` accepts, as XCom-ready dicts; a job
     whose payload it refuses (a PermanentJobError naming the field) fails for good at once."""
     from jobqueue.mail import PermanentJobError

@@ -97,10 +97,12 @@ def dag_runs(api: str, password: str, dag_id: str) -> list[dict]:
         return list(json.load(response)["dag_runs"])
 
 
-def trigger_dag(api: str, password: str, dag_id: str) -> dict:
+def trigger_dag(api: str, password: str, dag_id: str, conf: dict | None = None) -> dict:
+    """POST /api/v2/dags/{dag_id}/dagRuns, as the README shows it with curl."""
+    body = {"logical_date": None, **({"conf": conf} if conf is not None else {})}
     request = urllib.request.Request(
         f"{api}/api/v2/dags/{dag_id}/dagRuns",
-        data=json.dumps({"logical_date": None}).encode(),
+        data=json.dumps(body).encode(),
         headers={
             "Authorization": f"Bearer {access_token(api, password)}",
             "Content-Type": "application/json",

@@ -5,12 +5,13 @@ ever delivered twice."""
 from __future__ import annotations
 
 import time
+import urllib.error
 
 import psycopg
 import pytest
 from psycopg.types.json import Jsonb
 
-from tests.e2e.conftest import dag_runs
+from tests.e2e.conftest import dag_runs, trigger_dag
 
 pytestmark = pytest.mark.e2e
 
@@ -30,6 +31,12 @@ def ours(smtp, ids: list[int]) -> list[str]:
     """The Message-IDs the server received for these jobs."""
     wanted = {f"<job-{i}@localhost>" for i in ids}
     return [message_id for message_id in smtp.message_ids() if message_id in wanted]
+
+
+def run_state(api: str, password: str, run: dict) -> str:
+    return next(
+        r["state"] for r in dag_runs(api, password, "send_email") if r["dag_run_id"] == run["dag_run_id"]
+    )
 
 
 def test_jobs_become_emails(stack_env, mail_stack):
@@ -81,8 +88,35 @@ def test_jobs_become_emails(stack_env, mail_stack):
             assert all("SMTP server unreachable" in error for _, error in rows)
             smtp.start()
             wait_for(conn, completed, [later], lambda v: v[0][0] == 10, 120, "delivery once SMTP is back")
+
+            # Triggered over the REST API with a payload: the run records it as its own job.
+            by_hand = {"to": "rest@example.com", "template": "welcome", "context": {"name": "Rest"}}
+            run = trigger_dag(api, stack.password, "send_email", by_hand)
+            worker = f"send_email/{run['dag_run_id']}"
+            of_run = "select status, last_error, payload->>'to' from worker.jobs where last_worker = %s"
+            rows = wait_for(
+                conn, of_run, [worker], lambda v: v and v[0][0] == "completed", 120, "the REST job"
+            )
+            assert rows == [("completed", None, "rest@example.com")]
+            # A bad payload leaves a failed job saying why, and a failed run.
+            run = trigger_dag(api, stack.password, "send_email", {"template": "welcome"})
+            worker = f"send_email/{run['dag_run_id']}"
+            rows = wait_for(
+                conn, of_run, [worker], lambda v: v and v[0][0] == "failed", 120, "the bad REST job"
+            )
+            assert rows == [("failed", "invalid payload: payload.to: Field required", None)]
+            deadline = time.monotonic() + 60
+            while (state := run_state(api, stack.password, run)) != "failed" and time.monotonic() < deadline:
+                time.sleep(1)
+            assert state == "failed"
+            # A payload the form's schema refuses is refused at the door, naming the field.
+            with pytest.raises(urllib.error.HTTPError) as refused:
+                trigger_dag(api, stack.password, "send_email", {"locale": "de"})
+            assert refused.value.code == 400
+            assert "locale" in refused.value.read().decode()
     finally:
         mail_stack.stop()
     message_ids = smtp.message_ids()  # ours, and any other DAG's (the digest)
     assert len(message_ids) == len(set(message_ids)), "a message was delivered twice"
     assert len(ours(smtp, ids + later)) == 1010, "a message was lost"
+    assert [to for to, _ in smtp.messages if to == ["rest@example.com"]] == [["rest@example.com"]]

@@ -179,3 +179,40 @@ def test_a_job_enqueues_the_next_one(db_url, conn):
     }
     assert job(conn, bad)["status"] == "failed"
     assert "payload.email" in job(conn, bad)["last_error"]
+
+
+def test_a_manual_run_records_its_payload_as_a_job(conn, jobs, smtp):
+    waiting = add(conn, "send_email", welcome(1))["id"]
+    conf: dict = {"to": "ana@example.com", "template": "welcome", "context": {"name": "Ana"}, "locale": "fr",
+            "cc": [], "bcc": [], "reply_to": None, "attachments": []}  # fmt: skip
+    batch = email_chain.prepare(jobs, WORKER, conf)
+    manual = job(conn, next(item["job_id"] for item in batch if item["job_id"] != waiting))
+    assert (manual["status"], manual["last_worker"], manual["job_key"]) == (
+        "running",
+        WORKER,
+        f"run:{WORKER}",
+    )
+    assert manual["payload"]["to"] == "ana@example.com"
+    # The run takes the waiting jobs too, and a retried prepare adds no second job.
+    assert len(batch) == 2
+    assert len(email_chain.prepare(jobs, WORKER, conf)) == 2
+    assert len(all_jobs(conn)) == 2
+
+
+def test_a_manual_run_with_only_the_form_defaults_adds_no_job(conn, jobs):
+    conf: dict = {"to": None, "template": None, "context": {}, "locale": "en", "cc": [], "bcc": [],
+            "reply_to": None, "attachments": []}  # fmt: skip
+    assert email_chain.prepare(jobs, WORKER, conf) == []
+    assert all_jobs(conn) == []
+
+
+def test_a_manual_run_with_a_bad_payload_fails_and_leaves_a_failed_job(conn, jobs):
+    from airflow.sdk.exceptions import AirflowFailException
+
+    waiting = add(conn, "send_email", welcome(1))["id"]
+    with pytest.raises(AirflowFailException, match=r"payload\.to: Field required"):
+        email_chain.prepare(jobs, WORKER, {"template": "welcome", "context": {"name": "Ana"}})
+    failed = next(j for j in all_jobs(conn) if j["id"] != waiting)
+    assert (failed["status"], failed["last_worker"]) == ("failed", WORKER)
+    assert "payload.to: Field required" in failed["last_error"]
+    assert job(conn, waiting)["status"] == "queued"  # not taken by a run that is failing

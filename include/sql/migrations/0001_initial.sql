@@ -583,6 +583,36 @@ comment on function worker.claim_jobs is
     'Claims up to max_jobs runnable jobs for a worker, at most one per named queue. '
     'Example: select * from worker.claim_jobs(array[''send_email''], ''worker-1'', 100)';
 
+-- A job created already claimed: a DAG run triggered by hand (UI or REST) with a payload records its
+-- work here, so it shows in worker.jobs with its outcome. No notification: nobody else may take it.
+create function worker.add_job_for_worker(
+    identifier text,
+    payload jsonb,
+    worker_id text,
+    job_key text default null,
+    max_attempts integer default null
+) returns worker.jobs
+language plpgsql as $$
+declare
+    v_job worker._jobs;
+    v_result worker.jobs;
+begin
+    perform worker._check_name('worker_id', worker_id, 'WK008');
+    v_job := worker._add_job(identifier, payload, null, null, max_attempts, job_key, null, null,
+                             'unsafe_dedupe');
+    update worker._jobs j
+    set state = 'running', attempts = j.attempts + 1, locked_by = worker_id, locked_at = now(),
+        last_worker = worker_id, updated_at = now()
+    where j.id = v_job.id and j.state = 'waiting';
+    select * into v_result from worker.jobs where id = v_job.id;
+    return v_result;
+end;
+$$;
+
+comment on function worker.add_job_for_worker is
+    'Creates a job already claimed by worker_id (a DAG run triggered by hand). '
+    'Example: select worker.add_job_for_worker(''send_email'', ''{"to": "a@example.com", "template": "welcome"}'', ''send_email/manual__1'')';
+
 create function worker.fail_job(job_id bigint, worker_id text, error text, retry boolean default true)
 returns worker.jobs
 language plpgsql as $$
