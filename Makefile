@@ -25,6 +25,7 @@ lint: $(STAMP)
 	$(BIN)/ruff check plugins dags tests bench
 	$(BIN)/ruff format --check plugins dags tests bench
 	$(BIN)/mypy
+	$(BIN)/check-jsonschema --builtin-schema vendor.compose-spec docker-compose.yaml
 
 venv: $(STAMP)
 

@@ -1,7 +1,9 @@
 """Applies include/sql/migrations/*.sql in name order, each once, under an advisory lock.
 
 Each file records itself in worker.migrations (its last statement), so `psql -f` over the files in
-name order and this runner give the same database. Usage: python -m jobqueue.migrations [URL]
+name order and this runner give the same database.
+
+    python -m jobqueue.migrations [--create-database] [URL]
 """
 
 from __future__ import annotations
@@ -59,7 +61,22 @@ def _apply_one(conn: psycopg.Connection, path: Path) -> None:
         raise MigrationError(f"{path.name} failed: {exc}") from exc
 
 
+def create_database(database_url: str) -> None:
+    """Creates the URL's database, through the server's `postgres` database, if it is missing."""
+    from psycopg import sql
+
+    info = psycopg.conninfo.conninfo_to_dict(database_url)
+    name = str(info["dbname"])
+    maintenance = psycopg.conninfo.make_conninfo(database_url, dbname="postgres")
+    with psycopg.connect(maintenance, autocommit=True) as conn:
+        if not conn.execute("select 1 from pg_database where datname = %s", [name]).fetchone():
+            conn.execute(sql.SQL("create database {}").format(sql.Identifier(name)))
+
+
 def main(argv: list[str]) -> int:
+    if argv[:1] == ["--create-database"]:
+        argv = argv[1:]
+        create_database(argv[0] if argv else settings.job_database_url())
     url = argv[0] if argv else settings.job_database_url()
     for name in apply_migrations(url):
         print(f"applied {name}")

@@ -84,3 +84,19 @@ def test_badly_named_file_is_refused(tmp_path):
     (tmp_path / "initial.sql").write_text("")
     with pytest.raises(MigrationError, match=r"must look like 0001_name\.sql: initial\.sql"):
         migration_files(tmp_path)
+
+
+def test_create_database_then_migrate(server_url):
+    import uuid
+
+    from jobqueue.migrations import main
+
+    name = f"worker_created_{uuid.uuid4().hex[:8]}"
+    url = server_url.rsplit("/", 1)[0] + f"/{name}"
+    try:
+        assert main(["--create-database", url]) == 0
+        assert main(["--create-database", url]) == 0  # twice is fine
+        assert applied(url) == ALL
+    finally:
+        with psycopg.connect(server_url, autocommit=True) as conn:
+            conn.execute(f'drop database if exists "{name}" with (force)')

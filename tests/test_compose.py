@@ -1,0 +1,37 @@
+"""docker-compose.yaml: valid against the compose spec (in `make lint`), with no default secret and
+no port open beyond loopback. It cannot run here (no container engine), so this is what we check."""
+
+from __future__ import annotations
+
+import re
+
+import yaml
+
+from jobqueue import paths
+
+COMPOSE = (paths.PROJECT_ROOT / "docker-compose.yaml").read_text()
+
+
+def test_compose_has_no_default_secret():
+    for variable in re.findall(r"\$\{([A-Z_]*(?:PASSWORD|SECRET)[A-Z_]*)([^}]*)\}", COMPOSE):
+        name, rest = variable
+        assert rest.startswith(":?"), f"{name} must be required (${{{name}:?...}}), not defaulted: {rest!r}"
+    assert "POSTGRES_PASSWORD: airflow" not in COMPOSE
+
+
+def test_compose_ports_are_on_loopback():
+    services = yaml.safe_load(COMPOSE)["services"]
+    published = [port for service in services.values() for port in service.get("ports", [])]
+    assert published, "the UI should be published"
+    assert all(str(port).startswith("127.0.0.1:") for port in published), published
+
+
+def test_compose_runs_every_airflow_component_with_celery():
+    services = yaml.safe_load(COMPOSE)["services"]
+    commands = {name: service.get("command") for name, service in services.items()}
+    assert commands["airflow-apiserver"] == "api-server"
+    assert commands["airflow-scheduler"] == "scheduler"
+    assert commands["airflow-dag-processor"] == "dag-processor"
+    assert commands["airflow-triggerer"] == "triggerer"
+    assert commands["airflow-worker"] == "celery worker"
+    assert {"postgres", "redis", "mailpit", "airflow-init"} <= set(services)
