@@ -7,7 +7,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-$(shell sha1sum requirements.txt | cut -c1-12)
 export PYTHONPATH := $(CURDIR)/plugins
 
-.PHONY: run stop psql test lint venv check-system clean-data
+.PHONY: run stop psql test lint venv check-system clean-data browser
 
 run: $(STAMP)
 	$(BIN)/python -m jobqueue.stack run
@@ -18,7 +18,7 @@ stop: $(STAMP)
 psql: $(STAMP)
 	@$(BIN)/python -m jobqueue.stack psql
 
-test: $(STAMP) lint
+test: $(STAMP) lint browser
 	$(BIN)/python -m pytest
 
 lint: $(STAMP)
@@ -47,6 +47,13 @@ $(STAMP): requirements.txt
 check-system:
 	@$(BIN)/python -c "import weasyprint" 2>/dev/null || { echo "error: WeasyPrint cannot load Pango. On Debian: apt-get install libpango-1.0-0 libpangoft2-1.0-0 libharfbuzz-subset0"; exit 1; }
 	@$(BIN)/python -c "from jobqueue.localpg import find_bin_dir; find_bin_dir()" 2>/dev/null || [ -n "$$WORKER_DATABASE_URL" ] || { echo "error: PostgreSQL server binaries not found. On Debian: apt-get install postgresql (or set WORKER_DATABASE_URL)"; exit 1; }
+
+# The Jobs page is tested in Debian's Chromium (Playwright drives it; it never downloads a browser).
+browser:
+	@command -v chromium >/dev/null || { \
+		if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+			apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium; \
+		else echo "error: the browser test needs Chromium. On Debian: apt-get install chromium"; exit 1; fi; }
 
 clean-data:
 	rm -rf .data

@@ -150,3 +150,31 @@ select exists (select 1 from worker._jobs where job_key = %(job_key)s);
 select * from worker.add_job_for_worker(
     %(identifier)s, %(payload)s::jsonb, %(worker_id)s, job_key => %(job_key)s
 );
+
+-- name: remove_jobs
+-- Removes waiting or failed jobs by id.
+select * from worker.remove_jobs(%(job_ids)s::bigint[]);
+
+-- name: record_job_action
+-- Records an action taken by hand on jobs.
+insert into worker._job_actions (job_ids, action, actor, detail)
+values (%(job_ids)s::bigint[], %(action)s, %(actor)s, %(detail)s::jsonb);
+
+-- name: job_actions
+-- The actions taken by hand on one job, newest first.
+select action, actor, detail, at from worker.job_actions where %(job_id)s = any(job_ids) order by at desc, id desc;
+
+-- name: job_counts
+-- Jobs per identifier and status.
+select identifier, status, count(*) as jobs from worker.jobs group by identifier, status order by identifier, status;
+
+-- name: search_jobs
+-- Jobs matching the filters (any may be null), newest first, one page.
+select * from worker.jobs
+where (%(identifier)s::text is null or identifier = %(identifier)s)
+  and (%(status)s::text is null or status = %(status)s)
+  and (%(queue_name)s::text is null or queue_name = %(queue_name)s)
+  and (%(job_key)s::text is null or job_key = %(job_key)s)
+  and (%(error)s::text is null or last_error ilike '%%' || %(error)s || '%%')
+order by id desc
+limit %(limit)s offset %(offset)s;

@@ -185,6 +185,43 @@ class JobManager:
         }
         return self._jobs("add_job_for_worker", params)[0]
 
+    def remove_jobs(self, job_ids: Sequence[int]) -> list[Job]:
+        return self._jobs("remove_jobs", {"job_ids": list(job_ids)})
+
+    def record_action(
+        self, job_ids: Sequence[int], action: str, actor: str, detail: JsonValue = None
+    ) -> None:
+        params = {
+            "job_ids": list(job_ids),
+            "action": action,
+            "actor": actor,
+            "detail": None if detail is None else _to_json(detail, "detail"),
+        }
+        with self._executed("record_job_action", params):
+            pass
+
+    def search_jobs(
+        self,
+        *,
+        identifier: str | None = None,
+        status: str | None = None,
+        queue_name: str | None = None,
+        job_key: str | None = None,
+        error: str | None = None,
+        limit: int = 50,
+        offset: int = 0,
+    ) -> list[Job]:
+        params = {
+            "identifier": identifier,
+            "status": status,
+            "queue_name": queue_name,
+            "job_key": job_key,
+            "error": error,
+            "limit": limit,
+            "offset": offset,
+        }
+        return self._jobs("search_jobs", params)
+
     def notify_more_waiting(self, identifier: str) -> None:
         with self._executed("notify_more_waiting", {"identifier": identifier}):
             pass

@@ -357,6 +357,41 @@ comment on function worker.remove_job is
     'Removes the waiting or failed job with this key; a running one loses its key and its retries. '
     'Example: select worker.remove_job(''digest:42'')';
 
+create function worker.remove_jobs(job_ids bigint[]) returns setof worker.jobs
+language plpgsql as $$
+begin
+    -- remove_job by id: waiting and failed jobs are deleted; a running one loses its key and retries.
+    return query
+    with removed as (
+        delete from worker._jobs j where j.id = any(job_ids) and j.state in ('waiting', 'failed')
+        returning j.*
+    )
+    select r.id, r.identifier, r.payload, r.queue_name, r.priority, r.run_at, r.attempts, r.max_attempts,
+           r.last_error, r.job_key, r.flags, 'removed'::text, r.locked_by, r.locked_at, r.created_at,
+           now(), r.completed_at, r.last_worker, r.result
+    from removed r order by r.id;
+    update worker._jobs j
+    set job_key = null, max_attempts = j.attempts, updated_at = now()
+    where j.id = any(job_ids) and j.state = 'running';
+end;
+$$;
+
+comment on function worker.remove_jobs is
+    'Removes waiting or failed jobs by id (a running one loses its key and its retries). '
+    'Example: select * from worker.remove_jobs(array[7])';
+
+-- Who did what to which job by hand (the Jobs page and its REST API), kept as history.
+create table worker._job_actions (
+    id bigint generated always as identity primary key,
+    job_ids bigint[] not null,
+    action text not null,
+    actor text not null,
+    detail jsonb,
+    at timestamptz not null default now()
+);
+
+create view worker.job_actions as select id, job_ids, action, actor, detail, at from worker._job_actions;
+
 create function worker.complete_jobs(job_ids bigint[], result jsonb default null)
 returns setof worker.jobs
 language plpgsql as $$

@@ -1,0 +1,247 @@
+"""The Jobs page and its REST API, served by Airflow's api-server under /jobs (see plugins/jobs_plugin.py).
+
+Every route requires Airflow's authentication (a Bearer token, or the UI's session cookie): plugin
+routes get none by themselves. Actions sent with the cookie must also carry the header
+`X-Requested-With: jobs-page`, which a cross-site form cannot send (no CSRF). Each action goes through
+the SQL admin functions, in one transaction with its record in worker.job_actions.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Annotated, Any, Literal
+
+import jinja2
+import pydantic
+from fastapi import Depends, FastAPI, HTTPException, Query, Request
+from fastapi.responses import HTMLResponse
+
+from jobqueue import paths, runs
+from jobqueue.exceptions import JobQueueError
+from jobqueue.jobs import Job, JobSpec
+from jobqueue.manager import JobManager
+
+STATUSES = ["queued", "scheduled", "running", "completed", "failed"]
+PAGE_SIZE = 50
+Action = Literal["retry", "reschedule", "cancel", "fail"]
+
+
+def _current_user() -> Any:
+    from airflow.api_fastapi.core_api.security import get_user
+
+    return get_user
+
+
+User = Annotated[Any, Depends(_current_user())]
+
+
+class JobOut(pydantic.BaseModel):
+    id: int
+    identifier: str
+    payload: Any
+    queue_name: str | None
+    priority: int
+    run_at: datetime.datetime
+    attempts: int
+    max_attempts: int
+    last_error: str | None
+    job_key: str | None
+    flags: list[str] | None
+    status: str
+    locked_by: str | None
+    locked_at: datetime.datetime | None
+    created_at: datetime.datetime
+    updated_at: datetime.datetime
+    completed_at: datetime.datetime | None
+    last_worker: str | None
+    result: Any
+    dag_run_url: str | None
+
+    @classmethod
+    def of(cls, job: Job) -> JobOut:
+        return cls(**dataclasses.asdict(job), dag_run_url=dag_run_url(job.last_worker))
+
+
+class Enqueue(pydantic.BaseModel):
+    model_config = pydantic.ConfigDict(extra="forbid")
+
+    identifier: str
+    payload: dict[str, Any] | list[Any] = {}
+    queue_name: str | None = None
+    run_at: datetime.datetime | None = None
+    max_attempts: int | None = None
+    job_key: str | None = None
+    priority: int | None = None
+    flags: list[str] | None = None
+    job_key_mode: Literal["replace", "preserve_run_at", "unsafe_dedupe"] = "replace"
+
+
+class ActionBody(pydantic.BaseModel):
+    model_config = pydantic.ConfigDict(extra="forbid")
+
+    action: Action
+    ids: list[int] = pydantic.Field(min_length=1, max_length=1000)
+    run_at: datetime.datetime | None = None
+    reason: str | None = None
+
+
+def dag_run_url(worker: str | None) -> str | None:
+    dag_id, _, run_id = (worker or "").partition("/")
+    return f"/dags/{dag_id}/runs/{run_id}" if run_id else None
+
+
+@contextmanager
+def job_database() -> Iterator[JobManager]:
+    """One transaction per request: an action and its record commit together."""
+    with runs.job_database(autocommit=False) as jobs:
+        try:
+            yield jobs
+            jobs.conn.commit()
+        except BaseException:
+            jobs.conn.rollback()
+            raise
+
+
+def require_action_header(request: Request) -> None:
+    if request.headers.get("authorization", "").lower().startswith("bearer "):
+        return
+    if request.headers.get("x-requested-with") != "jobs-page":
+        raise HTTPException(403, "actions from the page must carry X-Requested-With: jobs-page")
+
+
+def apply_action(jobs: JobManager, body: ActionBody, actor: str) -> list[Job]:
+    if body.action == "retry":
+        changed = jobs.reschedule_jobs(body.ids, run_at=datetime.datetime.now(datetime.UTC), attempts=0)
+    elif body.action == "reschedule":
+        if body.run_at is None:
+            raise HTTPException(422, "reschedule needs run_at")
+        changed = jobs.reschedule_jobs(body.ids, run_at=body.run_at)
+    elif body.action == "cancel":
+        changed = jobs.remove_jobs(body.ids)
+    else:
+        changed = jobs.permanently_fail_jobs(body.ids, body.reason or f"Failed by hand by {actor}")
+    detail = {"changed": [job.id for job in changed], "run_at": body.run_at and body.run_at.isoformat()}
+    jobs.record_action(body.ids, body.action, actor, detail)
+    return changed
+
+
+def _templates() -> jinja2.Environment:
+    environment = jinja2.Environment(
+        loader=jinja2.FileSystemLoader(paths.INCLUDE_DIR / "templates" / "web"),
+        autoescape=True,
+        undefined=jinja2.StrictUndefined,
+    )
+    environment.globals["dag_run_url"] = dag_run_url
+    return environment
+
+
+def create_app() -> FastAPI:
+    app = FastAPI(
+        title="Jobs",
+        description="The job table (schema worker) of jobqueue: list, inspect, enqueue and act on jobs.",
+        dependencies=[Depends(_current_user())],
+    )
+    templates = _templates()
+
+    @app.get("/api/jobs", response_model=list[JobOut], summary="List jobs, newest first, with filters")
+    def list_jobs(
+        identifier: str | None = None,
+        status: Literal["queued", "scheduled", "running", "completed", "failed"] | None = None,
+        queue_name: str | None = None,
+        job_key: str | None = None,
+        error: Annotated[str | None, Query(description="text in last_error")] = None,
+        limit: Annotated[int, Query(ge=1, le=500)] = PAGE_SIZE,
+        offset: Annotated[int, Query(ge=0)] = 0,
+    ) -> list[JobOut]:
+        with job_database() as jobs:
+            found = jobs.search_jobs(
+                identifier=identifier, status=status, queue_name=queue_name, job_key=job_key, error=error,
+                limit=limit, offset=offset,
+            )  # fmt: skip
+        return [JobOut.of(job) for job in found]
+
+    @app.get("/api/counts", summary="Jobs per identifier and status")
+    def counts() -> list[dict[str, Any]]:
+        with job_database() as jobs:
+            return jobs.rows("job_counts")
+
+    @app.get("/api/jobs/{job_id}", response_model=JobOut, summary="One job")
+    def get_job(job_id: int) -> JobOut:
+        with job_database() as jobs:
+            job = jobs.get_job(job_id)
+        if job is None:
+            raise HTTPException(404, f"no job {job_id}")
+        return JobOut.of(job)
+
+    @app.post("/api/jobs", response_model=JobOut, status_code=201, summary="Enqueue a job (worker.add_job)")
+    def enqueue(body: Enqueue, user: User, request: Request) -> JobOut:
+        require_action_header(request)
+        try:
+            with job_database() as jobs:
+                job = jobs.add_jobs([JobSpec(**body.model_dump())])[0]
+                jobs.record_action([job.id], "enqueue", user.get_name(), None)
+        except JobQueueError as exc:
+            raise HTTPException(422, str(exc)) from exc
+        return JobOut.of(job)
+
+    @app.post(
+        "/api/jobs/actions", response_model=list[JobOut], summary="Retry, reschedule, cancel or fail jobs"
+    )
+    def act(body: ActionBody, user: User, request: Request) -> list[JobOut]:
+        require_action_header(request)
+        try:
+            with job_database() as jobs:
+                changed = apply_action(jobs, body, user.get_name())
+        except JobQueueError as exc:
+            raise HTTPException(422, str(exc)) from exc
+        return [JobOut.of(job) for job in changed]
+
+    @app.post("/api/jobs/{job_id}/retry", response_model=list[JobOut], summary="Retry one job now")
+    def retry(job_id: int, user: User, request: Request) -> list[JobOut]:
+        return act(ActionBody(action="retry", ids=[job_id]), user, request)
+
+    @app.post("/api/jobs/{job_id}/cancel", response_model=list[JobOut], summary="Cancel (remove) one job")
+    def cancel(job_id: int, user: User, request: Request) -> list[JobOut]:
+        return act(ActionBody(action="cancel", ids=[job_id]), user, request)
+
+    @app.get("/", response_class=HTMLResponse, include_in_schema=False)
+    def page(
+        identifier: str | None = None,
+        status: str | None = None,
+        queue_name: str | None = None,
+        job_key: str | None = None,
+        error: str | None = None,
+        page: Annotated[int, Query(ge=1)] = 1,
+    ) -> str:
+        filters = {
+            "identifier": identifier,
+            "status": status,
+            "queue_name": queue_name,
+            "job_key": job_key,
+            "error": error,
+        }
+        filters = {name: value or None for name, value in filters.items()}
+        with job_database() as jobs:
+            found = jobs.search_jobs(**filters, limit=PAGE_SIZE + 1, offset=(page - 1) * PAGE_SIZE)
+            counts = jobs.rows("job_counts")
+        table: dict[str, dict[str, int]] = {}
+        for row in counts:
+            table.setdefault(row["identifier"], {})[row["status"]] = row["jobs"]
+        return templates.get_template("jobs.html").render(
+            jobs=found[:PAGE_SIZE], more=len(found) > PAGE_SIZE, page=page, filters=filters,
+            counts=table, statuses=STATUSES,
+        )  # fmt: skip
+
+    @app.get("/{job_id}", response_class=HTMLResponse, include_in_schema=False)
+    def detail(job_id: int) -> str:
+        with job_database() as jobs:
+            job = jobs.get_job(job_id)
+            actions = jobs.rows("job_actions", {"job_id": job_id})
+        if job is None:
+            raise HTTPException(404, f"no job {job_id}")
+        return templates.get_template("job.html").render(job=job, actions=actions)
+
+    return app
