@@ -143,8 +143,16 @@ def create_app() -> FastAPI:
         title="Jobs",
         description="The job table (schema worker) of jobqueue: list, inspect, enqueue and act on jobs.",
         dependencies=[Depends(_current_user())],
+        # FastAPI's own schema and docs routes would skip the app's dependencies: ours below do not.
+        openapi_url=None,
+        docs_url=None,
+        redoc_url=None,
     )
     templates = _templates()
+
+    @app.get("/openapi.json", include_in_schema=False)
+    def openapi() -> dict[str, Any]:
+        return app.openapi()
 
     @app.get("/api/jobs", response_model=list[JobOut], summary="List jobs, newest first, with filters")
     def list_jobs(

@@ -38,12 +38,29 @@ def test_retry_a_failed_job_from_the_page(stack_env, mail_stack):
         )
         conn.execute("select worker.add_job('send_email', '{}', run_at => now() + interval '1 day')")
 
-        for route in ("/jobs/", "/jobs/api/jobs", f"/jobs/api/jobs/{job_id}"):
+        for route in (
+            "/jobs/",
+            "/jobs/api/jobs",
+            f"/jobs/api/jobs/{job_id}",
+            "/jobs/openapi.json",
+            "/jobs/docs",
+        ):
             with pytest.raises(urllib.error.HTTPError) as refused:
                 urllib.request.urlopen(api + route, timeout=10)
-            assert refused.value.code in (401, 403), route
+            assert refused.value.code in (401, 403, 404), route
+            refused.value.close()
+        described = urllib.request.Request(f"{api}/jobs/openapi.json", headers={"Authorization": "Bearer x"})
+        with pytest.raises(urllib.error.HTTPError) as refused:
+            urllib.request.urlopen(described, timeout=10)
+        assert refused.value.code == 403  # a bad token is refused too
+        refused.value.close()
 
         token = access_token(api, mail_stack.stack.password)
+        authorized = urllib.request.Request(
+            f"{api}/jobs/openapi.json", headers={"Authorization": f"Bearer {token}"}
+        )
+        with urllib.request.urlopen(authorized, timeout=10) as response:
+            assert "/api/jobs/actions" in response.read().decode()
         with sync_playwright() as playwright:
             browser = playwright.chromium.launch(executable_path="/usr/bin/chromium", args=CHROMIUM_FLAGS)
             context = browser.new_context()
