@@ -178,3 +178,49 @@ where (%(identifier)s::text is null or identifier = %(identifier)s)
   and (%(error)s::text is null or last_error ilike '%%' || %(error)s || '%%')
 order by id desc
 limit %(limit)s offset %(offset)s;
+
+-- name: graphile_schema_exists
+-- Whether this database has graphile-worker's schema (0.16 or later: private tables).
+select to_regclass('graphile_worker._private_jobs') is not null;
+
+-- name: graphile_already_forwarded
+-- Whether graphile_worker.add_job already forwards to schema worker.
+select exists (
+    select 1 from pg_proc p join pg_namespace n on n.oid = p.pronamespace
+    where n.nspname = 'graphile_worker' and p.proname = 'add_job'
+      and p.prorettype = 'worker.jobs'::regtype
+);
+
+-- name: graphile_summary
+-- graphile-worker's jobs by what the import does with them.
+select
+    count(*) filter (where locked_at is null and attempts < max_attempts) as waiting,
+    count(*) filter (where locked_at is null and attempts >= max_attempts) as failed,
+    count(*) filter (where locked_at is not null) as running
+from graphile_worker._private_jobs;
+
+-- name: graphile_move_jobs
+-- Moves graphile-worker's waiting and failed jobs into worker._jobs (keys, queues, priorities,
+-- attempts, run_at, errors kept); running ones stay with the workers that hold them.
+with moved as (
+    delete from graphile_worker._private_jobs j
+    where j.locked_at is null
+    returning j.*
+)
+insert into worker._jobs
+    (identifier, payload, queue_name, priority, run_at, attempts, max_attempts, last_error, job_key,
+     flags, state, created_at, updated_at)
+select t.identifier, m.payload::jsonb, q.queue_name, m.priority, m.run_at, m.attempts, m.max_attempts,
+       m.last_error, m.key,
+       case when m.flags is not null then array(select jsonb_object_keys(m.flags)) end,
+       case when m.attempts >= m.max_attempts then 'failed' else 'waiting' end,
+       m.created_at, m.updated_at
+from moved m
+join graphile_worker._private_tasks t on t.id = m.task_id
+left join graphile_worker._private_job_queues q on q.id = m.job_queue_id
+order by m.id
+returning identifier;
+
+-- name: notify_identifiers
+-- Wakes the consumers of these identifiers.
+select worker._notify(%(identifiers)s::text[]);
