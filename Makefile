@@ -7,7 +7,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-$(shell sha1sum requirements.txt | cut -c1-12)
 export PYTHONPATH := $(CURDIR)/plugins
 
-.PHONY: run stop psql test lint venv check-system clean-data browser
+.PHONY: run stop psql test lint venv check-system clean-data test-deps
 
 run: $(STAMP)
 	$(BIN)/python -m jobqueue.stack run
@@ -18,7 +18,7 @@ stop: $(STAMP)
 psql: $(STAMP)
 	@$(BIN)/python -m jobqueue.stack psql
 
-test: $(STAMP) lint browser
+test: $(STAMP) lint test-deps
 	$(BIN)/python -m pytest
 
 lint: $(STAMP)
@@ -48,12 +48,16 @@ check-system:
 	@$(BIN)/python -c "import weasyprint" 2>/dev/null || { echo "error: WeasyPrint cannot load Pango. On Debian: apt-get install libpango-1.0-0 libpangoft2-1.0-0 libharfbuzz-subset0"; exit 1; }
 	@$(BIN)/python -c "from jobqueue.localpg import find_bin_dir; find_bin_dir()" 2>/dev/null || [ -n "$$WORKER_DATABASE_URL" ] || { echo "error: PostgreSQL server binaries not found. On Debian: apt-get install postgresql (or set WORKER_DATABASE_URL)"; exit 1; }
 
-# The Jobs page is tested in Debian's Chromium (Playwright drives it; it never downloads a browser).
-browser:
-	@command -v chromium >/dev/null || { \
+# What the tests run besides Python: Debian's Chromium for the Jobs page (Playwright drives it and
+# never downloads a browser), redis-server for the CeleryExecutor test, npm for graphile-worker.
+TEST_PACKAGES := chromium:chromium redis-server:redis-server npm:npm
+test-deps:
+	@missing=""; for pair in $(TEST_PACKAGES); do command -v $${pair%%:*} >/dev/null || missing="$$missing $${pair#*:}"; done; \
+	if [ -n "$$missing" ]; then \
 		if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
-			apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium; \
-		else echo "error: the browser test needs Chromium. On Debian: apt-get install chromium"; exit 1; fi; }
+			apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q $$missing; \
+		else echo "error: the tests need:$$missing. On Debian: apt-get install$$missing"; exit 1; fi; \
+	fi
 
 clean-data:
 	rm -rf .data

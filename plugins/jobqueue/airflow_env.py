@@ -51,17 +51,32 @@ def _smtp_connection() -> str:
     return f"smtp://127.0.0.1:{settings.smtp_port()}?disable_ssl=true&disable_tls=true"
 
 
+def _executor_settings() -> dict[str, str]:
+    chosen = settings.executor()
+    if chosen == "LocalExecutor":
+        # LocalExecutor pre-forks this many workers: sized for a 2-core machine.
+        return {"AIRFLOW__CORE__EXECUTOR": chosen, "AIRFLOW__CORE__PARALLELISM": "4"}
+    metadata = _sqlalchemy_url(settings.airflow_database_url()).replace(
+        "postgresql+psycopg2://", "postgresql://", 1
+    )
+    return {
+        "AIRFLOW__CORE__EXECUTOR": chosen,
+        "AIRFLOW__CORE__PARALLELISM": "8",
+        "AIRFLOW__CELERY__BROKER_URL": settings.celery_broker_url() or "",
+        "AIRFLOW__CELERY__RESULT_BACKEND": f"db+{metadata}",
+        "AIRFLOW__CELERY__WORKER_CONCURRENCY": "4",
+    }
+
+
 def airflow_environment() -> dict[str, str]:
     home = airflow_home()
     api = f"http://127.0.0.1:{settings.api_port()}"
     return {
+        **_executor_settings(),
         "AIRFLOW_HOME": str(home),
         "AIRFLOW__CORE__DAGS_FOLDER": str(paths.PROJECT_ROOT / "dags"),
         "AIRFLOW__CORE__PLUGINS_FOLDER": str(paths.PROJECT_ROOT / "plugins"),
         "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
-        "AIRFLOW__CORE__EXECUTOR": "LocalExecutor",
-        # LocalExecutor pre-forks this many workers: sized for a 2-core machine.
-        "AIRFLOW__CORE__PARALLELISM": "4",
         # Job DAGs must run as soon as they are parsed, not wait for someone to unpause them.
         "AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION": "False",
         "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": _sqlalchemy_url(settings.airflow_database_url()),

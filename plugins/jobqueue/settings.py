@@ -154,3 +154,24 @@ def maintenance() -> Maintenance:
         purge_batch_size=_int("WORKER_PURGE_BATCH_SIZE", 5000),
         purge_documents=os.environ.get("WORKER_PURGE_DOCUMENTS", "false").lower() in ("1", "true", "yes"),
     )
+
+
+EXECUTORS = ("LocalExecutor", "CeleryExecutor")
+
+
+def executor() -> str:
+    """WORKER_EXECUTOR: LocalExecutor (default) or CeleryExecutor (then WORKER_CELERY_BROKER_URL)."""
+    from jobqueue.exceptions import ConfigurationError
+
+    chosen = os.environ.get("WORKER_EXECUTOR") or "LocalExecutor"
+    if chosen not in EXECUTORS:
+        raise ConfigurationError(f"WORKER_EXECUTOR must be one of {', '.join(EXECUTORS)}, got {chosen!r}")
+    if chosen == "CeleryExecutor" and not celery_broker_url():
+        raise ConfigurationError(
+            "WORKER_EXECUTOR=CeleryExecutor needs WORKER_CELERY_BROKER_URL (redis://...)"
+        )
+    return chosen
+
+
+def celery_broker_url() -> str | None:
+    return os.environ.get("WORKER_CELERY_BROKER_URL") or None

@@ -137,6 +137,9 @@ class Stack:
             "dag-processor": [airflow, "dag-processor"],
             "api-server": [airflow, "api-server"],
         }
+        if settings.executor() == "CeleryExecutor":
+            # Tasks run here, not in the scheduler: the same claims as on a worker on another host.
+            commands["celery-worker"] = [airflow, "celery", "worker", "--skip-serve-logs"]
         if not settings.smtp_connection():
             mail_dir = self.data_dir / "mail"
             commands = {
