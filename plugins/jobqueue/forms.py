@@ -12,8 +12,9 @@ ADDRESS = {"type": "string", "format": "email"}
 EMAIL_FIELDS: Fields = {
     "to": {"type": ["null", "string", "array"], "title": "To", "description": "An address, or a list"},
     "template": {
-        "type": ["null", "string"],
-        "enum": [None, "welcome", "password_reset", "document_ready", "daily_digest"],
+        "default": "welcome",
+        "type": "string",
+        "enum": ["welcome", "password_reset", "document_ready", "daily_digest"],
         "title": "Template",
     },
     "context": {"default": {}, "type": "object", "title": "Template variables"},
@@ -30,7 +31,7 @@ EMAIL_FIELDS: Fields = {
 }
 
 DOCUMENT_FIELDS: Fields = {
-    "template": {"type": ["null", "string"], "enum": [None, "invoice", "letter"], "title": "Template"},
+    "template": {"default": "invoice", "type": "string", "enum": ["invoice", "letter"], "title": "Template"},
     "filename": {"type": ["null", "string"], "pattern": r"^[\w\-. ]+\.pdf$", "title": "File name"},
     "context": {"default": {}, "type": "object", "title": "Document data"},
     "locale": {"default": "fr", "type": "string", "enum": ["en", "fr"], "title": "Language"},

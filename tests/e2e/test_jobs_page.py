@@ -1,5 +1,6 @@
 """The Jobs page in a real browser (headless Chromium, Debian's, driven by Playwright): logged in, it
-filters by error text, retries a failed job, and the job runs. Without a login, nothing answers."""
+filters by error text, retries a failed job, and the job runs. Without a login, nothing answers.
+Then Airflow's trigger form, built from send_email's params, sends an e-mail as a job of its run."""
 
 from __future__ import annotations
 
@@ -79,6 +80,17 @@ def test_retry_a_failed_job_from_the_page(stack_env, mail_stack):
             page.wait_for_selector("#outcome:has-text('retry: 1 job(s) changed')")
             page.goto(f"{api}/jobs/{job_id}")
             assert "retry" in page.locator("table").last.inner_text()  # the action is recorded
+
+            # Airflow's own trigger form, built from the DAG's params: the payload becomes a job.
+            page.goto(f"{api}/dags/send_email")
+            page.get_by_test_id("trigger-dag-button").click()
+            page.locator("#element_to").fill("form@example.com")
+            page.locator("#element_context .monaco-editor").click()
+            page.keyboard.press("Control+A")
+            page.keyboard.press("Delete")
+            page.keyboard.insert_text('{"name": "Form"}')
+            page.get_by_test_id("trigger-dag-submit").click()
+            page.wait_for_url("**/runs/manual__*", timeout=30_000)
             browser.close()
 
         deadline = time.monotonic() + 120
@@ -92,4 +104,15 @@ def test_retry_a_failed_job_from_the_page(stack_env, mail_stack):
             "select actor from worker.job_actions where %s = any(job_ids)", [job_id]
         ).fetchone()
         assert actor == ("admin",)
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:
+            form_job = conn.execute(
+                "select status, payload->>'template' from worker.jobs "
+                "where last_worker like 'send_email/manual__%%'"
+            ).fetchall()
+            if form_job and form_job[0][0] in ("completed", "failed"):
+                break
+            time.sleep(1)
+        assert form_job == [("completed", "welcome")]
     assert [to for to, _ in mail_stack.smtp.messages if to == ["page@example.com"]] == [["page@example.com"]]
+    assert [to for to, _ in mail_stack.smtp.messages if to == ["form@example.com"]] == [["form@example.com"]]

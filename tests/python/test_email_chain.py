@@ -200,7 +200,7 @@ def test_a_manual_run_records_its_payload_as_a_job(conn, jobs, smtp):
 
 
 def test_a_manual_run_with_only_the_form_defaults_adds_no_job(conn, jobs):
-    conf: dict = {"to": None, "template": None, "context": {}, "locale": "en", "cc": [], "bcc": [],
+    conf: dict = {"to": None, "template": "welcome", "context": {}, "locale": "en", "cc": [], "bcc": [],
             "reply_to": None, "attachments": []}  # fmt: skip
     assert email_chain.prepare(jobs, WORKER, conf) == []
     assert all_jobs(conn) == []
