@@ -7,7 +7,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-$(shell sha1sum requirements.txt | cut -c1-12)
 export PYTHONPATH := $(CURDIR)/plugins
 
-.PHONY: run stop psql test lint venv check-system clean-data test-deps
+.PHONY: run stop psql test lint venv check-system clean-data test-deps bench
 
 run: $(STAMP)
 	$(BIN)/python -m jobqueue.stack run
@@ -20,6 +20,10 @@ psql: $(STAMP)
 
 test: $(STAMP) lint test-deps
 	$(BIN)/python -m pytest
+
+# Our stack and graphile-worker side by side (BENCH_QUICK=1: a small version in a few minutes).
+bench: $(STAMP) test-deps
+	PYTHONPATH=$(CURDIR):$$PYTHONPATH $(BIN)/python bench/run.py
 
 lint: $(STAMP)
 	$(BIN)/ruff check plugins dags tests bench

@@ -97,16 +97,16 @@ def adopt_manual_job(
 ) -> Job | None:
     """A run triggered by hand (UI form or REST) with a payload as its conf: the payload becomes a
     job of this run, so it shows in worker.jobs with its outcome. A payload `parse` refuses leaves a
-    failed job saying why, and fails the run at once (no retry can fix it). A conf holding only the
-    form's defaults is no payload: the run just takes waiting jobs."""
-    defaults = defaults or {}
-    given = {k: v for k, v in (conf or {}).items() if v is not None and v != defaults.get(k)}
-    if not given:
+    failed job saying why, and fails the run at once (no retry can fix it). A conf that is exactly
+    the form's defaults (the UI's Trigger with nothing typed) is no payload: the run just takes
+    waiting jobs. A REST conf holds only what the caller sent, so any conf but that one counts."""
+    payload = {name: value for name, value in (conf or {}).items() if value not in (None, "")}
+    untouched = {name: value for name, value in (defaults or {}).items() if value is not None}
+    if not payload or payload == untouched:
         return None
     key = f"run:{worker}"
     if jobs.rows("job_key_exists", {"job_key": key})[0]["exists"]:
         return None  # a retried task: the job exists already, and is held
-    payload = {name: value for name, value in (conf or {}).items() if value is not None}
     job = jobs.add_job_for_worker(identifier, payload, worker, job_key=key)
     from jobqueue.mail import PermanentJobError
 

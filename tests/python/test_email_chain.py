@@ -216,3 +216,12 @@ def test_a_manual_run_with_a_bad_payload_fails_and_leaves_a_failed_job(conn, job
     assert (failed["status"], failed["last_worker"]) == ("failed", WORKER)
     assert "payload.to: Field required" in failed["last_error"]
     assert job(conn, waiting)["status"] == "queued"  # not taken by a run that is failing
+
+
+def test_a_rest_conf_with_only_some_fields_is_a_payload(conn, jobs):
+    from airflow.sdk.exceptions import AirflowFailException
+
+    # REST sends only what the caller wrote, even if it equals a form default.
+    with pytest.raises(AirflowFailException, match=r"payload\.to: Field required"):
+        email_chain.prepare(jobs, WORKER, {"template": "welcome"})
+    assert [j["status"] for j in all_jobs(conn)] == ["failed"]

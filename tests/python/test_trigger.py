@@ -46,7 +46,9 @@ class Watcher:
 
     def close(self) -> None:
         if self.pending:
+            # The generator cannot be closed while a step of it still runs: cancel, wait, then close.
             self.pending.cancel()
+            self.loop.run_until_complete(asyncio.gather(self.pending, return_exceptions=True))
         self.loop.run_until_complete(self.stream.aclose())  # type: ignore[attr-defined]
         self.loop.close()
 
