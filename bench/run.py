@@ -7,7 +7,8 @@ in ../shared/anchors/graphile-worker (its own throwaway PostgreSQL with stock se
 its own counting SMTP sink), all its modes, best one kept.
 Case 5 (scale of the table): bench/table_scale.py.
 
-BENCH_QUICK=1 runs a small version (N=300, smaller table). Writes bench/results/<time>.json and .md.
+BENCH_QUICK=1 runs a small version (N=300, smaller table); BENCH_N sets N. Writes <time>.json and
+<time>.md under bench/results/ (or BENCH_RESULTS).
 """
 
 from __future__ import annotations
@@ -33,7 +34,7 @@ from tests.smtp import SmtpServer
 QUICK = os.environ.get("BENCH_QUICK") == "1"
 N = int(os.environ.get("BENCH_N") or (300 if QUICK else 10_000))
 ANCHOR = paths.PROJECT_ROOT.parent / "shared" / "anchors" / "graphile-worker" / "bench.sh"
-RESULTS = paths.PROJECT_ROOT / "bench" / "results"
+RESULTS = Path(os.environ.get("BENCH_RESULTS") or paths.PROJECT_ROOT / "bench" / "results")
 FINISHED = "select count(*) from worker.jobs where id = any(%s) and status in ('completed', 'failed')"
 
 
