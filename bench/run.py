@@ -28,7 +28,7 @@ from psycopg.types.json import Jsonb
 
 from jobqueue import paths
 from tests.conftest import free_port
-from tests.e2e.conftest import RunningStack
+from tests.e2e.conftest import RunningStack, stack_environment
 from tests.smtp import SmtpServer
 
 QUICK = os.environ.get("BENCH_QUICK") == "1"
@@ -45,20 +45,11 @@ def log(message: str) -> None:
 
 
 def burst_ours() -> dict:
-    data = Path(tempfile.mkdtemp(prefix="worker-bench-"))
-    data.chmod(0o755)
     smtp = SmtpServer()
     smtp.start()
-    env = {
-        **{k: v for k, v in os.environ.items() if not k.startswith(("AIRFLOW", "WORKER_"))},
-        "PYTHONPATH": str(paths.PROJECT_ROOT / "plugins"),
-        "WORKER_DATA_DIR": str(data),
-        "WORKER_PG_PORT": str(free_port()),
-        "WORKER_SMTP_PORT": str(free_port()),
-        "AIRFLOW_API_PORT": str(free_port()),
-        "AIRFLOW_CONN_SMTP_DEFAULT": smtp.airflow_uri,
-        "WORKER_BATCH_SIZE": os.environ.get("WORKER_BATCH_SIZE", "1000"),
-    }
+    env = stack_environment("worker-bench-")
+    env["AIRFLOW_CONN_SMTP_DEFAULT"] = smtp.airflow_uri
+    env["WORKER_BATCH_SIZE"] = os.environ.get("WORKER_BATCH_SIZE", "1000")
     stack = RunningStack(env)
     database = f"postgresql://postgres@127.0.0.1:{env['WORKER_PG_PORT']}/worker"
     try:
@@ -86,7 +77,7 @@ def burst_ours() -> dict:
     finally:
         stack.stop_with("sigint")
         smtp.stop()
-        subprocess.run(["rm", "-rf", str(data)], check=False)
+        subprocess.run(["rm", "-rf", env["WORKER_DATA_DIR"]], check=False)
     return {"n": N, "enqueue_s": round(enqueue_s, 3), "total_s": round(total_s, 2),
             "jobs_per_s": round(N / total_s, 1), "not_completed": failed}  # fmt: skip
 

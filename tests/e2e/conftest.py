@@ -126,11 +126,11 @@ def token(api: str, password: str) -> int:
         return error.code
 
 
-@pytest.fixture
-def stack_env() -> Iterator[dict[str, str]]:
-    data = Path(tempfile.mkdtemp(prefix="worker-e2e-"))
+def stack_environment(prefix: str) -> dict[str, str]:
+    """The environment of a stack of its own: a fresh data dir, free ports, no outside settings."""
+    data = Path(tempfile.mkdtemp(prefix=prefix))
     data.chmod(0o755)  # PostgreSQL may run as another user
-    env = {
+    return {
         **{k: v for k, v in os.environ.items() if not k.startswith(("AIRFLOW", "WORKER_"))},
         "PYTHONPATH": str(paths.PROJECT_ROOT / "plugins"),
         "WORKER_DATA_DIR": str(data),
@@ -138,9 +138,14 @@ def stack_env() -> Iterator[dict[str, str]]:
         "WORKER_SMTP_PORT": str(free_port()),
         "AIRFLOW_API_PORT": str(free_port()),
     }
+
+
+@pytest.fixture
+def stack_env() -> Iterator[dict[str, str]]:
+    env = stack_environment("worker-e2e-")
     yield env
     subprocess.run([sys.executable, "-m", "jobqueue.stack", "stop"], env=env, timeout=120)
-    subprocess.run(["rm", "-rf", str(data)], check=False)
+    subprocess.run(["rm", "-rf", env["WORKER_DATA_DIR"]], check=False)
 
 
 class MailStack:
