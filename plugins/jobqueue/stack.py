@@ -127,19 +127,25 @@ class Stack:
     def _airflow() -> str:
         return str(Path(sys.executable).parent / "airflow")
 
+    @staticmethod
+    def _preloaded() -> list[str]:
+        return [sys.executable, "-m", "jobqueue.component"]
+
     def build_components(self, env: dict[str, str]) -> None:
         airflow = self._airflow()
         commands = {
             # Log servers bind every interface and cannot be moved to loopback: skip them. With
             # LocalExecutor the api-server reads task logs from the shared local folder.
-            "scheduler": [airflow, "scheduler", "--skip-serve-logs"],
-            "triggerer": [airflow, "triggerer", "--skip-serve-logs"],
+            # The scheduler forks the LocalExecutor's task processes: it starts with their modules.
+            "scheduler": [*self._preloaded(), "scheduler", "--skip-serve-logs"],
+            # The triggerer sends a trigger's event at once instead of at its next tick (wakeup.py).
+            "triggerer": [*self._preloaded(), "triggerer", "--skip-serve-logs"],
             "dag-processor": [airflow, "dag-processor"],
             "api-server": [airflow, "api-server"],
         }
         if settings.executor() == "CeleryExecutor":
             # Tasks run here, not in the scheduler: the same claims as on a worker on another host.
-            commands["celery-worker"] = [airflow, "celery", "worker", "--skip-serve-logs"]
+            commands["celery-worker"] = [*self._preloaded(), "celery", "worker", "--skip-serve-logs"]
         if not settings.smtp_connection():
             mail_dir = self.data_dir / "mail"
             commands = {

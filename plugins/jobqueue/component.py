@@ -1,0 +1,63 @@
+"""`python -m jobqueue.component <airflow command...>`: an Airflow component with the job DAGs'
+modules imported first (and, for the triggerer, jobqueue.wakeup installed).
+
+The LocalExecutor forks its workers from the scheduler and each task process from a worker (the
+Celery worker forks too), so a module the parent holds costs a task nothing. Without this each task
+imported about 0.3 s of modules (psycopg, pydantic, Jinja2, the providers) before doing any work, three
+times per e-mail; see bench/README.md. Only modules are loaded: no connection, thread or file is
+opened before the fork.
+"""
+
+from __future__ import annotations
+
+import sys
+
+# As airflow.__main__ does: the configuration first, then everything else.
+from airflow import configuration  # noqa: F401
+
+PRELOAD = (
+    "psycopg",
+    "psycopg2",
+    "airflow.sdk",
+    "airflow.sdk.execution_time.task_runner",
+    "jinja2.ext",
+    "airflow.dag_processing.dagbag",
+    "airflow.dag_processing.bundles.manager",
+    "airflow.providers.standard.decorators.python",
+    "airflow.providers.postgres.hooks.postgres",
+    "airflow.providers.smtp.hooks.smtp",
+    "jobqueue.email_chain",
+    "jobqueue.document_chain",
+    "jobqueue.digest",
+    "jobqueue.maintenance",
+    "jobqueue.signup",
+    "jobqueue.trigger",
+)
+
+
+def preload() -> None:
+    import importlib
+
+    for name in PRELOAD:
+        importlib.import_module(name)
+    # Every task process asks for the Task SDK's listener manager, which loads the plugins once per
+    # process (cached): load them here, once, before the fork.
+    from airflow.sdk.listener import get_listener_manager
+
+    get_listener_manager()
+
+
+def main() -> None:
+    from airflow.__main__ import main as airflow_main
+
+    preload()
+    if sys.argv[1:2] == ["triggerer"]:
+        from jobqueue import wakeup
+
+        wakeup.install()
+    sys.argv = ["airflow", *sys.argv[1:]]
+    airflow_main()
+
+
+if __name__ == "__main__":
+    main()
