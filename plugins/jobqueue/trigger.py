@@ -24,7 +24,7 @@ from typing import Any
 import psycopg
 from airflow.triggers.base import BaseEventTrigger, TriggerEvent
 
-from jobqueue import settings
+from jobqueue import settings, wakeup
 from jobqueue.queries import query
 
 CHANNEL = "worker_jobs"
@@ -130,6 +130,7 @@ class JobsWaitingTrigger(BaseEventTrigger):
                             "fired_at": datetime.datetime.now(datetime.UTC).isoformat(),
                         }
                     )
+                    wakeup.wake()  # the runner has queued the event: send it now, not at its tick
                 if await self._wait_for_news(conn, step.wait):
                     new_work = True
                 elif due_in is not None and due_in <= step.wait:
