@@ -6,6 +6,7 @@ from __future__ import annotations
 import email
 import email.policy
 import threading
+import time
 from email.message import EmailMessage
 from typing import Any
 
@@ -18,6 +19,8 @@ class RecordingHandler:
     def __init__(self) -> None:
         self.lock = threading.Lock()
         self.messages: list[tuple[list[str], EmailMessage]] = []
+        # When each message was accepted (time.time()), by Message-ID: latency benchmarks read it.
+        self.accepted_at: dict[str, float] = {}
 
     async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
         parsed = email.message_from_bytes(
@@ -25,6 +28,7 @@ class RecordingHandler:
         )
         with self.lock:
             self.messages.append((list(envelope.rcpt_tos), parsed))
+            self.accepted_at.setdefault(str(parsed["Message-ID"]), time.time())
         return "250 OK"
 
 
