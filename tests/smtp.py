@@ -21,6 +21,7 @@ class RecordingHandler:
         self.messages: list[tuple[list[str], EmailMessage]] = []
         # When each message was accepted (time.time()), by Message-ID: latency benchmarks read it.
         self.accepted_at: dict[str, float] = {}
+        self.peers: set[Any] = set()  # (host, port) of each client session that sent a message
 
     async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
         parsed = email.message_from_bytes(
@@ -29,6 +30,7 @@ class RecordingHandler:
         with self.lock:
             self.messages.append((list(envelope.rcpt_tos), parsed))
             self.accepted_at.setdefault(str(parsed["Message-ID"]), time.time())
+            self.peers.add(session.peer)
         return "250 OK"
 
 

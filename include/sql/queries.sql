@@ -27,6 +27,12 @@ select * from worker.remove_job(%(job_key)s) where id is not null;
 -- Marks jobs completed.
 select * from worker.complete_jobs(%(job_ids)s::bigint[], %(result)s::jsonb);
 
+-- name: complete_jobs_each
+-- Marks jobs completed, each with its own result, in one statement.
+select c.*
+from unnest(%(job_ids)s::bigint[], %(results)s::jsonb[]) as u(id, result),
+     lateral worker.complete_jobs(array[u.id], u.result) as c;
+
 -- name: permanently_fail_jobs
 -- Fails waiting jobs for good.
 select * from worker.permanently_fail_jobs(%(job_ids)s::bigint[], %(reason)s);

@@ -9,8 +9,10 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import queue
 import smtplib
-from collections.abc import Callable, Iterator
+import threading
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 from jobqueue import forms, mail, runs, settings, storage
@@ -44,35 +46,81 @@ def render(jobs: JobManager, worker: str, batch: list[dict[str, Any]]) -> list[d
     return rendered
 
 
-def send(jobs: JobManager, worker: str, rendered: list[dict[str, Any]], smtp_client: Any) -> mail.SendResult:
-    """Sends the batch over one SMTP session. Jobs no longer held (done by an earlier attempt of this
-    task, or released) are skipped, so a retried task never sends a job's message twice."""
+def send(
+    jobs: JobManager, worker: str, rendered: list[dict[str, Any]], clients: Sequence[smtplib.SMTP]
+) -> mail.SendResult:
+    """Sends the batch over the given SMTP sessions. Jobs no longer held (done by an earlier attempt
+    of this task, or released) are skipped, so a retried task never sends a job's message twice."""
     held = {job.id for job in jobs.held_jobs(worker)}
     sender = settings.mail_from()
-    messages = []
-    result = mail.SendResult()
-    for item in rendered:
-        job_id = item["job_id"]
-        if job_id not in held:
-            continue
-        payload = mail.EmailPayload.model_validate(item["payload"])
-        email = mail.RenderedEmail(item["subject"], item["text"], item["html"])
-        try:
-            message = mail.build_message(job_id, payload, email, sender, storage.read_document)
-        except (mail.PermanentJobError, storage.StorageError) as exc:
-            result.failed[job_id] = str(exc)
-            continue
-        messages.append((job_id, message, mail.envelope_recipients(payload)))
 
-    def record_sent(job_id: int, message: mail.EmailMessage) -> None:
-        jobs.complete_jobs([job_id], {"message_id": str(message["Message-ID"])})
+    def builder(job_id: int, item: dict[str, Any]) -> mail.BuildMessage:
+        def build() -> tuple[mail.EmailMessage, list[str]]:
+            payload = mail.EmailPayload.model_validate(item["payload"])
+            email = mail.RenderedEmail(item["subject"], item["text"], item["html"])
+            try:
+                message = mail.build_message(job_id, payload, email, sender, storage.read_document)
+            except storage.StorageError as exc:
+                raise mail.PermanentJobError(str(exc)) from exc
+            return message, mail.envelope_recipients(payload)
 
-    sent = mail.send_messages(smtp_client, messages, on_sent=record_sent)
-    result.sent += sent.sent
-    result.failed |= sent.failed
-    result.retry |= sent.retry
+        return build
+
+    messages = [
+        (item["job_id"], builder(item["job_id"], item)) for item in rendered if item["job_id"] in held
+    ]
+    with Completions(jobs) as completions:
+        result = mail.send_messages(
+            clients,
+            messages,
+            on_sent=lambda job_id, message: completions.add(job_id, str(message["Message-ID"])),
+        )
     record_failures(jobs, worker, result)
     return result
+
+
+class Completions:
+    """Marks jobs completed as their messages are accepted, from a thread of its own: the sessions
+    never wait for a commit, and when messages come faster than commits, one statement completes all
+    that have arrived meanwhile. A job stays un-completed for at most that one statement after its
+    message was accepted (the window in which a crash can make it be sent again)."""
+
+    def __init__(self, jobs: JobManager) -> None:
+        self.jobs = jobs
+        self.queue: queue.SimpleQueue[tuple[int, str] | None] = queue.SimpleQueue()
+        self.error: BaseException | None = None
+        self.thread = threading.Thread(target=self._run, name="completions")
+
+    def __enter__(self) -> Completions:
+        self.thread.start()
+        return self
+
+    def add(self, job_id: int, message_id: str) -> None:
+        self.queue.put((job_id, message_id))
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.queue.put(None)
+        self.thread.join()
+        if self.error is not None:
+            raise self.error
+
+    def _run(self) -> None:
+        done = False
+        while not done:
+            item = self.queue.get()
+            batch = []
+            while item is not None:
+                batch.append(item)
+                try:
+                    item = self.queue.get_nowait()
+                except queue.Empty:
+                    break
+            done = item is None
+            if batch and self.error is None:
+                try:
+                    self.jobs.complete_each({job_id: {"message_id": mid} for job_id, mid in batch})
+                except BaseException as exc:
+                    self.error = exc
 
 
 @contextlib.contextmanager
@@ -86,19 +134,30 @@ def smtp_session(conn_id: str = "smtp_default") -> Iterator[smtplib.SMTP]:
         yield client
 
 
+# Messages per extra SMTP session: a small batch is sent over one session.
+MESSAGES_PER_SESSION = 25
+
+
 def send_batch(
     jobs: JobManager,
     worker: str,
     rendered: list[dict[str, Any]],
     connect: Callable[[], contextlib.AbstractContextManager[smtplib.SMTP]] = smtp_session,
 ) -> mail.SendResult:
-    """send(), or, when no SMTP session can be opened, every job of the batch failed for a retry."""
+    """send() over up to WORKER_SMTP_SESSIONS sessions, or, when no SMTP session can be opened,
+    every job of the batch failed for a retry."""
+    wanted = max(1, min(settings.smtp_sessions(), len(rendered) // MESSAGES_PER_SESSION))
     with contextlib.ExitStack() as stack:
-        try:
-            client = stack.enter_context(connect())
-        except Exception as exc:  # refused, timed out, TLS or login failure: all worth a retry
-            return fail_all_for_retry(jobs, worker, rendered, f"SMTP server unreachable: {exc}")
-        return send(jobs, worker, rendered, client)
+        clients: list[smtplib.SMTP] = []
+        for _ in range(wanted):
+            try:
+                clients.append(stack.enter_context(connect()))
+            except Exception as exc:  # refused, timed out, TLS or login failure: all worth a retry
+                if not clients:
+                    return fail_all_for_retry(jobs, worker, rendered, f"SMTP server unreachable: {exc}")
+                log.warning("opened %d of %d SMTP sessions: %s", len(clients), wanted, exc)
+                break
+        return send(jobs, worker, rendered, clients)
 
 
 def fail_all_for_retry(

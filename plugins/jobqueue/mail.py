@@ -11,9 +11,11 @@ import dataclasses
 import email.policy
 import email.utils
 import mimetypes
+import queue
 import re
 import smtplib
-from collections.abc import Callable, Iterable
+import threading
+from collections.abc import Callable, Iterable, Sequence
 from email.message import EmailMessage
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -177,41 +179,88 @@ class SendResult:
     retry: dict[int, str] = dataclasses.field(default_factory=dict)
 
 
+BuildMessage = Callable[[], tuple[EmailMessage, list[str]]]
+
+
 def send_messages(
-    client: smtplib.SMTP,
-    messages: Iterable[tuple[int, EmailMessage, list[str]]],
+    clients: Sequence[smtplib.SMTP],
+    messages: Iterable[tuple[int, BuildMessage]],
     on_sent: Callable[[int, EmailMessage], object],
 ) -> SendResult:
-    """Sends over one session; `on_sent` records each job as done the moment its message is accepted.
+    """Sends over the given sessions, one thread each, every session taking the next message when
+    it is free (so one slow answer holds up one session, not the batch). `on_sent` records a job as
+    done the moment its message is accepted; it is called from the sessions' threads.
 
-    A refused recipient fails that job; a lost connection fails the rest of the batch for a retry.
+    A message that cannot be built or whose recipients are all refused fails that job; a 4xx answer
+    fails it for a retry; a session that loses its connection leaves the rest to the others, and
+    what no session could send is failed for a retry.
     """
+    work: queue.SimpleQueue[tuple[int, BuildMessage]] = queue.SimpleQueue()
+    for item in messages:
+        work.put(item)
     result = SendResult()
-    pending = list(messages)
-    for index, (job_id, message, recipients) in enumerate(pending):
+    lock = threading.Lock()
+    lost: list[str] = []
+
+    def session(client: smtplib.SMTP) -> None:
+        while True:
+            try:
+                job_id, build = work.get_nowait()
+            except queue.Empty:
+                return
+            try:
+                message, recipients = build()
+            except PermanentJobError as exc:
+                with lock:
+                    result.failed[job_id] = str(exc)
+                continue
+            outcome = _send_one(client, message, recipients)
+            if outcome is None:
+                on_sent(job_id, message)
+                with lock:
+                    result.sent.append(job_id)
+                continue
+            kind, error = outcome
+            with lock:
+                if kind == "lost":
+                    result.retry[job_id] = error
+                    lost.append(error)
+                    return
+                (result.failed if kind == "failed" else result.retry)[job_id] = error
+
+    if len(clients) == 1:
+        session(clients[0])
+    else:
+        threads = [threading.Thread(target=session, args=(client,)) for client in clients]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+    while True:  # every session lost its connection: the rest waits for a retry
         try:
-            client.send_message(message, to_addrs=recipients)
-        except smtplib.SMTPRecipientsRefused as exc:
-            refused = ", ".join(
-                f"{addr} ({code} {reason.decode(errors='replace')})"
-                for addr, (code, reason) in exc.recipients.items()
-            )
-            result.failed[job_id] = f"every recipient was refused: {refused}"
-            continue
-        except smtplib.SMTPResponseException as exc:
-            reply = exc.smtp_error
-            text = reply.decode(errors="replace") if isinstance(reply, bytes) else str(reply)
-            error = f"SMTP server answered {exc.smtp_code}: {text}"
-            if 500 <= exc.smtp_code < 600:
-                result.failed[job_id] = error
-            else:
-                result.retry[job_id] = error
-            continue
-        except (smtplib.SMTPException, OSError) as exc:
-            error = f"SMTP connection lost: {exc}"
-            for later_id, _, _ in pending[index:]:
-                result.retry[later_id] = error
+            job_id, _ = work.get_nowait()
+        except queue.Empty:
             break
-        on_sent(job_id, message)
-        result.sent.append(job_id)
+        result.retry[job_id] = lost[-1] if lost else "not sent"
     return result
+
+
+def _send_one(client: smtplib.SMTP, message: EmailMessage, recipients: list[str]) -> tuple[str, str] | None:
+    """None when the server accepted the message, else ("failed" | "retry" | "lost", why)."""
+    try:
+        client.send_message(message, to_addrs=recipients)
+    except smtplib.SMTPRecipientsRefused as exc:
+        refused = ", ".join(
+            f"{addr} ({code} {reason.decode(errors='replace')})"
+            for addr, (code, reason) in exc.recipients.items()
+        )
+        return "failed", f"every recipient was refused: {refused}"
+    except smtplib.SMTPResponseException as exc:
+        reply = exc.smtp_error
+        text = reply.decode(errors="replace") if isinstance(reply, bytes) else str(reply)
+        return ("failed" if 500 <= exc.smtp_code < 600 else "retry"), (
+            f"SMTP server answered {exc.smtp_code}: {text}"
+        )
+    except (smtplib.SMTPException, OSError) as exc:
+        return "lost", f"SMTP connection lost: {exc}"
+    return None

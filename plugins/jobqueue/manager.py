@@ -123,6 +123,11 @@ class JobManager:
         encoded = None if result is None else _to_json(result, "result")
         return self._jobs("complete_jobs", {"job_ids": list(job_ids), "result": encoded})
 
+    def complete_each(self, results: dict[int, JsonValue]) -> list[Job]:
+        """Completes several jobs in one statement, each with its own result."""
+        encoded = [_to_json(result, "result") for result in results.values()]
+        return self._jobs("complete_jobs_each", {"job_ids": list(results), "results": encoded})
+
     def permanently_fail_jobs(self, job_ids: Sequence[int], reason: str | None = None) -> list[Job]:
         return self._jobs("permanently_fail_jobs", {"job_ids": list(job_ids), "reason": reason})
 

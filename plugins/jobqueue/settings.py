@@ -104,6 +104,17 @@ def batch_size() -> int:
     return _int("WORKER_BATCH_SIZE", 500)
 
 
+def scheduler_hot() -> tuple[float, float]:
+    """(seconds after a job notification during which the scheduler's idle sleep is short, that
+    short sleep): WORKER_SCHEDULER_HOT_SECONDS (30), WORKER_SCHEDULER_HOT_SLEEP (0.1)."""
+    return _float("WORKER_SCHEDULER_HOT_SECONDS", 30.0), _float("WORKER_SCHEDULER_HOT_SLEEP", 0.1)
+
+
+def smtp_sessions() -> int:
+    """SMTP sessions a send task opens at most (one per 25 messages of its batch)."""
+    return _int("WORKER_SMTP_SESSIONS", 4)
+
+
 def max_active_runs() -> int:
     return _int("WORKER_MAX_ACTIVE_RUNS", 2)
 

@@ -102,6 +102,64 @@ def test_a_retried_send_task_never_sends_twice(conn, jobs, smtp):
     assert len(smtp.messages) == len(ids)
 
 
+def test_a_large_batch_goes_over_several_sessions_each_message_once(conn, jobs, smtp, monkeypatch):
+    monkeypatch.setenv("WORKER_SMTP_SESSIONS", "4")
+    ids = [add(conn, "send_email", welcome(n))["id"] for n in range(120)]
+    result = run_chain(jobs, smtp)
+    assert sorted(result.sent) == ids
+    assert sorted(smtp.message_ids()) == sorted(f"<job-{i}@localhost>" for i in ids)
+    assert len(smtp.handler.peers) == 4
+    done = conn.execute(
+        "select count(*) from worker.jobs where id = any(%s) and status = 'completed'"
+        " and result->>'message_id' = '<job-' || id || '@localhost>'",
+        [ids],
+    ).fetchone()[0]
+    assert done == len(ids)
+
+
+def test_a_session_that_loses_its_connection_leaves_its_messages_to_the_others(conn, jobs, smtp, monkeypatch):
+    monkeypatch.setenv("WORKER_SMTP_SESSIONS", "3")
+    ids = [add(conn, "send_email", welcome(n))["id"] for n in range(90)]
+    opened = []
+
+    @contextlib.contextmanager
+    def connect():
+        client = smtplib.SMTP("127.0.0.1", smtp.port, timeout=10)
+        opened.append(client)
+        if len(opened) == 1:
+            client.close()  # this session is dead from the start
+        try:
+            yield client
+        finally:
+            client.close()
+
+    batch = email_chain.prepare(jobs, WORKER)
+    rendered = email_chain.render(jobs, WORKER, batch)
+    result = email_chain.send_batch(jobs, WORKER, rendered, connect=connect)
+    assert len(result.retry) == 1  # the message the dead session had taken
+    assert sorted(result.sent + list(result.retry)) == ids
+    assert len(smtp.messages) == len(ids) - 1
+    (retried,) = result.retry
+    assert job(conn, retried)["status"] == "scheduled"
+    assert "SMTP connection lost" in job(conn, retried)["last_error"]
+
+
+def test_every_session_lost_means_the_rest_waits_for_a_retry(conn, jobs, smtp):
+    ids = [add(conn, "send_email", welcome(n))["id"] for n in range(5)]
+
+    @contextlib.contextmanager
+    def connect():
+        client = smtplib.SMTP("127.0.0.1", smtp.port, timeout=10)
+        client.close()
+        yield client
+
+    rendered = email_chain.render(jobs, WORKER, email_chain.prepare(jobs, WORKER))
+    result = email_chain.send_batch(jobs, WORKER, rendered, connect=connect)
+    assert sorted(result.retry) == ids
+    assert {job(conn, i)["status"] for i in ids} == {"scheduled"}
+    assert smtp.messages == []
+
+
 def test_a_retried_prepare_takes_back_what_it_held(conn, jobs, smtp):
     ids = [add(conn, "send_email", welcome(n))["id"] for n in range(3)]
     first = email_chain.prepare(jobs, WORKER)
