@@ -28,6 +28,9 @@ DEFAULT_ARGS: dict[str, Any] = {
     # A task retry is safe: it takes back the jobs its run holds and skips those already done.
     "retries": 2,
     "retry_delay": datetime.timedelta(seconds=5),
+    # A step returns its whole batch (payloads, rendered mails) as XCom: logging it would put every
+    # recipient and message body in the task log, and a 1,000-job batch in one 250 KB log line.
+    "show_return_value_in_logs": False,
 }
 
 
