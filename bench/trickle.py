@@ -102,7 +102,7 @@ def trickle(jobs: int, gap: float, settle: float = 20.0) -> dict:
 
 
 def breakdown(stages: list[tuple], sent_at: dict[int, float]) -> dict[str, dict[str, float]]:
-    """Median time of each step, from Airflow's timestamps (same clock: one machine)."""
+    """Median and max time of each step, from Airflow's timestamps (same clock: one machine)."""
     steps: dict[str, list[float]] = {}
 
     def add(name: str, start: float | None, end: float | None) -> None:
@@ -123,7 +123,10 @@ def breakdown(stages: list[tuple], sent_at: dict[int, float]) -> dict[str, dict[
             add(f"{task}: queued -> started", queued_at, start)
             add(f"{task}: running", start, end)
             previous = end
-    return {name: {"p50_s": round(statistics.median(v), 3)} for name, v in steps.items()}
+    return {
+        name: {"p50_s": round(statistics.median(v), 3), "max_s": round(max(v), 3)}
+        for name, v in steps.items()
+    }
 
 
 def main() -> None:

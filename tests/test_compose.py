@@ -30,9 +30,9 @@ def test_compose_runs_every_airflow_component_with_celery():
     services = yaml.safe_load(COMPOSE)["services"]
     commands = {name: service.get("command") for name, service in services.items()}
     assert commands["airflow-apiserver"] == "api-server"
-    # Scheduler, triggerer and Celery worker start through jobqueue.component, as `make run` does.
+    # All but the api-server start through jobqueue.component, as `make run` does.
     assert commands["airflow-scheduler"] == "python -m jobqueue.component scheduler"
-    assert commands["airflow-dag-processor"] == "dag-processor"
+    assert commands["airflow-dag-processor"] == "python -m jobqueue.component dag-processor"
     assert commands["airflow-triggerer"] == "python -m jobqueue.component triggerer"
     assert commands["airflow-worker"] == "python -m jobqueue.component celery worker"
     assert {"postgres", "redis", "mailpit", "airflow-init"} <= set(services)

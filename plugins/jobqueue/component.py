@@ -51,10 +51,12 @@ def main() -> None:
     from airflow.__main__ import main as airflow_main
 
     preload()
-    if sys.argv[1:2] == ["triggerer"]:
-        from jobqueue import wakeup
+    from jobqueue import wakeup
 
+    if sys.argv[1:2] == ["triggerer"]:
         wakeup.install()
+    elif sys.argv[1:2] == ["scheduler"]:
+        wakeup.install_scheduler()
     sys.argv = ["airflow", *sys.argv[1:]]
     airflow_main()
 

@@ -86,3 +86,41 @@ def test_wake_does_nothing_unless_installed(monkeypatch):
     monkeypatch.setattr(wakeup, "_pending", False)
     wakeup.wake()
     assert wakeup._pending is False
+
+
+def test_the_scheduler_loop_is_the_one_wakeup_knows(monkeypatch, db_url):
+    from airflow.jobs import scheduler_job_runner
+
+    monkeypatch.setattr(scheduler_job_runner, "time", scheduler_job_runner.time)
+    monkeypatch.setenv("AIRFLOW_CONN_WORKER_DB", db_url)
+    assert wakeup.install_scheduler(), "Airflow's scheduler loop changed: see jobqueue/wakeup.py"
+    assert isinstance(scheduler_job_runner.time, wakeup._SchedulerSleep)
+    scheduler_job_runner.time.close()
+
+
+def test_the_schedulers_sleep_ends_when_a_job_arrives_and_stays_short_while_jobs_are_about(conn, db_url):
+    sleeper = wakeup._SchedulerSleep(db_url, hot_seconds=30, hot_sleep=0.1)
+    assert sleeper.listener is None
+    start = time.monotonic()
+    sleeper.sleep(0.5)  # cold: the full sleep; also starts the listener
+    assert time.monotonic() - start >= 0.5
+    time.sleep(0.5)  # let the listener connect
+
+    def add_a_job() -> None:
+        time.sleep(0.3)
+        conn.execute("select worker.add_job('send_email', '{}')")
+
+    import threading
+
+    threading.Thread(target=add_a_job).start()
+    start = time.monotonic()
+    sleeper.sleep(60)  # ends when the job's notification arrives
+    assert time.monotonic() - start < 30
+    start = time.monotonic()
+    sleeper.sleep(60)  # hot now: the short sleep
+    assert time.monotonic() - start < 30
+    sleeper.close()
+    listener = sleeper.listener
+    assert listener is not None
+    listener.join(timeout=10)
+    assert not listener.is_alive()
