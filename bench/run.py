@@ -1,90 +1,352 @@
-"""make bench: our stack and graphile-worker 0.18 side by side, in one run, on this machine.
+"""make bench: our stack and the systems it replaces side by side, in one run, on this machine.
 
-Case 1 (e-mail burst): N send_email jobs added in one statement; time until every job is completed
-and every message accepted by the SMTP server. Ours: the real stack (`make run`'s supervisor) on a
-throwaway PostgreSQL, sending to an in-process aiosmtpd server. graphile-worker: the anchor harness
-in ../shared/anchors/graphile-worker (its own throwaway PostgreSQL with stock settings, as ours, and
-its own counting SMTP sink), all its modes, best one kept.
-Case 5 (scale of the table): bench/table_scale.py.
+One stack (`make run`'s supervisor, a throwaway PostgreSQL, stock settings) sending to the
+graphile-worker anchor's own SMTP sink (../shared/anchors/graphile-worker/smtp-sink.mjs), so both
+systems' mail lands on the same receiver. On that stack, in order:
+  4. footprint: CPU and PSS of the whole idle stack (PostgreSQL included) over 60 s;
+  2. trickle latency: 100 send_email jobs, one every 2 s, add_job -> accepted by the sink;
+  1. burst: 10,000 send_email jobs in one statement, until all are accepted and completed
+     (BENCH_REPEATS times, median), with the footprint under that load;
+  3. documents: 1,000 invoice jobs until every PDF is rendered and its e-mail accepted.
+Then graphile-worker 0.18 through its anchor harness (all its modes, best kept, same N), the raw
+WeasyPrint throughput of our invoice on all cores, the pdf-render anchor (puppeteer-core driving
+Debian's Chromium, and WeasyPrint, on the anchor's invoice), and case 5 (bench/table_scale.py).
 
-BENCH_QUICK=1 runs a small version (N=300, smaller table); BENCH_N sets N. Writes <time>.json and
-<time>.md under bench/results/ (or BENCH_RESULTS).
+BENCH_QUICK=1: a small version in a few minutes. BENCH_N, BENCH_REPEATS, BENCH_CASES (e.g. "1,5")
+override. Writes <time>.json and <time>.md under bench/results/ (or BENCH_RESULTS).
 """
 
 from __future__ import annotations
 
 import datetime
 import json
+import multiprocessing
 import os
 import platform
+import socket
+import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
+from collections.abc import Callable
+from importlib import metadata
 from pathlib import Path
+from typing import Any
 
+import psutil
 import psycopg
 from psycopg.types.json import Jsonb
 
-from jobqueue import paths
+from bench import trickle
+from jobqueue import paths, settings
 from tests.conftest import free_port
 from tests.e2e.conftest import RunningStack, stack_environment
-from tests.smtp import SmtpServer
 
 QUICK = os.environ.get("BENCH_QUICK") == "1"
 N = int(os.environ.get("BENCH_N") or (300 if QUICK else 10_000))
+REPEATS = int(os.environ.get("BENCH_REPEATS") or (1 if QUICK else 3))
+TRICKLE_JOBS = 10 if QUICK else 100
+DOCUMENTS = 20 if QUICK else 1_000
+IDLE_SECONDS = 15 if QUICK else 60
+CASES = {c.strip() for c in (os.environ.get("BENCH_CASES") or "1,2,3,4,5").split(",")}
 # The anchors live in shared/ beside the project (BENCH_ANCHORS_DIR to point elsewhere).
 ANCHORS = Path(os.environ.get("BENCH_ANCHORS_DIR") or paths.PROJECT_ROOT.parent / "shared" / "anchors")
-ANCHOR = ANCHORS / "graphile-worker" / "bench.sh"
+GRAPHILE = ANCHORS / "graphile-worker"
+PDF_ANCHOR = ANCHORS / "pdf-render"
 RESULTS = Path(os.environ.get("BENCH_RESULTS") or paths.PROJECT_ROOT / "bench" / "results")
-FINISHED = "select count(*) from worker.jobs where id = any(%s) and status in ('completed', 'failed')"
+INVOICE = json.loads((paths.INCLUDE_DIR / "examples" / "generate_pdf.json").read_text())
+UNFINISHED = "select count(*) from worker._jobs where id = any(%s) and state in ('waiting', 'running')"
 
 
 def log(message: str) -> None:
     print(f"[bench {time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
 
 
-def burst_ours() -> dict:
-    smtp = SmtpServer()
-    smtp.start()
+class Sink:
+    """The graphile-worker anchor's counting SMTP sink (Node.js), with its XCOUNT/XRESET commands."""
+
+    def __init__(self) -> None:
+        script = GRAPHILE / "smtp-sink.mjs"
+        if not script.exists():
+            raise SystemExit(f"no SMTP sink at {script} (set BENCH_ANCHORS_DIR)")
+        self.port = free_port()
+        self.process = subprocess.Popen(
+            ["node", str(script), str(self.port), "127.0.0.1"],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline:
+            try:
+                self.command("XRESET")
+                return
+            except OSError:
+                time.sleep(0.1)
+        raise SystemExit("the SMTP sink did not start")
+
+    def command(self, verb: str) -> str:
+        with socket.create_connection(("127.0.0.1", self.port), timeout=5) as sock:
+            stream = sock.makefile("rb")
+            stream.readline()
+            sock.sendall(f"{verb}\r\n".encode())
+            return stream.readline().decode().strip()
+
+    def count(self) -> tuple[int, float]:
+        """(messages accepted, when the last one was, epoch seconds)."""
+        _, count, _first, last = self.command("XCOUNT").split()
+        return int(count), float(last) / 1000
+
+    @property
+    def airflow_uri(self) -> str:
+        return f"smtp://127.0.0.1:{self.port}?disable_ssl=true&disable_tls=true&timeout=10"
+
+    def stop(self) -> None:
+        self.process.terminate()
+        self.process.wait(timeout=10)
+
+
+class Footprint:
+    """CPU (all processes of the stack, PostgreSQL included, children reaped meanwhile too) and PSS."""
+
+    def __init__(self, stack: RunningStack, data_dir: str) -> None:
+        self.stack = stack
+        self.data_dir = data_dir
+
+    def processes(self) -> list[psutil.Process]:
+        found = {}
+        roots = [psutil.Process(self.stack.process.pid)]
+        for process in psutil.process_iter(["cmdline"]):
+            if self.data_dir in " ".join(process.info["cmdline"] or []):
+                roots.append(process)  # the postmaster (pg_ctl detached it from the supervisor)
+        for root in roots:
+            try:
+                for process in [root, *root.children(recursive=True)]:
+                    found[process.pid] = process
+            except psutil.NoSuchProcess:
+                continue
+        return list(found.values())
+
+    def cpu_seconds(self) -> float:
+        total = 0.0
+        for process in self.processes():
+            try:
+                t = process.cpu_times()
+                total += t.user + t.system + t.children_user + t.children_system
+            except psutil.Error:
+                continue
+        return total
+
+    def pss_mib(self) -> float:
+        total = 0
+        for process in self.processes():
+            try:
+                total += process.memory_full_info().pss
+            except psutil.Error:
+                continue
+        return total / 2**20
+
+    def measure(self, seconds: float | None = None, until: Callable[[], bool] | None = None) -> dict:
+        """CPU in % of one core over the window, PSS median and max of samples every second."""
+        start_cpu, start = self.cpu_seconds(), time.monotonic()
+        samples = []
+        while True:
+            samples.append(self.pss_mib())
+            if seconds is not None and time.monotonic() - start >= seconds:
+                break
+            if until is not None and until():
+                break
+            time.sleep(1)
+        elapsed = time.monotonic() - start
+        return {
+            "seconds": round(elapsed, 1),
+            "cpu_percent_of_one_core": round(100 * (self.cpu_seconds() - start_cpu) / elapsed, 1),
+            "pss_mib_median": round(statistics.median(samples)),
+            "pss_mib_max": round(max(samples)),
+        }
+
+
+def wait_until_idle(metadata_db: str, quiet: float = 5.0, limit: float = 300.0) -> None:
+    """Until no DAG run is queued or running for `quiet` seconds (the first-sight runs are over)."""
+    deadline, calm_since = time.monotonic() + limit, time.monotonic()
+    with psycopg.connect(metadata_db, autocommit=True) as meta:
+        while time.monotonic() < deadline:
+            busy = meta.execute("select count(*) from dag_run where state in ('queued', 'running')")
+            if busy.fetchone()[0]:  # type: ignore[index]
+                calm_since = time.monotonic()
+            elif time.monotonic() - calm_since >= quiet:
+                return
+            time.sleep(0.5)
+
+
+def send_email_specs(n: int, prefix: str) -> list[dict]:
+    return [
+        {"identifier": "send_email",
+         "payload": {"to": f"{prefix}{i}@example.com", "template": "welcome", "context": {"name": f"U{i}"}}}
+        for i in range(n)
+    ]  # fmt: skip
+
+
+def until_done(conn: psycopg.Connection, sink: Sink, ids: list[int], messages: int, timeout: float) -> float:
+    """Seconds until every job left waiting/running and the sink holds `messages` more."""
+    start, before = time.monotonic(), sink.count()[0]
+    while time.monotonic() - start < timeout:
+        if sink.count()[0] - before >= messages and not conn.execute(UNFINISHED, [ids]).fetchone()[0]:  # type: ignore[index]
+            break
+        time.sleep(0.05)
+    return time.monotonic() - start
+
+
+def burst(conn: psycopg.Connection, sink: Sink, footprint: Footprint, run: int) -> dict:
+    specs = send_email_specs(N, f"b{run}-")
+    before = sink.count()[0]
+    start = time.monotonic()
+    ids = [row[0] for row in conn.execute("select id from worker.add_jobs(%s)", [Jsonb(specs)])]
+    enqueue_s = time.monotonic() - start
+    done = threading.Event()
+    load: dict = {}
+    sampler = threading.Thread(target=lambda: load.update(footprint.measure(until=done.is_set)))
+    sampler.start()
+    deadline = start + 1800
+    while time.monotonic() < deadline:
+        if sink.count()[0] - before >= N and not conn.execute(UNFINISHED, [ids]).fetchone()[0]:  # type: ignore[index]
+            break
+        time.sleep(0.05)
+    total_s = time.monotonic() - start
+    done.set()
+    sampler.join()
+    not_completed = conn.execute(
+        "select count(*) from worker.jobs where id = any(%s) and status <> 'completed'", [ids]
+    ).fetchone()[0]  # type: ignore[index]
+    return {
+        "n": N, "enqueue_s": round(enqueue_s, 3), "total_s": round(total_s, 2),
+        "jobs_per_s": round(N / total_s, 1), "not_completed": not_completed,
+        "mails": sink.count()[0] - before, "footprint": load,
+    }  # fmt: skip
+
+
+def trickle_latency(conn: psycopg.Connection, sink: Sink, metadata_db: str) -> dict:
+    """One job every 2 s; the sink's own acceptance time of each new message (one at a time)."""
+    sent: list[tuple[int, float]] = []
+    accepted: list[float] = []
+    for n in range(TRICKLE_JOBS):
+        count, _ = sink.count()
+        payload = {"to": f"t{n}@example.com", "template": "welcome", "context": {"name": f"T{n}"}}
+        added = time.time()
+        row = conn.execute("select id from worker.add_job('send_email', %s)", [Jsonb(payload)]).fetchone()
+        sent.append((row[0], added))  # type: ignore[index]
+        deadline = added + 30
+        while time.time() < deadline:
+            now_count, last = sink.count()
+            if now_count > count:
+                accepted.append(last)
+                break
+            time.sleep(0.005)
+        time.sleep(max(0.0, added + 2.0 - time.time()))
+    latencies = [at - added for (_, added), at in zip(sent, accepted, strict=False)]
+    records = conn.execute(
+        "select id, created_at, last_worker as worker from worker.jobs where id = any(%s)",
+        [[job_id for job_id, _ in sent]],
+    ).fetchall()
+    with psycopg.connect(metadata_db) as meta:
+        stages = meta.execute(
+            trickle.STAGES,
+            [Jsonb([{"id": r[0], "created_at": r[1].isoformat(), "worker": r[2]} for r in records])],
+        ).fetchall()
+    return {
+        "jobs": TRICKLE_JOBS, "gap_s": 2.0, "delivered": len(accepted),
+        "latency": trickle.summary(latencies) if latencies else None,
+        "breakdown": trickle.breakdown(stages, dict(sent)),
+    }  # fmt: skip
+
+
+def documents(conn: psycopg.Connection, sink: Sink) -> dict:
+    specs = [
+        {"identifier": "generate_pdf",
+         "payload": {**INVOICE, "context": {**INVOICE["context"], "number": f"B-{i}"}}}
+        for i in range(DOCUMENTS)
+    ]  # fmt: skip
+    start = time.monotonic()
+    ids = [row[0] for row in conn.execute("select id from worker.add_jobs(%s)", [Jsonb(specs)])]
+    rendered_s = until_done(conn, _NoMail(), ids, 0, 3600)
+    mails = (
+        conn.execute(
+            "select array_agg(id) from worker._jobs where identifier = 'send_email' and created_at >="
+            " (select min(created_at) from worker._jobs where id = any(%s))",
+            [ids],
+        ).fetchone()[0]
+        or []
+    )  # type: ignore[index]
+    until_done(conn, sink, mails, 0, 1800)
+    total_s = time.monotonic() - start
+    failed = conn.execute(
+        "select count(*) from worker.jobs where id = any(%s) and status <> 'completed'", [ids]
+    ).fetchone()[0]  # type: ignore[index]
+    return {
+        "documents": DOCUMENTS, "pdfs_rendered_s": round(rendered_s, 2),
+        "pdfs_per_s": round(DOCUMENTS / rendered_s, 2), "with_mail_s": round(total_s, 2),
+        "not_completed": failed,
+    }  # fmt: skip
+
+
+class _NoMail(Sink):
+    def __init__(self) -> None:  # counts nothing: for waiting on jobs alone
+        pass
+
+    def count(self) -> tuple[int, float]:
+        return 0, 0.0
+
+
+def our_stack() -> dict:
+    sink = Sink()
     env = stack_environment("worker-bench-")
-    env["AIRFLOW_CONN_SMTP_DEFAULT"] = smtp.airflow_uri
-    env["WORKER_BATCH_SIZE"] = os.environ.get("WORKER_BATCH_SIZE", "1000")
+    env["AIRFLOW_CONN_SMTP_DEFAULT"] = sink.airflow_uri
     stack = RunningStack(env)
-    database = f"postgresql://postgres@127.0.0.1:{env['WORKER_PG_PORT']}/worker"
+    port = env["WORKER_PG_PORT"]
+    database = f"postgresql://postgres@127.0.0.1:{port}/worker"
+    metadata_db = f"postgresql://postgres@127.0.0.1:{port}/airflow"
+    footprint = Footprint(stack, env["WORKER_DATA_DIR"])
+    report: dict[str, Any] = {}
     try:
-        time.sleep(5)  # let the DAGs be parsed and the triggers start
-        specs = [
-            {"identifier": "send_email",
-             "payload": {"to": f"u{n}@example.com", "template": "welcome", "context": {"name": f"U{n}"}}}
-            for n in range(N)
-        ]  # fmt: skip
+        # Idle: no run for longer than the scheduler's hot window after the last job (wakeup.py).
+        wait_until_idle(metadata_db, quiet=settings.scheduler_hot()[0] + 5)
         with psycopg.connect(database, autocommit=True) as conn:
-            before = len(smtp.messages)
-            start = time.monotonic()
-            ids = [row[0] for row in conn.execute("select id from worker.add_jobs(%s)", [Jsonb(specs)])]
-            enqueue_s = time.monotonic() - start
-            deadline = start + 1800
-            while time.monotonic() < deadline:
-                done = conn.execute(FINISHED, [ids]).fetchone()[0]  # type: ignore[index]
-                if done == N and len(smtp.messages) - before >= N:
-                    break
-                time.sleep(0.05)
-            total_s = time.monotonic() - start
-            failed = conn.execute(
-                "select count(*) from worker.jobs where id = any(%s) and status <> 'completed'", [ids]
-            ).fetchone()[0]  # type: ignore[index]
+            if "4" in CASES:
+                log(f"case 4: idle stack for {IDLE_SECONDS} s")
+                report["idle"] = footprint.measure(seconds=IDLE_SECONDS)
+                log(f"case 4, idle: {report['idle']}")
+            if "2" in CASES:
+                log(f"case 2: {TRICKLE_JOBS} jobs, one every 2 s")
+                report["trickle"] = trickle_latency(conn, sink, metadata_db)
+                log(f"case 2: {report['trickle']['latency']}")
+            if "1" in CASES:
+                runs = []
+                for run in range(REPEATS):
+                    wait_until_idle(metadata_db)
+                    log(f"case 1, ours: {N} send_email jobs in one statement (run {run + 1}/{REPEATS})")
+                    runs.append(burst(conn, sink, footprint, run))
+                    log(f"case 1, ours: {runs[-1]}")
+                report["burst"] = {
+                    "runs": runs,
+                    "jobs_per_s": statistics.median(r["jobs_per_s"] for r in runs),
+                }
+            if "3" in CASES:
+                wait_until_idle(metadata_db)
+                log(f"case 3, ours: {DOCUMENTS} invoices")
+                report["documents"] = documents(conn, sink)
+                log(f"case 3, ours: {report['documents']}")
     finally:
         stack.stop_with("sigint")
-        smtp.stop()
+        sink.stop()
         subprocess.run(["rm", "-rf", env["WORKER_DATA_DIR"]], check=False)
-    return {"n": N, "enqueue_s": round(enqueue_s, 3), "total_s": round(total_s, 2),
-            "jobs_per_s": round(N / total_s, 1), "not_completed": failed}  # fmt: skip
+    return report
 
 
-def burst_graphile() -> dict:
-    if not ANCHOR.exists():
-        return {"error": f"no graphile-worker anchor harness at {ANCHOR} (set BENCH_ANCHORS_DIR)"}
+def graphile() -> dict:
+    script = GRAPHILE / "bench.sh"
+    if not script.exists():
+        return {"error": f"no graphile-worker anchor harness at {script} (set BENCH_ANCHORS_DIR)"}
     work = Path(tempfile.mkdtemp(prefix="gw-bench-"))
     work.chmod(0o755)
     env = {
@@ -93,73 +355,216 @@ def burst_graphile() -> dict:
         "TASKS": "send_email",
         "MODES": "default,batched,perf",
         "LAT_SAMPLES": "20" if QUICK else "200",
+        "REPEATS": str(REPEATS),
         "PG_PORT": str(free_port()),
         "SMTP_PORT": str(free_port()),
     }
-    result = subprocess.run(
-        ["bash", str(ANCHOR), str(work)], env=env, capture_output=True, text=True, timeout=3600
-    )
+    try:
+        result = subprocess.run(
+            ["bash", str(script), str(work)], env=env, capture_output=True, text=True, timeout=7200
+        )
+    finally:
+        subprocess.run(["rm", "-rf", str(work)], check=False)
     if result.returncode != 0:
         return {"error": result.stderr[-2000:]}
     anchor = json.loads(result.stdout.strip().splitlines()[-1])
-    runs = [run for run in anchor["throughput"] if run.get("task") == "send_email"]
-    best = max(runs, key=lambda run: run["jobs_per_s"])
-    return {"n": N, "best_mode": best.get("mode"), "concurrency": best.get("concurrency"),
-            "jobs_per_s": best["jobs_per_s"], "runs": runs}  # fmt: skip
+    summary = [row for row in anchor["summary"]["throughput"] if row.get("task") == "send_email"]
+    best = max(summary, key=lambda row: row["jobs_per_s"])
+    latency = [row for row in anchor["summary"]["latency"] if row.get("task") == "send_email"]
+    return {
+        "n": N, "best_mode": best.get("mode"), "concurrency": best.get("concurrency"),
+        "jobs_per_s": best["jobs_per_s"], "summary": summary, "latency": latency,
+        "versions": anchor.get("versions"),
+    }  # fmt: skip
+
+
+def _warm_render(html: str) -> float:
+    from jobqueue import pdf
+
+    start = time.perf_counter()
+    pdf.render_pdf(html, INVOICE["template"], settings.pdf_limits())
+    return time.perf_counter() - start
+
+
+def raw_weasyprint() -> dict:
+    """Our invoice's HTML rendered by WeasyPrint alone, one process per core, after a warm-up:
+    the most PDFs per second this machine can make of it."""
+    from jobqueue import pdf
+
+    html = pdf.render_html(pdf.parse_payload(INVOICE))
+    cores = os.cpu_count() or 1
+    count = 20 if QUICK else 200
+    with multiprocessing.get_context("spawn").Pool(cores) as pool:
+        pool.map(_warm_render, [html] * cores)  # imports, fonts
+        start = time.perf_counter()
+        pool.map(_warm_render, [html] * count, chunksize=1)
+        elapsed = time.perf_counter() - start
+    return {"pdfs": count, "processes": cores, "pdfs_per_s": round(count / elapsed, 2)}
+
+
+def pdf_anchor() -> dict:
+    script = PDF_ANCHOR / "bench.sh"
+    if not script.exists():
+        return {"error": f"no pdf-render anchor at {script}"}
+    work = Path(tempfile.mkdtemp(prefix="pdf-bench-"))
+    env = {**os.environ, "COLD_RUNS": "1", "WARM_RUNS": "5" if QUICK else "20", "WARM_RUNS_LARGE": "2",
+           "PAR_PDFS": "10" if QUICK else "60"}  # fmt: skip
+    try:
+        result = subprocess.run(
+            ["bash", str(script), str(work)], env=env, capture_output=True, text=True, timeout=3600
+        )
+    finally:
+        subprocess.run(["rm", "-rf", str(work)], check=False)
+    if not result.stdout.strip():
+        return {"error": result.stderr[-2000:]}
+    anchor = json.loads(result.stdout.strip().splitlines()[-1])
+    return {"result": anchor}
 
 
 def table_scale() -> dict:
     args = ["--waiting", "20000", "--completed", "100000", "--samples", "100"] if QUICK else []
     result = subprocess.run(
         [sys.executable, str(paths.PROJECT_ROOT / "bench" / "table_scale.py"), *args],
-        capture_output=True, text=True, check=True, timeout=1800,
+        capture_output=True, text=True, check=True, timeout=3600,
     )  # fmt: skip
     return dict(json.loads(result.stdout))
 
 
 def machine() -> dict:
+    versions = {name: metadata.version(name) for name in ("apache-airflow", "weasyprint", "psycopg")}
+    postgres = subprocess.run(
+        [str(Path(_pg_bin()) / "postgres"), "--version"], capture_output=True, text=True, check=False
+    ).stdout.strip()
+    model = next(
+        (line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
+         if line.startswith("model name")), platform.processor(),
+    )  # fmt: skip
     return {
         "cores": os.cpu_count(),
-        "load_average": os.getloadavg(),
+        "cpu": model,
+        "memory_gib": round(psutil.virtual_memory().total / 2**30, 1),
+        "load_average_start": os.getloadavg(),
         "python": platform.python_version(),
+        "postgres": postgres,
+        "versions": versions,
         "quick": QUICK,
-        "at": datetime.datetime.now(datetime.UTC).isoformat(),
+        "at": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
+        "settings": {
+            name: os.environ.get(name, "default")
+            for name in ("WORKER_BATCH_SIZE", "WORKER_MAX_ACTIVE_RUNS", "WORKER_SMTP_SESSIONS")
+        }
+        | {"airflow": "jobqueue.airflow_env (LocalExecutor, parallelism 4, idle sleep 1 s with wakeup)"},
     }
+
+
+def _pg_bin() -> str:
+    from jobqueue.localpg import find_bin_dir
+
+    return str(find_bin_dir())
+
+
+def ratio(ours: float | None, theirs: float | None) -> str:
+    return f"{ours / theirs:.2f}" if ours and theirs else "n/a"
 
 
 def markdown(report: dict) -> str:
-    ours, anchor = report["burst"]["ours"], report["burst"]["graphile_worker"]
-    ratio = ours["jobs_per_s"] / anchor["jobs_per_s"] if anchor.get("jobs_per_s") else None
+    m = report["machine"]
+    ours = report.get("ours", {})
+    gw = report.get("graphile_worker", {})
     lines = [
-        f"# Benchmarks ({'quick' if QUICK else 'full'}), {report['machine']['at']}",
+        f"# Benchmarks ({'quick' if QUICK else 'full'}), {m['at']}",
         "",
-        "| case | ours | graphile-worker 0.18 (best mode) | ratio |",
-        "|---|---|---|---|",
-        f"| 1. e-mail burst, {N} jobs, jobs/s | {ours['jobs_per_s']} | {anchor.get('jobs_per_s', 'n/a')} "
-        f"({anchor.get('best_mode', '')}) | {f'{ratio:.2f}' if ratio else 'n/a'} |",
-    ]
-    for name, figures in report["table_scale"]["results"].items():
-        lines.append(f"| 5. {name}, p50 / p99 ms | {figures['p50_ms']} / {figures['p99_ms']} | | |")
-    lines += [
+        f"Machine: {m['cores']} cores ({m['cpu']}), {m['memory_gib']} GiB; load average at start "
+        f"{m['load_average_start'][0]:.2f}, at end {report.get('load_average_end', [0])[0]:.2f}. "
+        f"Airflow {m['versions']['apache-airflow']}, {m['postgres']}, Python {m['python']}.",
         "",
-        f"Machine: {report['machine']['cores']} cores, load average {report['machine']['load_average']}.",
+        "| case | ours | reference | ratio | target |",
+        "|---|---|---|---|---|",
     ]
+    if "burst" in ours:
+        best = gw.get("jobs_per_s")
+        lines.append(
+            f"| 1. e-mail burst, {N} jobs, jobs/s (median of {REPEATS}) | {ours['burst']['jobs_per_s']} | "
+            f"graphile-worker {best or gw.get('error', 'n/a')[:60]} ({gw.get('best_mode', '')}, "
+            f"c{gw.get('concurrency', '')}) | {ratio(ours['burst']['jobs_per_s'], best)} | >= 1.5 |"
+        )
+    if "trickle" in ours and ours["trickle"]["latency"]:
+        lat = ours["trickle"]["latency"]
+        ref = next((row for row in gw.get("latency", []) if row.get("mode") == gw.get("best_mode")), None)
+        ref_text = "n/a"
+        if ref and ref.get("add_to_smtp_accept"):
+            acc = ref["add_to_smtp_accept"]
+            ref_text = (
+                f"graphile-worker ({ref['mode']}) {acc['p50_ms']} / {acc['p95_ms']} / {acc['p99_ms']} ms"
+            )
+        lines.append(
+            f"| 2. trickle, add_job -> mail accepted, p50 / p95 / p99 s | {lat['p50_s']} / {lat['p95_s']} / "
+            f"{lat['p99_s']} | {ref_text} | | p50 <= 1.0, p99 <= 2.5 |"
+        )
+    if "documents" in ours:
+        raw = report.get("raw_weasyprint", {}).get("pdfs_per_s")
+        lines.append(
+            f"| 3. documents, {DOCUMENTS} invoices, PDFs/s | {ours['documents']['pdfs_per_s']} | "
+            f"raw WeasyPrint, all cores: {raw} | {ratio(ours['documents']['pdfs_per_s'], raw)} | >= 0.8 |"
+        )
+        chromium = _chromium_rate(report.get("pdf_anchor", {}))
+        if chromium:
+            lines.append(
+                f"| 3. pdf-render anchor (its own invoice), PDFs/s on {chromium[2]} workers | | "
+                f"Chromium {chromium[0]}, WeasyPrint {chromium[1]} | {ratio(chromium[1], chromium[0])} | |"
+            )
+    for name in ("idle", "load"):
+        figures = (
+            ours.get("idle")
+            if name == "idle"
+            else ours.get("burst", {}).get("runs", [{}])[-1].get("footprint")
+        )
+        if figures:
+            lines.append(
+                f"| 4. footprint, {name} ({figures['seconds']} s): CPU % of one core, PSS MiB median / max | "
+                f"{figures['cpu_percent_of_one_core']} %, "
+                f"{figures['pss_mib_median']} / {figures['pss_mib_max']} "
+                f"| | | {'< 5 %, < 1024 MiB' if name == 'idle' else ''} |"
+            )
+    for name, figures in report.get("table_scale", {}).get("results", {}).items():
+        lines.append(f"| 5. {name}, p50 / p99 ms | {figures['p50_ms']} / {figures['p99_ms']} | | | p99 < 5 |")
+    if "trickle" in ours:
+        lines += ["", "Case 2, where the time goes (median / max of each step, s):", ""]
+        lines += [
+            f"- {step}: {v['p50_s']} / {v['max_s']}" for step, v in ours["trickle"]["breakdown"].items()
+        ]
     return "\n".join(lines) + "\n"
 
 
+def _chromium_rate(anchor: dict) -> tuple[float, float, int] | None:
+    """(Chromium PDFs/s, WeasyPrint PDFs/s, workers) from the pdf-render anchor's parallel runs."""
+    result = anchor.get("result") or {}
+    try:
+        summary = result["summary"]
+        workers = result["chromium"]["parallel"]["workers"]
+        return (summary["chromium"]["parallel_pdfs_per_s"], summary["weasyprint"]["parallel_pdfs_per_s"],
+                workers)  # fmt: skip
+    except (KeyError, TypeError):
+        return None
+
+
 def main() -> None:
-    log(f"case 1, ours: {N} send_email jobs in one statement")
-    ours = burst_ours()
-    log(f"case 1, ours: {ours}")
-    log("case 1, graphile-worker anchor")
-    anchor = burst_graphile()
-    log(f"case 1, graphile-worker: { {k: v for k, v in anchor.items() if k != 'runs'} }")
-    log("case 5, table scale")
-    report = {
-        "machine": machine(),
-        "burst": {"ours": ours, "graphile_worker": anchor},
-        "table_scale": table_scale(),
-    }
+    report: dict[str, Any] = {"machine": machine(), "cases": sorted(CASES)}
+    if CASES & {"1", "2", "3", "4"}:
+        report["ours"] = our_stack()
+    if CASES & {"1", "2"}:
+        log("cases 1 and 2, graphile-worker anchor")
+        report["graphile_worker"] = graphile()
+        log(f"graphile-worker: {report['graphile_worker'].get('jobs_per_s')} jobs/s")
+    if "3" in CASES:
+        log("case 3, raw WeasyPrint and the pdf-render anchor")
+        report["raw_weasyprint"] = raw_weasyprint()
+        if os.environ.get("BENCH_SKIP_PDF_ANCHOR") != "1":
+            report["pdf_anchor"] = pdf_anchor()
+    if "5" in CASES:
+        log("case 5, table scale")
+        report["table_scale"] = table_scale()
+    report["load_average_end"] = os.getloadavg()
     RESULTS.mkdir(parents=True, exist_ok=True)
     stamp = time.strftime("%Y%m%dT%H%M%S")
     (RESULTS / f"{stamp}.json").write_text(json.dumps(report, indent=2, default=str))
