@@ -209,20 +209,27 @@ def render_html(payload: DocumentPayload, directory: Path = TEMPLATES_DIR) -> st
 _FONT_CONFIG: Any = None
 
 
+def warm_up() -> None:
+    """Imports WeasyPrint and loads the fonts (about a second, more on a busy machine)."""
+    global _FONT_CONFIG
+    import weasyprint  # noqa: F401
+    from weasyprint.text.fonts import FontConfiguration
+
+    if _FONT_CONFIG is None:
+        _FONT_CONFIG = FontConfiguration()
+
+
 def render_pdf(
     html: str, template: str, limits: settings.PdfLimits, directory: Path = TEMPLATES_DIR
 ) -> RenderedPdf:
     """Runs in a worker process: one FontConfiguration per process, reused for every render."""
-    global _FONT_CONFIG
     import weasyprint
-    from weasyprint.text.fonts import FontConfiguration
 
     if len(html.encode()) > limits.max_html_bytes:
         raise PermanentJobError(
             f"the document's HTML is over the size limit of {limits.max_html_bytes} bytes"
         )
-    if _FONT_CONFIG is None:
-        _FONT_CONFIG = FontConfiguration()
+    warm_up()
     refused: list[str] = []
     template_dir = directory / template
     fetcher = make_url_fetcher([directory, FONTS_DIR], refused)
@@ -281,7 +288,10 @@ class PdfRenderer:
 
 
 class _Worker:
-    """One `python -m jobqueue.pdf_worker` process: a JSON line in, a JSON line out per render."""
+    """One `python -m jobqueue.pdf_worker` process: a JSON line in, a JSON line out per render.
+    It says when it is ready: its start-up never counts against a document's time limit."""
+
+    STARTUP_TIMEOUT = 120.0
 
     def __init__(self, limits: settings.PdfLimits) -> None:
         self.limits = limits
@@ -295,12 +305,25 @@ class _Worker:
             [sys.executable, "-m", "jobqueue.pdf_worker"],
             stdin=subprocess.PIPE, stdout=subprocess.PIPE, env=env, text=True,
         )  # fmt: skip
+        self.ready = False
+
+    def _wait_ready(self) -> WorkerError | None:
+        assert self.process.stdout is not None
+        ready, _, _ = select.select([self.process.stdout], [], [], self.STARTUP_TIMEOUT)
+        line = self.process.stdout.readline() if ready else ""
+        if not line or not json.loads(line).get("ready"):
+            self._kill()
+            return RetryableJobError(f"the PDF worker process did not start in {self.STARTUP_TIMEOUT:g} s")
+        self.ready = True
+        return None
 
     @property
     def alive(self) -> bool:
         return self.process.poll() is None
 
     def render(self, job_id: int, html: str, template: str, scratch: Path) -> RenderedPdf | WorkerError:
+        if not self.ready and (error := self._wait_ready()) is not None:
+            return error
         output = scratch / f"{job_id}.pdf"
         request = {
             "html": html,

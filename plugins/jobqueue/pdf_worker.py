@@ -14,6 +14,9 @@ from jobqueue.mail import PermanentJobError
 def serve() -> None:
     # stdout carries the protocol: anything else printed goes to stderr.
     protocol, sys.stdout = sys.stdout, sys.stderr
+    pdf.warm_up()  # imports and fonts: not counted against the first document's time limit
+    protocol.write(json.dumps({"ready": True}) + "\n")
+    protocol.flush()
     for line in sys.stdin:
         request = json.loads(line)
         try:

@@ -7,6 +7,7 @@ import copy
 import http.server
 import io
 import json
+import os
 import threading
 from typing import Any
 
@@ -208,3 +209,14 @@ def test_renderer_renders_a_batch_in_parallel():
     results = pdf.PdfRenderer(workers=2).render_all({n: (html, "invoice") for n in range(4)})
     assert sorted(results) == [0, 1, 2, 3]
     assert all(isinstance(r, pdf.RenderedPdf) and r.content.startswith(b"%PDF") for r in results.values())
+
+
+def test_a_workers_start_up_does_not_count_against_the_first_documents_limit(monkeypatch, tmp_path):
+    """A machine busy enough that starting a worker (interpreter, WeasyPrint, fonts) takes longer
+    than the limit must not fail a small document for good."""
+    (tmp_path / "sitecustomize.py").write_text("import time; time.sleep(3)")  # a slow start
+    monkeypatch.setenv("PYTHONPATH", f"{tmp_path}{os.pathsep}{os.environ.get('PYTHONPATH', '')}")
+    limits = settings.PdfLimits(timeout_seconds=2, max_bytes=20_000_000, max_html_bytes=5_000_000)
+    small = pdf.parse_payload(EXAMPLE)
+    results = pdf.PdfRenderer(workers=1, limits=limits).render_all({1: (pdf.render_html(small), "invoice")})
+    assert isinstance(results[1], pdf.RenderedPdf), results[1]
