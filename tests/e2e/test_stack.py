@@ -57,8 +57,9 @@ def test_run_serves_the_printed_login_and_stops_clean(stack_env):
         message.set_content("body")
         with smtplib.SMTP("127.0.0.1", int(stack_env["WORKER_SMTP_PORT"]), timeout=10) as smtp:
             smtp.send_message(message)
-        mails = list((Path(stack_env["WORKER_DATA_DIR"]) / "mail").glob("*.eml"))
-        assert len(mails) == 1 and b"Subject: hello" in mails[0].read_bytes()
+        # Only ours: the sink also holds the digest Airflow runs once when it first sees that DAG.
+        mails = [mail.read_bytes() for mail in (Path(stack_env["WORKER_DATA_DIR"]) / "mail").glob("*.eml")]
+        assert len([mail for mail in mails if b"Subject: hello" in mail]) == 1
     finally:
         stack.stop_with("sigint")
     assert stack.process.returncode == 0, "".join(stack.output)
