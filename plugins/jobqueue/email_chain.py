@@ -12,6 +12,7 @@ import logging
 import queue
 import smtplib
 import threading
+import time
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
@@ -46,8 +47,15 @@ def render(jobs: JobManager, worker: str, batch: list[dict[str, Any]]) -> list[d
     return rendered
 
 
+Reconnect = Callable[[], contextlib.AbstractContextManager[JobManager]]
+
+
 def send(
-    jobs: JobManager, worker: str, rendered: list[dict[str, Any]], clients: Sequence[smtplib.SMTP]
+    jobs: JobManager,
+    worker: str,
+    rendered: list[dict[str, Any]],
+    clients: Sequence[smtplib.SMTP],
+    reconnect: Reconnect | None = None,
 ) -> mail.SendResult:
     """Sends the batch over the given SMTP sessions. Jobs no longer held (done by an earlier attempt
     of this task, or released) are skipped, so a retried task never sends a job's message twice."""
@@ -69,24 +77,51 @@ def send(
     messages = [
         (item["job_id"], builder(item["job_id"], item)) for item in rendered if item["job_id"] in held
     ]
-    with Completions(jobs) as completions:
-        result = mail.send_messages(
-            clients,
-            messages,
-            on_sent=lambda job_id, message: completions.add(job_id, str(message["Message-ID"])),
-        )
-    record_failures(jobs, worker, result)
+    with contextlib.ExitStack() as connections:
+        with Completions(jobs, reconnect, connections) as completions:
+            result = mail.send_messages(
+                clients,
+                messages,
+                on_sent=lambda job_id, message: completions.add(job_id, str(message["Message-ID"])),
+            )
+        record_failures(completions.jobs, worker, result)
     return result
+
+
+def _connection_lost(exc: BaseException) -> bool:
+    import psycopg
+    import psycopg2
+
+    lost = (
+        psycopg.OperationalError,
+        psycopg.InterfaceError,
+        psycopg2.OperationalError,
+        psycopg2.InterfaceError,
+    )
+    return isinstance(exc, lost)
 
 
 class Completions:
     """Marks jobs completed as their messages are accepted, from a thread of its own: the sessions
     never wait for a commit, and when messages come faster than commits, one statement completes all
     that have arrived meanwhile. A job stays un-completed for at most that one statement after its
-    message was accepted (the window in which a crash can make it be sent again)."""
+    message was accepted (the window in which a crash can make it be sent again).
 
-    def __init__(self, jobs: JobManager) -> None:
+    If the job database goes away meanwhile (a restart), the completions wait for it, on a new
+    connection, for up to RETRY_SECONDS: failing the task instead would make its retry send those
+    messages again."""
+
+    RETRY_SECONDS = 120.0
+
+    def __init__(
+        self,
+        jobs: JobManager,
+        reconnect: Reconnect | None = None,
+        connections: contextlib.ExitStack | None = None,
+    ) -> None:
         self.jobs = jobs
+        self.reconnect = reconnect
+        self.connections = connections or contextlib.ExitStack()
         self.queue: queue.SimpleQueue[tuple[int, str] | None] = queue.SimpleQueue()
         self.error: BaseException | None = None
         self.thread = threading.Thread(target=self._run, name="completions")
@@ -118,9 +153,24 @@ class Completions:
             done = item is None
             if batch and self.error is None:
                 try:
-                    self.jobs.complete_each({job_id: {"message_id": mid} for job_id, mid in batch})
+                    self._complete({job_id: {"message_id": mid} for job_id, mid in batch})
                 except BaseException as exc:
                     self.error = exc
+
+    def _complete(self, results: dict[int, Any]) -> None:
+        deadline, backoff = time.monotonic() + self.RETRY_SECONDS, 0.5
+        while True:
+            try:
+                self.jobs.complete_each(results)
+                return
+            except BaseException as exc:
+                if self.reconnect is None or not _connection_lost(exc) or time.monotonic() > deadline:
+                    raise
+                log.warning("completing %d job(s): %s; retrying on a new connection", len(results), exc)
+            time.sleep(backoff)
+            backoff = min(backoff * 2, 10.0)
+            with contextlib.suppress(Exception):
+                self.jobs = self.connections.enter_context(self.reconnect())
 
 
 @contextlib.contextmanager
@@ -143,6 +193,7 @@ def send_batch(
     worker: str,
     rendered: list[dict[str, Any]],
     connect: Callable[[], contextlib.AbstractContextManager[smtplib.SMTP]] = smtp_session,
+    reconnect: Reconnect | None = runs.job_database,
 ) -> mail.SendResult:
     """send() over up to WORKER_SMTP_SESSIONS sessions, or, when no SMTP session can be opened,
     every job of the batch failed for a retry."""
@@ -157,7 +208,7 @@ def send_batch(
                     return fail_all_for_retry(jobs, worker, rendered, f"SMTP server unreachable: {exc}")
                 log.warning("opened %d of %d SMTP sessions: %s", len(clients), wanted, exc)
                 break
-        return send(jobs, worker, rendered, clients)
+        return send(jobs, worker, rendered, clients, reconnect)
 
 
 def fail_all_for_retry(

@@ -283,3 +283,47 @@ def test_a_rest_conf_with_only_some_fields_is_a_payload(conn, jobs):
     with pytest.raises(AirflowFailException, match=r"payload\.to: Field required"):
         email_chain.prepare(jobs, WORKER, {"template": "welcome"})
     assert [j["status"] for j in all_jobs(conn)] == ["failed"]
+
+
+def test_completions_wait_for_a_restarted_database_and_nothing_is_sent_twice(conn, jobs, smtp, db_url):
+    """The job database goes away while messages are being accepted (a restart): the completions
+    are retried on a new connection instead of failing the task, whose retry would send again."""
+    ids = [add(conn, "send_email", welcome(n))["id"] for n in range(30)]
+    rendered = email_chain.render(jobs, WORKER, email_chain.prepare(jobs, WORKER))
+
+    class Restarting(JobManager):
+        failures = 1
+
+        def complete_each(self, results):
+            if Restarting.failures:
+                Restarting.failures -= 1
+                raise psycopg.OperationalError("server closed the connection unexpectedly")
+            return super().complete_each(results)
+
+    reconnected = []
+
+    @contextlib.contextmanager
+    def reconnect():
+        with psycopg.connect(db_url, autocommit=True) as fresh:
+            reconnected.append(fresh)
+            yield JobManager(fresh)
+
+    result = email_chain.send_batch(
+        Restarting(conn), WORKER, rendered, connect=connect_to(smtp), reconnect=reconnect
+    )
+    assert sorted(result.sent) == ids
+    assert len(reconnected) == 1
+    assert {job(conn, i)["status"] for i in ids} == {"completed"}
+    assert sorted(smtp.message_ids()) == sorted(f"<job-{i}@localhost>" for i in ids)
+
+
+def test_a_real_sql_error_in_completions_is_not_retried(conn, jobs, smtp):
+    add(conn, "send_email", welcome(1))
+    rendered = email_chain.render(jobs, WORKER, email_chain.prepare(jobs, WORKER))
+
+    class Broken(JobManager):
+        def complete_each(self, results):
+            raise psycopg.errors.UndefinedFunction("worker.complete_jobs does not exist")
+
+    with pytest.raises(psycopg.errors.UndefinedFunction):
+        email_chain.send_batch(Broken(conn), WORKER, rendered, connect=connect_to(smtp), reconnect=None)
