@@ -23,9 +23,9 @@ from tests.smtp import SmtpServer
 STAGES = """
 select j.id,
        extract(epoch from j.created_at) as added,
-       extract(epoch from (select min(e.timestamp)
+       extract(epoch from (select max(e.timestamp)  -- the event this job caused, not an older one
                            from asset_event e join dagrun_asset_event d on d.event_id = e.id
-                           where d.dag_run_id = r.id)) as event,
+                           where d.dag_run_id = r.id and e.timestamp >= j.created_at)) as event,
        extract(epoch from r.queued_at) as run_queued,
        extract(epoch from r.start_date) as run_started,
        (select json_object_agg(t.task_id, json_build_array(extract(epoch from t.scheduled_dttm),
