@@ -35,13 +35,28 @@ class RecordingHandler:
 
 
 class SmtpServer:
-    def __init__(self) -> None:
+    def __init__(self, login: tuple[str, str] | None = None) -> None:
+        """`login`: (user, password) the server then requires (AUTH PLAIN/LOGIN, without TLS)."""
         self.port = free_port()
         self.handler = RecordingHandler()
         self.controller: Controller | None = None
+        self.login = login
+
+    def _authenticate(self, server: Any, session: Any, envelope: Any, mechanism: str, data: Any) -> Any:
+        from aiosmtpd.smtp import AuthResult, LoginPassword
+
+        ok = (
+            isinstance(data, LoginPassword)
+            and self.login is not None
+            and (data.login.decode(), data.password.decode()) == self.login
+        )
+        return AuthResult(success=ok)
 
     def start(self) -> None:
-        self.controller = Controller(self.handler, hostname="127.0.0.1", port=self.port)
+        options: dict[str, Any] = {}
+        if self.login:
+            options = {"authenticator": self._authenticate, "auth_required": True, "auth_require_tls": False}
+        self.controller = Controller(self.handler, hostname="127.0.0.1", port=self.port, **options)
         self.controller.start()
 
     def stop(self) -> None:
@@ -59,4 +74,5 @@ class SmtpServer:
 
     @property
     def airflow_uri(self) -> str:
-        return f"smtp://127.0.0.1:{self.port}?disable_ssl=true&disable_tls=true&timeout=10"
+        user = f"{self.login[0]}:{self.login[1]}@" if self.login else ""
+        return f"smtp://{user}127.0.0.1:{self.port}?disable_ssl=true&disable_tls=true&timeout=10"
