@@ -1,24 +1,10 @@
-"""Case 2, e-mail trickle latency: on an idle running stack, one send_email job every `gap` seconds;
-for each, add_job to the message accepted by the SMTP server. Also where the time went, from
-Airflow's own records: the asset event, the DAG run, each task's queueing and running.
-
-    PYTHONPATH=.:plugins python bench/trickle.py [--jobs 100] [--gap 2]     (one JSON line)
-"""
+"""Case 2's arithmetic, for bench/run.py: the latency percentiles, and where each job's time went,
+from Airflow's own records (the asset event, the DAG run, each task's queueing and running).
+`BENCH_CASES=2 make bench` runs case 2 alone."""
 
 from __future__ import annotations
 
-import argparse
-import json
-import re
 import statistics
-import subprocess
-import time
-
-import psycopg
-from psycopg.types.json import Jsonb
-
-from tests.e2e.conftest import RunningStack, stack_environment
-from tests.smtp import SmtpServer
 
 STAGES = """
 select j.id,
@@ -38,13 +24,6 @@ left join dag_run r on r.dag_id || '/' || r.run_id = j.worker
 """
 
 
-def accepted(smtp: SmtpServer) -> dict[int, float]:
-    """When the SMTP server accepted each job's message, by job id (from `<job-ID@domain>`)."""
-    with smtp.handler.lock:
-        arrivals = dict(smtp.handler.accepted_at)
-    return {int(m[1]): at for key, at in arrivals.items() if (m := re.match(r"<job-(\d+)@", key))}
-
-
 def percentile(values: list[float], q: float) -> float:
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
@@ -56,48 +35,6 @@ def summary(values: list[float]) -> dict[str, float]:
         "p95_s": round(percentile(values, 0.95), 3),
         "p99_s": round(percentile(values, 0.99), 3),
         "max_s": round(max(values), 3),
-    }
-
-
-def trickle(jobs: int, gap: float, settle: float = 20.0) -> dict:
-    smtp = SmtpServer()
-    smtp.start()
-    env = stack_environment("worker-trickle-")
-    env["AIRFLOW_CONN_SMTP_DEFAULT"] = smtp.airflow_uri
-    stack = RunningStack(env)
-    port = env["WORKER_PG_PORT"]
-    database = f"postgresql://postgres@127.0.0.1:{port}/worker"
-    sent: list[tuple[int, float]] = []
-    try:
-        time.sleep(settle)  # DAGs parsed, triggers started, the first-sight digest run over: idle
-        with psycopg.connect(database, autocommit=True) as conn:
-            for n in range(jobs):
-                payload = {"to": f"t{n}@example.com", "template": "welcome", "context": {"name": f"T{n}"}}
-                row = conn.execute("select id from worker.add_job('send_email', %s)", [Jsonb(payload)])
-                sent.append((row.fetchone()[0], time.time()))  # type: ignore[index]
-                time.sleep(gap)
-            deadline = time.monotonic() + 120
-            while time.monotonic() < deadline and len(accepted(smtp)) < len(sent):
-                time.sleep(0.1)
-            rows = conn.execute(
-                "select id, created_at, last_worker as worker from worker.jobs where id = any(%s)",
-                [[job_id for job_id, _ in sent]],
-            ).fetchall()
-        records = [{"id": r[0], "created_at": r[1].isoformat(), "worker": r[2]} for r in rows]
-        with psycopg.connect(f"postgresql://postgres@127.0.0.1:{port}/airflow") as meta:
-            stages = meta.execute(STAGES, [Jsonb(records)]).fetchall()
-    finally:
-        stack.stop_with("sigint")
-        smtp.stop()
-        subprocess.run(["rm", "-rf", env["WORKER_DATA_DIR"]], check=False)
-    arrivals = accepted(smtp)
-    latencies = [arrivals[job_id] - added for job_id, added in sent if job_id in arrivals]
-    return {
-        "jobs": jobs,
-        "gap_s": gap,
-        "delivered": len(latencies),
-        "latency": summary(latencies) if latencies else None,
-        "breakdown": breakdown(stages, dict(sent)),
     }
 
 
@@ -127,15 +64,3 @@ def breakdown(stages: list[tuple], sent_at: dict[int, float]) -> dict[str, dict[
         name: {"p50_s": round(statistics.median(v), 3), "max_s": round(max(v), 3)}
         for name, v in steps.items()
     }
-
-
-def main() -> None:
-    parser = argparse.ArgumentParser()
-    parser.add_argument("--jobs", type=int, default=100)
-    parser.add_argument("--gap", type=float, default=2.0)
-    args = parser.parse_args()
-    print(json.dumps(trickle(args.jobs, args.gap)))
-
-
-if __name__ == "__main__":
-    main()

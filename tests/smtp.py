@@ -6,7 +6,6 @@ from __future__ import annotations
 import email
 import email.policy
 import threading
-import time
 from email.message import EmailMessage
 from typing import Any
 
@@ -19,8 +18,6 @@ class RecordingHandler:
     def __init__(self) -> None:
         self.lock = threading.Lock()
         self.messages: list[tuple[list[str], EmailMessage]] = []
-        # When each message was accepted (time.time()), by Message-ID: latency benchmarks read it.
-        self.accepted_at: dict[str, float] = {}
         self.peers: set[Any] = set()  # (host, port) of each client session that sent a message
 
     async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
@@ -29,7 +26,6 @@ class RecordingHandler:
         )
         with self.lock:
             self.messages.append((list(envelope.rcpt_tos), parsed))
-            self.accepted_at.setdefault(str(parsed["Message-ID"]), time.time())
             self.peers.add(session.peer)
         return "250 OK"
 

@@ -4,8 +4,8 @@ modules imported first (and, for the triggerer, jobqueue.wakeup installed).
 The LocalExecutor forks its workers from the scheduler and each task process from a worker (the
 Celery worker forks too), so a module the parent holds costs a task nothing. Without this each task
 imported about 0.3 s of modules (psycopg, pydantic, Jinja2, the providers) before doing any work, three
-times per e-mail; see bench/README.md. Only modules are loaded: no connection, thread or file is
-opened before the fork.
+times per e-mail; see the README's Performance section. Only modules are loaded: no connection,
+thread or file is opened before the fork.
 """
 
 from __future__ import annotations
