@@ -25,8 +25,7 @@ def send_email():
 
     @task
     def send(rendered: list[dict], **context) -> dict:
-        with runs.job_database() as jobs:
-            result = email_chain.send_batch(jobs, runs.worker_id(context), rendered)
+        result = email_chain.send_detached(runs.worker_id(context), rendered)
         return email_chain.summary(result)
 
     send(render(prepare()))

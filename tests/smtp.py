@@ -3,9 +3,11 @@ and started again on the same port to play an outage."""
 
 from __future__ import annotations
 
+import asyncio
 import email
 import email.policy
 import threading
+import time
 from email.message import EmailMessage
 from typing import Any
 
@@ -18,14 +20,19 @@ class RecordingHandler:
     def __init__(self) -> None:
         self.lock = threading.Lock()
         self.messages: list[tuple[list[str], EmailMessage]] = []
+        self.accepted_at: list[float] = []  # time.monotonic() of each message's acceptance
         self.peers: set[Any] = set()  # (host, port) of each client session that sent a message
+        self.delay = 0.0  # seconds to wait before accepting each message (a slow server)
 
     async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
+        if self.delay:
+            await asyncio.sleep(self.delay)
         parsed = email.message_from_bytes(
             envelope.original_content or envelope.content, policy=email.policy.default
         )
         with self.lock:
             self.messages.append((list(envelope.rcpt_tos), parsed))
+            self.accepted_at.append(time.monotonic())
             self.peers.add(session.peer)
         return "250 OK"
 
@@ -64,6 +71,14 @@ class SmtpServer:
     def messages(self) -> list[tuple[list[str], EmailMessage]]:
         with self.handler.lock:
             return list(self.handler.messages)
+
+    def accepted(self) -> list[tuple[str, float]]:
+        """(Message-ID, time.monotonic() it was accepted) of each message, in order."""
+        with self.handler.lock:
+            return [
+                (str(message["Message-ID"]), at)
+                for (_, message), at in zip(self.handler.messages, self.handler.accepted_at, strict=True)
+            ]
 
     def message_ids(self) -> list[str]:
         return [str(message["Message-ID"]) for _, message in self.messages]

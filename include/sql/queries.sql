@@ -81,6 +81,10 @@ select pg_advisory_lock(hashtext('worker.migrations'));
 -- Lets the next migration runner in.
 select pg_advisory_unlock(hashtext('worker.migrations'));
 
+-- name: lock_sends
+-- One sender per worker at a time, for this session's life (see JobManager.lock_sends).
+select pg_advisory_lock(hashtextextended('worker.sends:' || %(worker_id)s, 0));
+
 -- name: waiting_summary
 -- Whether a job of these identifiers can be claimed now (its queue free, and it at the queue's
 -- head), and when the next scheduled one is due.

@@ -8,6 +8,7 @@ it for a retry, an accepted message completes it.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import logging
 import queue
 import smtplib
@@ -16,7 +17,7 @@ import time
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
-from jobqueue import forms, mail, runs, settings, storage
+from jobqueue import detach, forms, mail, runs, settings, storage
 from jobqueue.manager import JobManager
 
 log = logging.getLogger(__name__)
@@ -174,11 +175,15 @@ class Completions:
 
 
 @contextlib.contextmanager
-def smtp_session(conn_id: str = "smtp_default") -> Iterator[smtplib.SMTP]:
-    """One logged-in SMTP session through the SMTP provider's connection; the messages are ours."""
+def smtp_session(conn_id: str = "smtp_default", connection: Any = None) -> Iterator[smtplib.SMTP]:
+    """One logged-in SMTP session through the SMTP provider's connection; the messages are ours.
+    `connection`: the Airflow connection, already resolved (what a detached process needs)."""
     from airflow.providers.smtp.hooks.smtp import SmtpHook
 
-    with SmtpHook(smtp_conn_id=conn_id) as hook:
+    hook = SmtpHook(smtp_conn_id=conn_id)
+    if connection is not None:
+        hook.get_connection = lambda _conn_id: connection  # type: ignore[method-assign,assignment]
+    with hook:
         client = hook._smtp_client
         assert isinstance(client, smtplib.SMTP)
         yield client
@@ -209,6 +214,37 @@ def send_batch(
                 log.warning("opened %d of %d SMTP sessions: %s", len(clients), wanted, exc)
                 break
         return send(jobs, worker, rendered, clients, reconnect)
+
+
+def send_detached(worker: str, rendered: list[dict[str, Any]]) -> mail.SendResult:
+    """send_batch in a sender process that outlives this task process (detach.py): a task killed
+    mid-batch leaves the sender to finish the batch and record it, and the task's retry waits for
+    that sender (an advisory lock on the DAG run) before it looks at what its run still holds."""
+    from airflow.providers.postgres.hooks.postgres import PostgresHook
+    from airflow.providers.smtp.hooks.smtp import SmtpHook
+
+    # Resolved here, through the task's supervisor: the sender must not use that channel.
+    database = PostgresHook(postgres_conn_id=runs.JOB_DB_CONN_ID)
+    assert database.connection is not None
+    smtp = SmtpHook.get_connection("smtp_default")
+
+    def job_database() -> contextlib.AbstractContextManager[JobManager]:
+        return runs.job_database(hook=database)
+
+    def work() -> dict[str, Any]:
+        with job_database() as jobs:
+            jobs.lock_sends(worker)
+            result = send_batch(
+                jobs, worker, rendered, connect=lambda: smtp_session(connection=smtp), reconnect=job_database
+            )
+        return dataclasses.asdict(result)
+
+    outcome = detach.run_detached(work)
+    return mail.SendResult(
+        sent=list(outcome["sent"]),
+        failed={int(job_id): error for job_id, error in outcome["failed"].items()},
+        retry={int(job_id): error for job_id, error in outcome["retry"].items()},
+    )
 
 
 def fail_all_for_retry(

@@ -231,6 +231,12 @@ class JobManager:
         with self._executed("notify_more_waiting", {"identifier": identifier}):
             pass
 
+    def lock_sends(self, worker_id: str) -> None:
+        """Waits until no other process sends for this worker (a DAG run), then keeps the others
+        out until this connection closes: a task's retry and the sender its killed attempt left."""
+        with self._executed("lock_sends", {"worker_id": worker_id}):
+            pass
+
     def held_jobs(self, worker_id: str) -> list[Job]:
         return self._jobs("held_jobs", {"worker_id": worker_id})
 

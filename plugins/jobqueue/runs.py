@@ -63,12 +63,13 @@ def worker_id(context: Any) -> str:
 
 
 @contextmanager
-def job_database(autocommit: bool = True) -> Iterator[JobManager]:
+def job_database(autocommit: bool = True, hook: Any = None) -> Iterator[JobManager]:
     """One connection for a task. With autocommit, each job's outcome is durable the moment it is
-    known; without, the task commits itself (to enqueue a next job and complete this one at once)."""
+    known; without, the task commits itself (to enqueue a next job and complete this one at once).
+    `hook`: a PostgresHook whose connection is already resolved (what a detached process needs)."""
     from airflow.providers.postgres.hooks.postgres import PostgresHook
 
-    conn: Any = PostgresHook(postgres_conn_id=JOB_DB_CONN_ID).get_conn()
+    conn: Any = (hook or PostgresHook(postgres_conn_id=JOB_DB_CONN_ID)).get_conn()
     conn.autocommit = autocommit
     try:
         yield JobManager(conn)

@@ -168,3 +168,12 @@ def mail_stack(stack_env: dict[str, str]) -> Iterator[MailStack]:
     running = MailStack(stack_env)
     yield running
     running.stop()
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    from tests.e2e import faults
+
+    if faults.OUTCOMES:
+        terminalreporter.section("faults: recovery")
+        for line in faults.summary():
+            terminalreporter.write_line(line)

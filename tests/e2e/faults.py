@@ -1,0 +1,282 @@
+"""Faults played on purpose on a running stack under steady load, and what must hold after each:
+every job ends `completed`, none is lost, and no message reaches the SMTP server twice (counted by
+Message-ID). Used by tests/e2e/test_faults.py (`make test`, one round per fault) and by `make soak`
+(many rounds, faults drawn at random).
+"""
+
+from __future__ import annotations
+
+import collections
+import copy
+import dataclasses
+import json
+import math
+import os
+import random
+import signal
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import psutil
+import psycopg
+from psycopg.types.json import Jsonb
+
+from jobqueue import paths
+from jobqueue.localpg import LocalCluster
+from tests.e2e.conftest import MailStack
+
+INVOICE = json.loads((paths.INCLUDE_DIR / "examples" / "generate_pdf.json").read_text())
+SMTP_OUTAGE_SECONDS = 60
+SETTLE_TIMEOUT = 420
+OUTCOMES: list[Outcome] = []  # every round played in this test run, for the terminal summary
+
+
+def email(n: int) -> dict:
+    return {"to": f"load{n}@example.com", "template": "welcome", "context": {"name": f"L{n}"}}
+
+
+def document(n: int) -> dict:
+    payload = copy.deepcopy(INVOICE)
+    payload["context"]["number"] = f"F-{n:05d}"
+    payload["filename"] = f"invoice-{n:05d}.pdf"
+    payload["email"]["to"] = f"client{n}@example.com"
+    return payload
+
+
+class Load(threading.Thread):
+    """Adds an e-mail job every `interval` seconds and an invoice every `document_every` of them,
+    until stopped; bursts on demand. Keeps every id it added, with when."""
+
+    def __init__(self, database: str, interval: float = 0.1, document_every: int = 20) -> None:
+        super().__init__(name="load", daemon=True)
+        self.database = database
+        self.interval = interval
+        self.document_every = document_every
+        self.added: dict[int, float] = {}  # job id -> monotonic time it was added
+        self.documents: list[int] = []
+        self.errors: list[str] = []
+        self.halt = threading.Event()
+        self.lock = threading.Lock()
+        self.count = 0
+
+    def _add(self, conn: psycopg.Connection, specs: list[dict]) -> None:
+        # The database may be restarting (a fault): the application retries, as a real one would.
+        rows = conn.execute("select id, identifier from worker.add_jobs(%s)", [Jsonb(specs)]).fetchall()
+        now = time.monotonic()
+        with self.lock:
+            for job_id, identifier in rows:
+                self.added[job_id] = now
+                if identifier == "generate_pdf":
+                    self.documents.append(job_id)
+
+    def specs(self, count: int) -> list[dict]:
+        specs = []
+        for _ in range(count):
+            self.count += 1
+            if self.count % self.document_every == 0:
+                specs.append({"identifier": "generate_pdf", "payload": document(self.count)})
+            else:
+                specs.append({"identifier": "send_email", "payload": email(self.count)})
+        return specs
+
+    def run(self) -> None:
+        conn: psycopg.Connection | None = None
+        pending: list[dict] = []
+        while not self.halt.wait(self.interval):
+            pending = pending or self.specs(1)
+            try:
+                if conn is None or conn.closed:
+                    conn = psycopg.connect(self.database, autocommit=True, connect_timeout=5)
+                self._add(conn, pending)
+                pending = []
+            except psycopg.OperationalError as exc:
+                self.errors.append(str(exc))
+                conn = None
+                time.sleep(0.5)
+        if conn is not None:
+            conn.close()
+
+    def burst(self, count: int) -> None:
+        with self.lock:
+            specs = self.specs(count)
+        with psycopg.connect(self.database, autocommit=True) as conn:
+            self._add(conn, specs)
+
+    def stop(self) -> None:
+        self.halt.set()
+        self.join(timeout=30)
+
+
+@dataclasses.dataclass
+class Outcome:
+    fault: str
+    jobs: int
+    back_s: float  # from the fault (or the end of the outage) to the first job enqueued after it done
+    drained_s: float  # from the fault to every job of the round completed
+    duplicates: dict[str, int]
+
+
+class Faults:
+    """The faults, each played on the stack of a MailStack: each returns the moment recovery is
+    measured from (the fault itself, or the end of an outage)."""
+
+    def __init__(self, running: MailStack) -> None:
+        self.running = running
+        self.env = running.stack.env
+        self.airflow_db = self.running.database.rpartition("/")[0] + "/airflow"
+
+    def component(self, name: str) -> psutil.Process:
+        root = psutil.Process(self.running.stack.process.pid)
+        return next(
+            p for p in root.children(recursive=True)
+            if f"jobqueue.component {name}" in " ".join(p.cmdline())
+        )  # fmt: skip
+
+    def kill_component(self, name: str) -> float:
+        os.kill(self.component(name).pid, signal.SIGKILL)
+        return time.monotonic()
+
+    def running_task(self, dag_id: str, task_id: str, timeout: float = 120) -> psutil.Process:
+        """The process running a task instance of `dag_id.task_id` (Airflow titles it
+        `airflow worker -- <task instance id>`)."""
+        deadline = time.monotonic() + timeout
+        with psycopg.connect(self.airflow_db, autocommit=True) as conn:
+            while time.monotonic() < deadline:
+                ids = [
+                    str(row[0])
+                    for row in conn.execute(
+                        "select id from task_instance where dag_id = %s and task_id = %s "
+                        "and state = 'running'",
+                        [dag_id, task_id],
+                    )
+                ]
+                for process in psutil.process_iter(["cmdline"]):
+                    title = " ".join(process.info["cmdline"] or []).strip()
+                    if any(title == f"airflow worker -- {ti}" for ti in ids):
+                        return process
+                time.sleep(0.05)
+        raise AssertionError(f"no task instance of {dag_id}.{task_id} ran within {timeout} s")
+
+    def kill_task(self, load: Load) -> float:
+        """kill -9 of the process running `send` of send_email while it sends a batch."""
+        load.burst(400)
+        process = self.running_task("send_email", "send")
+        time.sleep(random.uniform(0.05, 0.5))
+        process.kill()
+        return time.monotonic()
+
+    def kill_scheduler(self, load: Load) -> float:
+        load.burst(200)
+        self.running_task("send_email", "send")
+        return self.kill_component("scheduler")
+
+    def kill_triggerer(self, load: Load) -> float:
+        return self.kill_component("triggerer")
+
+    def kill_dag_processor(self, load: Load) -> float:
+        return self.kill_component("dag-processor")
+
+    def restart_postgresql(self, load: Load) -> float:
+        load.burst(200)
+        self.running_task("send_email", "send")
+        cluster = LocalCluster(Path(self.env["WORKER_DATA_DIR"]) / "pg", int(self.env["WORKER_PG_PORT"]))
+        cluster.stop()
+        cluster.start()
+        return time.monotonic()
+
+    def smtp_outage(self, load: Load) -> float:
+        self.running.smtp.stop()
+        time.sleep(SMTP_OUTAGE_SECONDS)
+        self.running.smtp.start()
+        return time.monotonic()
+
+    def all(self) -> dict[str, Callable[[Load], float]]:
+        return {
+            "kill -9 task (send, mid-batch)": self.kill_task,
+            "kill -9 scheduler": self.kill_scheduler,
+            "kill -9 triggerer": self.kill_triggerer,
+            "kill -9 dag-processor": self.kill_dag_processor,
+            "PostgreSQL fast restart": self.restart_postgresql,
+            f"SMTP server down {SMTP_OUTAGE_SECONDS} s": self.smtp_outage,
+        }
+
+
+def play(running: MailStack, fault: str, before_s: float = 5, after_s: float = 10) -> Outcome:
+    """One round: steady load, the fault, more load, then wait until every job of the round is done."""
+    faults = Faults(running)
+    load = Load(running.database)
+    load.start()
+    time.sleep(before_s)
+    fault_at = faults.all()[fault](load)
+    time.sleep(after_s)
+    load.stop()
+    with load.lock:
+        added = dict(load.added)
+        documents = list(load.documents)
+    drained_at = settle(running, added, documents)
+    after = [job_id for job_id, at in added.items() if at >= fault_at and job_id not in documents]
+    outcome = Outcome(
+        fault=fault,
+        jobs=len(added),
+        back_s=first_accepted(running, after) - fault_at if after else float("nan"),
+        drained_s=drained_at - fault_at,
+        duplicates=duplicates(running),
+    )
+    OUTCOMES.append(outcome)
+    return outcome
+
+
+def summary() -> list[str]:
+    lines = ["fault | jobs in the round | first new job done after (s) | all done after (s) | duplicates"]
+    for outcome in OUTCOMES:
+        back = "-" if math.isnan(outcome.back_s) else f"{outcome.back_s:.1f}"
+        lines.append(
+            f"{outcome.fault} | {outcome.jobs} | {back} | {outcome.drained_s:.1f} | {len(outcome.duplicates)}"
+        )
+    return lines
+
+
+def settle(running: MailStack, added: dict[int, float], documents: list[int]) -> float:
+    """Waits until every job added, and the e-mail job of every document, is completed; returns when."""
+    keys = [f"document:{job_id}" for job_id in documents]
+    deadline = time.monotonic() + SETTLE_TIMEOUT
+    states: dict[str, int] = {}
+    while time.monotonic() < deadline:
+        try:
+            with psycopg.connect(running.database, autocommit=True) as conn:
+                states = dict(
+                    conn.execute(
+                        "select status, count(*) from worker.jobs "
+                        "where id = any(%s) or job_key = any(%s) group by 1",
+                        [list(added), keys],
+                    ).fetchall()
+                )
+                if states == {"completed": len(added) + len(documents)}:
+                    return time.monotonic()
+                errors = conn.execute(
+                    "select id, status, last_error from worker.jobs where (id = any(%s) or "
+                    "job_key = any(%s)) and status = 'failed'",
+                    [list(added), keys],
+                ).fetchall()
+                if errors:
+                    raise AssertionError(f"jobs failed for good: {errors[:5]}")
+        except psycopg.OperationalError:
+            pass
+        time.sleep(1)
+    raise AssertionError(
+        f"not every job completed within {SETTLE_TIMEOUT} s: {states}, wanted "
+        f"{len(added) + len(documents)} completed"
+    )
+
+
+def first_accepted(running: MailStack, job_ids: list[int]) -> float:
+    wanted = {f"<job-{job_id}@" for job_id in job_ids}
+    times = [at for mid, at in running.smtp.accepted() if mid.partition("@")[0] + "@" in wanted]
+    return min(times) if times else float("nan")
+
+
+def duplicates(running: MailStack) -> dict[str, int]:
+    counts = collections.Counter(mid for mid, _ in running.smtp.accepted())
+    return {mid: n for mid, n in counts.items() if n > 1}
