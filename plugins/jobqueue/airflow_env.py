@@ -96,6 +96,17 @@ def airflow_environment() -> dict[str, str]:
         # The scheduler's idle sleep: Airflow's default, 1 s, cheap when nothing happens. While jobs
         # are about, jobqueue.wakeup shortens it to 0.1 s and ends it when a job arrives.
         "AIRFLOW__SCHEDULER__SCHEDULER_IDLE_SLEEP_TIME": "1",
+        # A task whose process died with its executor (the scheduler killed, a host lost) stops
+        # heartbeating: it is failed, and retried, after 60 s instead of Airflow's 5 minutes, and
+        # its run's jobs go on. The supervisor heartbeats every 5 s, so 60 s is 12 missed beats.
+        "AIRFLOW__SCHEDULER__TASK_INSTANCE_HEARTBEAT_TIMEOUT": "60",
+        # The tasks a dead scheduler had started (its LocalExecutor's processes die with it) are only
+        # reset by a scheduler looking for orphans, every 5 minutes by default, once the dead one's
+        # heartbeat is 30 s old: looking every 15 s brings a killed scheduler's runs back in ~40 s.
+        "AIRFLOW__SCHEDULER__ORPHANED_TASKS_CHECK_INTERVAL": "15",
+        # A triggerer that died is replaced, and its triggers (the job watchers) taken over, after
+        # 15 s without a heartbeat (every 5 s) instead of 30.
+        "AIRFLOW__TRIGGERER__TRIGGERER_HEALTH_CHECK_THRESHOLD": "15",
         # New or changed DAG files are seen in 30 s instead of 5 minutes.
         "AIRFLOW__DAG_PROCESSOR__REFRESH_INTERVAL": "30",
         # Connections the job DAGs use: the job database and the SMTP server.

@@ -39,6 +39,9 @@ def render_pdf(jobs: JobManager, worker: str, batch: list[dict[str, Any]]) -> li
             payloads[item["job_id"]] = payload
         except mail.PermanentJobError as exc:
             jobs.fail_job(item["job_id"], worker, str(exc), retry=False)
+        except Exception as exc:  # a bug shown by one job's data fails that job, not the batch
+            log.exception("job %d: rendering the HTML failed", item["job_id"])
+            jobs.fail_job(item["job_id"], worker, mail.unexpected(exc, "rendering the document"), retry=False)
     rendered = []
     for job_id, outcome in pdf.PdfRenderer().render_all(html).items():
         if isinstance(outcome, WorkerError):

@@ -44,6 +44,10 @@ def render(jobs: JobManager, worker: str, batch: list[dict[str, Any]]) -> list[d
             jobs.fail_job(item["job_id"], worker, str(exc), retry=False)
             log.warning("job %d failed for good: %s", item["job_id"], exc)
             continue
+        except Exception as exc:  # a bug shown by one job's data fails that job, not the batch
+            log.exception("job %d: rendering failed", item["job_id"])
+            jobs.fail_job(item["job_id"], worker, mail.unexpected(exc, "rendering the e-mail"), retry=False)
+            continue
         rendered.append({**item, "subject": email.subject, "text": email.text, "html": email.html})
     return rendered
 

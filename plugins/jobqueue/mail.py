@@ -27,7 +27,9 @@ from jobqueue import paths
 from jobqueue.exceptions import WorkerError
 
 TEMPLATES_DIR = paths.INCLUDE_DIR / "templates" / "email"
-_NO_NEWLINES = re.compile(r"^[^\r\n]*$")
+# A header value holds no line break, as Python's email package counts them (str.splitlines: CR, LF,
+# and also VT, FF, FS, GS, RS, NEL, U+2028, U+2029) and no other control character but tab.
+_NO_NEWLINES = re.compile(r"^[^\x00-\x08\x0a-\x1f\x7f\x85\u2028\u2029]*$")
 
 
 class PermanentJobError(WorkerError):
@@ -46,7 +48,10 @@ class Attachment(pydantic.BaseModel):
     model_config = pydantic.ConfigDict(extra="forbid", frozen=True)
 
     url: Annotated[str, pydantic.StringConstraints(min_length=1)]
-    filename: Annotated[SafeText, pydantic.StringConstraints(pattern=r"^[^/\\\r\n]+$", max_length=255)]
+    filename: Annotated[
+        SafeText,
+        pydantic.StringConstraints(pattern=r"^[^/\\\x00-\x1f\x7f\x85\u2028\u2029]+$", max_length=255),
+    ]
 
 
 class EmailPayload(pydantic.BaseModel):
@@ -73,13 +78,43 @@ class EmailPayload(pydantic.BaseModel):
         return value
 
 
+def unexpected(exc: BaseException, doing: str) -> str:
+    """The job's error for an exception no check foresaw: what failed, and how, on one line."""
+    first = str(exc).splitlines()[0] if str(exc) else ""
+    return f"{doing} failed: {type(exc).__name__}: {first}"[:500]
+
+
 def describe_validation_error(error: pydantic.ValidationError) -> str:
-    """One line per problem, each naming the field: `payload.to: value is not a valid email address`."""
-    problems = []
+    """The problems, each naming the field: `payload.to: value is not a valid email address`.
+
+    For a field that takes one of several types (`to`: an address or a list of them), pydantic
+    reports every alternative under internal names: those names are dropped, and an alternative's
+    mere type mismatch is left out when another says what is wrong."""
+    found = []
     for item in error.errors():
-        field = ".".join(str(part) for part in ("payload", *item["loc"]))
-        problems.append(f"{field}: {item['msg']}")
-    return "invalid payload: " + "; ".join(problems)
+        loc = tuple(part for part in item["loc"] if isinstance(part, int) or not re.search(r"[\[(]", part))
+        found.append((loc, item))
+
+    def outdone(loc: tuple, item: Any) -> bool:
+        return item["type"].endswith("_type") and any(
+            other is not item and other_loc[: len(loc)] == loc
+            and (len(other_loc) > len(loc) or not other["type"].endswith("_type"))
+            for other_loc, other in found
+        )  # fmt: skip
+
+    problems: dict[str, list[str]] = {}
+    for loc, item in found:
+        if not outdone(loc, item):
+            field = "payload" + "".join(
+                f".{part}" if isinstance(part, int) or re.fullmatch(r"\w+", part) else f"[{part!r}]"
+                for part in loc
+            )
+            problems.setdefault(field, [])
+            if item["msg"] not in problems[field]:
+                problems[field].append(item["msg"])
+    return "invalid payload: " + "; ".join(
+        f"{field}: {' or '.join(msgs)}" for field, msgs in problems.items()
+    )
 
 
 def parse_payload(payload: Any) -> EmailPayload:

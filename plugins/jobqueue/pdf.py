@@ -76,8 +76,9 @@ class InvoiceLine(pydantic.BaseModel):
     model_config = pydantic.ConfigDict(extra="forbid")
 
     description: Annotated[str, pydantic.StringConstraints(min_length=1, max_length=500)]
-    quantity: decimal.Decimal = pydantic.Field(gt=0)
-    unit_price: decimal.Decimal = pydantic.Field(ge=0)
+    # Bounded: an amount like 1e999999 would overflow the decimal context when multiplied.
+    quantity: decimal.Decimal = pydantic.Field(gt=0, le=10**9)
+    unit_price: decimal.Decimal = pydantic.Field(ge=0, le=10**12)
     vat_rate: decimal.Decimal = pydantic.Field(default=decimal.Decimal("20"), ge=0, le=100)
 
 

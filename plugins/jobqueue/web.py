@@ -65,13 +65,24 @@ class JobOut(pydantic.BaseModel):
         return cls(**dataclasses.asdict(job), dag_run_url=dag_run_url(job.last_worker))
 
 
+def _iso_datetime(value: Any) -> Any:
+    """A date-time in JSON is an ISO 8601 string: a number (which pydantic would read as seconds
+    since 1970) is refused rather than guessed."""
+    if value is not None and not isinstance(value, str | datetime.datetime):
+        raise ValueError("must be an ISO 8601 date-time string, such as 2026-12-01T09:00:00Z")
+    return value
+
+
+IsoDatetime = Annotated[datetime.datetime | None, pydantic.BeforeValidator(_iso_datetime)]
+
+
 class Enqueue(pydantic.BaseModel):
     model_config = pydantic.ConfigDict(extra="forbid")
 
     identifier: str
     payload: dict[str, Any] | list[Any] = {}
     queue_name: str | None = None
-    run_at: datetime.datetime | None = None
+    run_at: IsoDatetime = None
     max_attempts: int | None = None
     job_key: str | None = None
     priority: int | None = None
@@ -84,7 +95,7 @@ class ActionBody(pydantic.BaseModel):
 
     action: Action
     ids: list[int] = pydantic.Field(min_length=1, max_length=1000)
-    run_at: datetime.datetime | None = None
+    run_at: IsoDatetime = None
     reason: str | None = None
 
 
