@@ -7,7 +7,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-$(shell sha1sum requirements.txt | cut -c1-12)
 export PYTHONPATH := $(CURDIR)/plugins
 
-.PHONY: run stop psql test lint venv check-system clean-data test-deps bench
+.PHONY: run stop psql test lint venv check-system clean-data test-deps bench soak
 
 run: $(STAMP)
 	$(BIN)/python -m jobqueue.stack run
@@ -24,6 +24,11 @@ test: $(STAMP) lint test-deps
 # Our stack and graphile-worker side by side (BENCH_QUICK=1: a small version in a few minutes).
 bench: $(STAMP) test-deps
 	PYTHONPATH=$(CURDIR):$$PYTHONPATH $(BIN)/python bench/run.py
+
+# The fault suite of `make test` played many times on one stack under load, faults drawn at random:
+# WORKER_SOAK_ROUNDS (20), WORKER_SOAK_SEED (to replay a run), WORKER_SOAK_FAULTS (e.g. "task,SMTP").
+soak: $(STAMP) test-deps
+	WORKER_SOAK_ROUNDS=$${WORKER_SOAK_ROUNDS:-20} $(BIN)/python -m pytest tests/e2e/test_faults.py -k soak -p no:cacheprovider
 
 lint: $(STAMP)
 	$(BIN)/ruff check plugins dags tests bench

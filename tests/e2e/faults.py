@@ -14,6 +14,7 @@ import math
 import os
 import random
 import signal
+import statistics
 import threading
 import time
 from collections.abc import Callable
@@ -113,7 +114,9 @@ class Load(threading.Thread):
 class Outcome:
     fault: str
     jobs: int
+    usual_s: float  # median add -> accepted of the e-mails added before the fault: the usual latency
     back_s: float  # from the fault (or the end of the outage) to the first job enqueued after it done
+    worst_s: float  # the longest add -> accepted of any e-mail added in the round
     drained_s: float  # from the fault to every job of the round completed
     duplicates: dict[str, int]
 
@@ -216,11 +219,16 @@ def play(running: MailStack, fault: str, before_s: float = 5, after_s: float = 1
         added = dict(load.added)
         documents = list(load.documents)
     drained_at = settle(running, added, documents)
-    after = [job_id for job_id, at in added.items() if at >= fault_at and job_id not in documents]
+    emails = {job_id: at for job_id, at in added.items() if job_id not in documents}
+    after = [job_id for job_id, at in emails.items() if at >= fault_at]
+    latency = latencies(running, emails)
+    before = [latency[job_id] for job_id, at in emails.items() if at < fault_at and job_id in latency]
     outcome = Outcome(
         fault=fault,
         jobs=len(added),
+        usual_s=statistics.median(before) if before else float("nan"),
         back_s=first_accepted(running, after) - fault_at if after else float("nan"),
+        worst_s=max(latency.values(), default=float("nan")),
         drained_s=drained_at - fault_at,
         duplicates=duplicates(running),
     )
@@ -229,12 +237,13 @@ def play(running: MailStack, fault: str, before_s: float = 5, after_s: float = 1
 
 
 def summary() -> list[str]:
-    lines = ["fault | jobs in the round | first new job done after (s) | all done after (s) | duplicates"]
-    for outcome in OUTCOMES:
-        back = "-" if math.isnan(outcome.back_s) else f"{outcome.back_s:.1f}"
-        lines.append(
-            f"{outcome.fault} | {outcome.jobs} | {back} | {outcome.drained_s:.1f} | {len(outcome.duplicates)}"
-        )
+    """One line per round, in seconds: the usual latency before the fault, the first job enqueued
+    after the fault done, the worst latency of the round, every job done; and duplicates."""
+    lines = ["fault | jobs | usual latency | first new job done | worst latency | all done | duplicates"]
+    for o in OUTCOMES:
+        figures = [o.usual_s, o.back_s, o.worst_s, o.drained_s]
+        shown = " | ".join("-" if math.isnan(value) else f"{value:.1f}" for value in figures)
+        lines.append(f"{o.fault} | {o.jobs} | {shown} | {len(o.duplicates)}")
     return lines
 
 
@@ -269,6 +278,16 @@ def settle(running: MailStack, added: dict[int, float], documents: list[int]) ->
         f"not every job completed within {SETTLE_TIMEOUT} s: {states}, wanted "
         f"{len(added) + len(documents)} completed"
     )
+
+
+def latencies(running: MailStack, added: dict[int, float]) -> dict[int, float]:
+    """add -> first accepted, per job, in seconds."""
+    accepted: dict[int, float] = {}
+    for mid, at in running.smtp.accepted():
+        job_id = int(mid.removeprefix("<job-").partition("@")[0]) if mid.startswith("<job-") else -1
+        if job_id in added and job_id not in accepted:
+            accepted[job_id] = at - added[job_id]
+    return accepted
 
 
 def first_accepted(running: MailStack, job_ids: list[int]) -> float:
