@@ -129,6 +129,7 @@ class Faults:
         self.running = running
         self.env = running.stack.env
         self.airflow_db = self.running.database.rpartition("/")[0] + "/airflow"
+        self.struck_at: float | None = None  # when an outage began (recovery counts from its end)
 
     def component(self, name: str) -> psutil.Process:
         root = psutil.Process(self.running.stack.process.pid)
@@ -190,6 +191,7 @@ class Faults:
         return time.monotonic()
 
     def smtp_outage(self, load: Load) -> float:
+        self.struck_at = time.monotonic()
         self.running.smtp.stop()
         time.sleep(SMTP_OUTAGE_SECONDS)
         self.running.smtp.start()
@@ -222,7 +224,8 @@ def play(running: MailStack, fault: str, before_s: float = 5, after_s: float = 1
     emails = {job_id: at for job_id, at in added.items() if job_id not in documents}
     after = [job_id for job_id, at in emails.items() if at >= fault_at]
     latency = latencies(running, emails)
-    before = [latency[job_id] for job_id, at in emails.items() if at < fault_at and job_id in latency]
+    struck_at = faults.struck_at or fault_at
+    before = [latency[job_id] for job_id, at in emails.items() if at < struck_at and job_id in latency]
     outcome = Outcome(
         fault=fault,
         jobs=len(added),
