@@ -1,12 +1,18 @@
-"""Small helpers shared by the SQL tests: call a function, read jobs back, snapshot the others."""
+"""Small helpers shared by the tests: call a function, read jobs back, make a payload."""
 
 from __future__ import annotations
 
+import copy
+import json
 from typing import Any
 
 import psycopg
 from psycopg.rows import dict_row
 from psycopg.types.json import Jsonb
+
+from jobqueue import paths
+
+INVOICE = json.loads((paths.INCLUDE_DIR / "examples" / "generate_pdf.json").read_text())
 
 
 def rows(conn: psycopg.Connection, query: str, params: Any = None) -> list[dict[str, Any]]:
@@ -61,3 +67,12 @@ class OtherJobs:
 
     def assert_untouched(self) -> None:
         assert self._read() == self.snapshot
+
+
+def invoice(n: int, to: str) -> dict:
+    """The example invoice (include/examples/generate_pdf.json) numbered 2026-<n>, mailed to `to`."""
+    payload = copy.deepcopy(INVOICE)
+    payload["context"]["number"] = f"2026-{n:04d}"
+    payload["filename"] = f"facture-2026-{n:04d}.pdf"
+    payload["email"]["to"] = to
+    return payload

@@ -7,9 +7,7 @@ Message-ID). Used by tests/e2e/test_faults.py (`make test`, one round per fault)
 from __future__ import annotations
 
 import collections
-import copy
 import dataclasses
-import json
 import math
 import os
 import random
@@ -24,11 +22,10 @@ import psutil
 import psycopg
 from psycopg.types.json import Jsonb
 
-from jobqueue import paths
 from jobqueue.localpg import LocalCluster
 from tests.e2e.conftest import MailStack
+from tests.helpers import invoice
 
-INVOICE = json.loads((paths.INCLUDE_DIR / "examples" / "generate_pdf.json").read_text())
 SMTP_OUTAGE_SECONDS = 60
 SETTLE_TIMEOUT = 420
 OUTCOMES: list[Outcome] = []  # every round played in this test run, for the terminal summary
@@ -36,14 +33,6 @@ OUTCOMES: list[Outcome] = []  # every round played in this test run, for the ter
 
 def email(n: int) -> dict:
     return {"to": f"load{n}@example.com", "template": "welcome", "context": {"name": f"L{n}"}}
-
-
-def document(n: int) -> dict:
-    payload = copy.deepcopy(INVOICE)
-    payload["context"]["number"] = f"F-{n:05d}"
-    payload["filename"] = f"invoice-{n:05d}.pdf"
-    payload["email"]["to"] = f"client{n}@example.com"
-    return payload
 
 
 class Load(threading.Thread):
@@ -77,7 +66,8 @@ class Load(threading.Thread):
         for _ in range(count):
             self.count += 1
             if self.count % self.document_every == 0:
-                specs.append({"identifier": "generate_pdf", "payload": document(self.count)})
+                payload = invoice(self.count, f"client{self.count}@example.com")
+                specs.append({"identifier": "generate_pdf", "payload": payload})
             else:
                 specs.append({"identifier": "send_email", "payload": email(self.count)})
         return specs
@@ -86,7 +76,9 @@ class Load(threading.Thread):
         conn: psycopg.Connection | None = None
         pending: list[dict] = []
         while not self.halt.wait(self.interval):
-            pending = pending or self.specs(1)
+            if not pending:
+                with self.lock:
+                    pending = self.specs(1)
             try:
                 if conn is None or conn.closed:
                     conn = psycopg.connect(self.database, autocommit=True, connect_timeout=5)
@@ -102,6 +94,9 @@ class Load(threading.Thread):
     def burst(self, count: int) -> None:
         with self.lock:
             specs = self.specs(count)
+        self.add_now(specs)
+
+    def add_now(self, specs: list[dict]) -> None:
         with psycopg.connect(self.database, autocommit=True) as conn:
             self._add(conn, specs)
 
@@ -114,7 +109,7 @@ class Load(threading.Thread):
 class Outcome:
     fault: str
     jobs: int
-    usual_s: float  # median add -> accepted of the e-mails added before the fault: the usual latency
+    usual_s: float  # median add -> accepted of the e-mails added before the fault (and its burst)
     back_s: float  # from the fault (or the end of the outage) to the first job enqueued after it done
     worst_s: float  # the longest add -> accepted of any e-mail added in the round
     drained_s: float  # from the fault to every job of the round completed
@@ -129,7 +124,6 @@ class Faults:
         self.running = running
         self.env = running.stack.env
         self.airflow_db = self.running.database.rpartition("/")[0] + "/airflow"
-        self.struck_at: float | None = None  # when an outage began (recovery counts from its end)
 
     def component(self, name: str) -> psutil.Process:
         root = psutil.Process(self.running.stack.process.pid)
@@ -171,6 +165,20 @@ class Faults:
         process.kill()
         return time.monotonic()
 
+    def kill_render_task(self, load: Load) -> float:
+        """kill -9 of the process running `render_pdf` while its PDF workers render a batch."""
+        with load.lock:
+            specs = [
+                {"identifier": "generate_pdf", "payload": invoice(n, f"burst{n}@example.com")}
+                for n in range(load.count + 1, load.count + 41)
+            ]
+            load.count += 40
+        load.add_now(specs)
+        process = self.running_task("generate_pdf", "render_pdf")
+        time.sleep(random.uniform(0.5, 2.0))
+        process.kill()
+        return time.monotonic()
+
     def kill_scheduler(self, load: Load) -> float:
         load.burst(200)
         self.running_task("send_email", "send")
@@ -191,7 +199,6 @@ class Faults:
         return time.monotonic()
 
     def smtp_outage(self, load: Load) -> float:
-        self.struck_at = time.monotonic()
         self.running.smtp.stop()
         time.sleep(SMTP_OUTAGE_SECONDS)
         self.running.smtp.start()
@@ -200,6 +207,7 @@ class Faults:
     def all(self) -> dict[str, Callable[[Load], float]]:
         return {
             "kill -9 task (send, mid-batch)": self.kill_task,
+            "kill -9 task (render_pdf, mid-batch)": self.kill_render_task,
             "kill -9 scheduler": self.kill_scheduler,
             "kill -9 triggerer": self.kill_triggerer,
             "kill -9 dag-processor": self.kill_dag_processor,
@@ -208,12 +216,14 @@ class Faults:
         }
 
 
-def play(running: MailStack, fault: str, before_s: float = 5, after_s: float = 10) -> Outcome:
-    """One round: steady load, the fault, more load, then wait until every job of the round is done."""
+def play(running: MailStack, fault: str, before_s: float | None = None, after_s: float = 10) -> Outcome:
+    """One round: steady load (for 3 to 8 s unless `before_s` says), the fault, more load, then
+    wait until every job of the round is done."""
     faults = Faults(running)
     load = Load(running.database)
     load.start()
-    time.sleep(before_s)
+    time.sleep(random.uniform(3, 8) if before_s is None else before_s)
+    struck_at = time.monotonic()
     fault_at = faults.all()[fault](load)
     time.sleep(after_s)
     load.stop()
@@ -224,7 +234,6 @@ def play(running: MailStack, fault: str, before_s: float = 5, after_s: float = 1
     emails = {job_id: at for job_id, at in added.items() if job_id not in documents}
     after = [job_id for job_id, at in emails.items() if at >= fault_at]
     latency = latencies(running, emails)
-    struck_at = faults.struck_at or fault_at
     before = [latency[job_id] for job_id, at in emails.items() if at < struck_at and job_id in latency]
     outcome = Outcome(
         fault=fault,

@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import copy
 import io
-import json
 import time
 
 import psycopg
@@ -12,19 +10,10 @@ import pypdf
 import pytest
 from psycopg.types.json import Jsonb
 
-from jobqueue import paths
+from tests.helpers import invoice
 
 pytestmark = pytest.mark.e2e
-EXAMPLE = json.loads((paths.INCLUDE_DIR / "examples" / "generate_pdf.json").read_text())
 COUNT = 200
-
-
-def invoice(n: int) -> dict:
-    payload = copy.deepcopy(EXAMPLE)
-    payload["context"]["number"] = f"2026-{n:04d}"
-    payload["filename"] = f"facture-2026-{n:04d}.pdf"
-    payload["email"]["to"] = f"client{n}@example.com"
-    return payload
 
 
 def invoices_sent(smtp) -> list:
@@ -35,7 +24,10 @@ def test_invoices_become_emails_with_their_pdf(mail_stack):
     smtp = mail_stack.smtp
     try:
         with psycopg.connect(mail_stack.database, autocommit=True) as conn:
-            specs = [{"identifier": "generate_pdf", "payload": invoice(n)} for n in range(COUNT)]
+            specs = [
+                {"identifier": "generate_pdf", "payload": invoice(n, f"client{n}@example.com")}
+                for n in range(COUNT)
+            ]
             conn.execute("select worker.add_jobs(%s)", [Jsonb(specs)])
             deadline = time.monotonic() + 300
             while len(invoices_sent(smtp)) < COUNT and time.monotonic() < deadline:

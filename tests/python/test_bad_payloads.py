@@ -8,11 +8,9 @@ tests/corpus/payloads.json (every case, every run) and hypothesis mutating a val
 
 from __future__ import annotations
 
-import contextlib
 import copy
 import io
 import json
-import smtplib
 import types
 from email import message_from_bytes, policy
 from pathlib import Path
@@ -25,10 +23,10 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from psycopg.types.json import Jsonb
 
-from jobqueue import document_chain, email_chain, mail, paths, pdf, storage
+from jobqueue import document_chain, email_chain, mail, pdf, storage
 from jobqueue.manager import JobManager
-from tests.helpers import job
-from tests.smtp import SmtpServer
+from tests.helpers import INVOICE, job
+from tests.python.test_email_chain import connect_to
 
 CORPUS = json.loads((Path(__file__).parent.parent / "corpus" / "payloads.json").read_text())
 WORKER = "send_email/manual__corpus"
@@ -38,21 +36,6 @@ GOOD = {"to": "ana@example.com", "template": "welcome", "context": {"name": "Ana
 
 def test_the_corpus_is_big_enough():
     assert len(CORPUS["email"]) + len(CORPUS["documents"]) + len(CORPUS["rest"]) >= 150
-
-
-@pytest.fixture
-def smtp():
-    server = SmtpServer()
-    server.start()
-    yield server
-    server.stop()
-
-
-@pytest.fixture
-def document_storage(tmp_path, monkeypatch):
-    monkeypatch.setenv("WORKER_STORAGE_URL", f"file://{tmp_path}")
-    monkeypatch.setenv("WORKER_PDF_WORKERS", "2")
-    return tmp_path
 
 
 def enqueue(conn: psycopg.Connection, identifier: str, cases: list[dict]) -> dict[int, dict]:
@@ -87,10 +70,6 @@ def check_outcomes(conn: psycopg.Connection, added: dict[int, dict]) -> list[str
         elif case["error"] not in (row["last_error"] or ""):
             problems.append(f"{case['name']}: error {row['last_error']!r} does not name {case['error']!r}")
     return problems
-
-
-def connect_to(server: SmtpServer) -> Any:
-    return lambda: contextlib.closing(smtplib.SMTP("127.0.0.1", server.port, timeout=10))
 
 
 def test_email_corpus_in_one_batch(conn, smtp, document_storage):
@@ -193,9 +172,6 @@ def test_any_email_payload_fails_named_or_builds_a_message_with_only_its_own_hea
     assert sent["Subject"] == rendered.subject
     body = sent.get_body(("html",))
     assert body is not None and "<script" not in body.get_content().lower()
-
-
-INVOICE = json.loads((paths.INCLUDE_DIR / "examples" / "generate_pdf.json").read_text())
 
 
 @settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])

@@ -8,7 +8,6 @@ import json
 
 import psycopg
 import pypdf
-import pytest
 
 from jobqueue import document_chain, paths
 from jobqueue.manager import JobManager
@@ -16,13 +15,6 @@ from tests.helpers import add, job
 
 EXAMPLE = json.loads((paths.INCLUDE_DIR / "examples" / "generate_pdf.json").read_text())
 WORKER = "generate_pdf/manual__test"
-
-
-@pytest.fixture
-def storage(tmp_path, monkeypatch):
-    monkeypatch.setenv("WORKER_STORAGE_URL", f"file://{tmp_path}")
-    monkeypatch.setenv("WORKER_PDF_WORKERS", "2")
-    return tmp_path
 
 
 def run_chain(db_url: str) -> dict:
@@ -33,7 +25,7 @@ def run_chain(db_url: str) -> dict:
         return document_chain.send(JobManager(conn), WORKER, rendered)
 
 
-def test_invoice_is_stored_and_mailed_through_send_email(conn, db_url, storage):
+def test_invoice_is_stored_and_mailed_through_send_email(conn, db_url, document_storage):
     document = add(conn, "generate_pdf", EXAMPLE)["id"]
     stored_only = add(conn, "generate_pdf", {k: v for k, v in EXAMPLE.items() if k != "email"})["id"]
     assert run_chain(db_url) == {"completed": 2}
@@ -41,7 +33,7 @@ def test_invoice_is_stored_and_mailed_through_send_email(conn, db_url, storage):
     done = job(conn, document)
     assert done["status"] == "completed"
     assert done["result"]["document"] == f"{document}/facture-2026-0042.pdf"
-    pdf_bytes = (storage / done["result"]["document"]).read_bytes()
+    pdf_bytes = (document_storage / done["result"]["document"]).read_bytes()
     assert "1 536,22 €" in pypdf.PdfReader(io.BytesIO(pdf_bytes)).pages[0].extract_text()
 
     email = job(conn, done["result"]["email_job"])
@@ -59,7 +51,7 @@ def test_invoice_is_stored_and_mailed_through_send_email(conn, db_url, storage):
     assert alone["status"] == "completed" and "email_job" not in alone["result"]
 
 
-def test_bad_documents_fail_for_good_naming_the_problem(conn, db_url, storage):
+def test_bad_documents_fail_for_good_naming_the_problem(conn, db_url, document_storage):
     no_filename = add(conn, "generate_pdf", {k: v for k, v in EXAMPLE.items() if k != "filename"})["id"]
     broken = copy.deepcopy(EXAMPLE)
     del broken["context"]["lines"]
@@ -72,7 +64,7 @@ def test_bad_documents_fail_for_good_naming_the_problem(conn, db_url, storage):
     assert job(conn, good)["status"] == "completed"
 
 
-def test_a_retried_send_enqueues_no_second_email(conn, db_url, storage):
+def test_a_retried_send_enqueues_no_second_email(conn, db_url, document_storage):
     add(conn, "generate_pdf", EXAMPLE)
     with psycopg.connect(db_url, autocommit=True) as autocommit:
         jobs = JobManager(autocommit)

@@ -18,14 +18,6 @@ WORKER = "send_email/manual__test"
 
 
 @pytest.fixture
-def smtp():
-    server = SmtpServer()
-    server.start()
-    yield server
-    server.stop()
-
-
-@pytest.fixture
 def jobs(conn):
     return JobManager(conn)
 
