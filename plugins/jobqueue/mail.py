@@ -41,7 +41,25 @@ class RetryableJobError(WorkerError):
 
 
 SafeText = Annotated[str, pydantic.StringConstraints(pattern=_NO_NEWLINES, min_length=1, max_length=998)]
-Address = pydantic.EmailStr
+
+
+def _ascii_address(value: str) -> str:
+    """An address as a header and the SMTP envelope can carry it without SMTPUTF8: its domain in
+    ASCII (IDNA) form. Python's email package would put a Unicode domain in the To header as an
+    RFC 2047 encoded word, folded mid-address: a broken header. A local part outside ASCII would
+    need SMTPUTF8, which not every server speaks: refused."""
+    import email_validator
+
+    try:
+        checked = email_validator.validate_email(value, check_deliverability=False)
+    except email_validator.EmailNotValidError as exc:
+        raise ValueError(f"value is not a valid email address: {exc}") from exc
+    if checked.ascii_email is None:
+        raise ValueError("value is not a valid email address: the part before the @ must be ASCII")
+    return str(checked.ascii_email)
+
+
+Address = Annotated[str, pydantic.AfterValidator(_ascii_address)]
 
 
 class Attachment(pydantic.BaseModel):
