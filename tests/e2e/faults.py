@@ -157,27 +157,38 @@ class Faults:
                 time.sleep(0.05)
         raise AssertionError(f"no task instance of {dag_id}.{task_id} ran within {timeout} s")
 
+    def kill_running(
+        self, dag_id: str, task_id: str, within: tuple[float, float], more: Callable[[], None]
+    ) -> float:
+        """kill -9 of a process running `dag_id.task_id`, a random moment into it; if that task
+        ended first, `more` work is added and the next one is taken."""
+        for _ in range(5):
+            more()
+            process = self.running_task(dag_id, task_id)
+            time.sleep(random.uniform(*within))
+            try:
+                process.kill()
+                return time.monotonic()
+            except psutil.NoSuchProcess:
+                continue
+        raise AssertionError(f"every {dag_id}.{task_id} ended before it could be killed")
+
     def kill_task(self, load: Load) -> float:
         """kill -9 of the process running `send` of send_email while it sends a batch."""
-        load.burst(400)
-        process = self.running_task("send_email", "send")
-        time.sleep(random.uniform(0.05, 0.5))
-        process.kill()
-        return time.monotonic()
+        return self.kill_running("send_email", "send", (0.05, 0.5), lambda: load.burst(400))
 
     def kill_render_task(self, load: Load) -> float:
         """kill -9 of the process running `render_pdf` while its PDF workers render a batch."""
-        with load.lock:
-            specs = [
-                {"identifier": "generate_pdf", "payload": invoice(n, f"burst{n}@example.com")}
-                for n in range(load.count + 1, load.count + 41)
-            ]
-            load.count += 40
-        load.add_now(specs)
-        process = self.running_task("generate_pdf", "render_pdf")
-        time.sleep(random.uniform(0.5, 2.0))
-        process.kill()
-        return time.monotonic()
+
+        def invoices() -> None:
+            with load.lock:
+                first, load.count = load.count + 1, load.count + 40
+            numbers = range(first, first + 40)
+            load.add_now(
+                [{"identifier": "generate_pdf", "payload": invoice(n, f"b{n}@example.com")} for n in numbers]
+            )
+
+        return self.kill_running("generate_pdf", "render_pdf", (0.3, 1.5), invoices)
 
     def kill_scheduler(self, load: Load) -> float:
         load.burst(200)
