@@ -17,15 +17,12 @@ process owns: what it needs from Airflow is resolved before the fork.
 from __future__ import annotations
 
 import json
-import logging
 import os
 import signal
 from collections.abc import Callable
 from typing import Any
 
 from jobqueue.exceptions import WorkerError
-
-log = logging.getLogger(__name__)
 
 
 class DetachedError(WorkerError):
