@@ -11,6 +11,7 @@ import dataclasses
 import math
 import os
 import random
+import re
 import signal
 import statistics
 import threading
@@ -116,6 +117,14 @@ class Outcome:
     duplicates: dict[str, int]
 
 
+def component(root: int, name: str) -> psutil.Process:
+    """The process of a component `make run` started (`python -m jobqueue.component <name>`)."""
+    return next(
+        p for p in psutil.Process(root).children(recursive=True)
+        if f"jobqueue.component {name}" in " ".join(p.cmdline())
+    )  # fmt: skip
+
+
 class Faults:
     """The faults, each played on the stack of a MailStack: each returns the moment recovery is
     measured from (the fault itself, or the end of an outage)."""
@@ -125,15 +134,8 @@ class Faults:
         self.env = running.stack.env
         self.airflow_db = self.running.database.rpartition("/")[0] + "/airflow"
 
-    def component(self, name: str) -> psutil.Process:
-        root = psutil.Process(self.running.stack.process.pid)
-        return next(
-            p for p in root.children(recursive=True)
-            if f"jobqueue.component {name}" in " ".join(p.cmdline())
-        )  # fmt: skip
-
     def kill_component(self, name: str) -> float:
-        os.kill(self.component(name).pid, signal.SIGKILL)
+        os.kill(component(self.running.stack.process.pid, name).pid, signal.SIGKILL)
         return time.monotonic()
 
     def running_task(self, dag_id: str, task_id: str, timeout: float = 120) -> psutil.Process:
@@ -246,14 +248,15 @@ def play(running: MailStack, fault: str, before_s: float | None = None, after_s:
         documents = list(load.documents)
     drained_at = settle(running, added, documents)
     emails = {job_id: at for job_id, at in added.items() if job_id not in documents}
-    after = [job_id for job_id, at in emails.items() if at >= fault_at]
-    latency = latencies(running, emails)
+    accepted = {job_id: at for job_id, at in first_acceptances(running).items() if job_id in emails}
+    latency = [at - emails[job_id] for job_id, at in accepted.items()]
+    after = [at for job_id, at in accepted.items() if emails[job_id] >= fault_at]
     outcome = Outcome(
         fault=fault,
         jobs=len(added),
-        median_s=statistics.median(latency.values()) if latency else float("nan"),
-        back_s=first_accepted(running, after) - fault_at if after else float("nan"),
-        worst_s=max(latency.values(), default=float("nan")),
+        median_s=statistics.median(latency) if latency else float("nan"),
+        back_s=min(after) - fault_at if after else float("nan"),
+        worst_s=max(latency, default=float("nan")),
         drained_s=drained_at - fault_at,
         duplicates=duplicates(running),
     )
@@ -305,20 +308,13 @@ def settle(running: MailStack, added: dict[int, float], documents: list[int]) ->
     )
 
 
-def latencies(running: MailStack, added: dict[int, float]) -> dict[int, float]:
-    """add -> first accepted, per job, in seconds."""
+def first_acceptances(running: MailStack) -> dict[int, float]:
+    """job id -> when the SMTP server first accepted its message (Message-ID `<job-ID@...>`)."""
     accepted: dict[int, float] = {}
     for mid, at in running.smtp.accepted():
-        job_id = int(mid.removeprefix("<job-").partition("@")[0]) if mid.startswith("<job-") else -1
-        if job_id in added and job_id not in accepted:
-            accepted[job_id] = at - added[job_id]
+        if match := re.fullmatch(r"<job-(\d+)@.*>", mid):
+            accepted.setdefault(int(match.group(1)), at)
     return accepted
-
-
-def first_accepted(running: MailStack, job_ids: list[int]) -> float:
-    wanted = {f"<job-{job_id}@" for job_id in job_ids}
-    times = [at for mid, at in running.smtp.accepted() if mid.partition("@")[0] + "@" in wanted]
-    return min(times) if times else float("nan")
 
 
 def duplicates(running: MailStack) -> dict[str, int]:

@@ -7,19 +7,13 @@ import os
 import signal
 import time
 
-import psutil
 import psycopg
 import pytest
 from psycopg.types.json import Jsonb
 
+from tests.e2e.faults import component
+
 pytestmark = pytest.mark.e2e
-
-
-def component(root: int, name: str) -> psutil.Process:
-    return next(
-        p for p in psutil.Process(root).children(recursive=True)
-        if f"jobqueue.component {name}" in " ".join(p.cmdline())
-    )  # fmt: skip
 
 
 def test_a_killed_triggerer_comes_back_and_its_jobs_are_done(mail_stack):

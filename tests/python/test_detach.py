@@ -16,7 +16,6 @@ from jobqueue import detach, email_chain, paths
 from jobqueue.manager import JobManager
 from tests.helpers import add, job
 from tests.python.test_email_chain import WORKER, welcome
-from tests.smtp import SmtpServer
 
 SEND = """
 import json, sys
@@ -42,18 +41,10 @@ def test_a_child_dying_without_a_result_is_an_error():
         detach.run_detached(lambda: os.kill(os.getpid(), signal.SIGKILL))
 
 
-@pytest.fixture
-def slow_smtp():
-    server = SmtpServer()
-    server.handler.delay = 0.02
-    server.start()
-    yield server
-    server.stop()
-
-
-def test_a_send_task_killed_mid_batch_sends_each_message_once(conn, db_url, slow_smtp, tmp_path, monkeypatch):
+def test_a_send_task_killed_mid_batch_sends_each_message_once(conn, db_url, smtp, tmp_path, monkeypatch):
+    smtp.handler.delay = 0.02  # a slow server: the batch takes about a second
     monkeypatch.setenv("AIRFLOW_CONN_WORKER_DB", db_url)
-    monkeypatch.setenv("AIRFLOW_CONN_SMTP_DEFAULT", slow_smtp.airflow_uri)
+    monkeypatch.setenv("AIRFLOW_CONN_SMTP_DEFAULT", smtp.airflow_uri)
     monkeypatch.setenv("WORKER_SMTP_SESSIONS", "2")
     jobs = JobManager(conn)
     ids = [add(conn, "send_email", welcome(n))["id"] for n in range(100)]
@@ -63,16 +54,16 @@ def test_a_send_task_killed_mid_batch_sends_each_message_once(conn, db_url, slow
     env = {**os.environ, "PYTHONPATH": str(paths.PROJECT_ROOT / "plugins")}
     task = subprocess.Popen([sys.executable, "-c", SEND, WORKER, str(batch)], env=env)
     deadline = time.monotonic() + 60
-    while len(slow_smtp.messages) < 5 and task.poll() is None and time.monotonic() < deadline:
+    while len(smtp.messages) < 5 and task.poll() is None and time.monotonic() < deadline:
         time.sleep(0.01)
     task.kill()  # the task process, mid-batch: its sender is in a session of its own
     task.wait()
-    killed_after = len(slow_smtp.messages)
+    killed_after = len(smtp.messages)
     assert 5 <= killed_after < len(ids), "the kill did not land mid-batch"
 
     retry = email_chain.send_detached(WORKER, rendered)  # waits for the orphaned sender
 
     # The orphan went on to the end of the batch: the retry, let in once it was done, had nothing left.
     assert retry.sent == [] and retry.retry == {}
-    assert sorted(slow_smtp.message_ids()) == sorted(f"<job-{i}@localhost>" for i in ids)
+    assert sorted(smtp.message_ids()) == sorted(f"<job-{i}@localhost>" for i in ids)
     assert {job(conn, i)["status"] for i in ids} == {"completed"}
