@@ -76,8 +76,9 @@ def test_retry_a_failed_job_from_the_page(stack_env, mail_stack):
             assert "SMTP server unreachable: outage 42" in rows.first.inner_text()
             page.check(f"input[name=job][value='{job_id}']")
             page.on("dialog", lambda dialog: dialog.accept())
-            page.click("text=Retry now")
-            page.wait_for_selector("#outcome:has-text('retry: 1 job(s) changed')")
+            with page.expect_navigation():  # the page reloads itself 0.3 s after the outcome shows
+                page.click("text=Retry now")
+                page.wait_for_selector("#outcome:has-text('retry: 1 job(s) changed')")
             page.goto(f"{api}/jobs/{job_id}")
             assert "retry" in page.locator("table").last.inner_text()  # the action is recorded
 
