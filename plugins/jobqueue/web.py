@@ -38,27 +38,11 @@ def _current_user() -> Any:
 User = Annotated[Any, Depends(_current_user())]
 
 
-class JobOut(pydantic.BaseModel):
-    id: int
-    identifier: str
-    payload: Any
-    queue_name: str | None
-    priority: int
-    run_at: datetime.datetime
-    attempts: int
-    max_attempts: int
-    last_error: str | None
-    job_key: str | None
-    flags: list[str] | None
-    status: str
-    locked_by: str | None
-    locked_at: datetime.datetime | None
-    created_at: datetime.datetime
-    updated_at: datetime.datetime
-    completed_at: datetime.datetime | None
-    last_worker: str | None
-    result: Any
-    dag_run_url: str | None
+@dataclasses.dataclass(frozen=True)
+class JobOut(Job):
+    """A job as the API shows it: the row, and a link to the DAG run that last worked on it."""
+
+    dag_run_url: str | None = None
 
     @classmethod
     def of(cls, job: Job) -> JobOut:
