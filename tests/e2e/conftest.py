@@ -13,6 +13,7 @@ import time
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import psutil
@@ -140,12 +141,21 @@ def stack_environment(prefix: str) -> dict[str, str]:
     }
 
 
+@contextmanager
+def own_stack_environment(prefix: str) -> Iterator[dict[str, str]]:
+    """stack_environment(prefix), and afterwards whatever was started in it stopped and its data gone."""
+    env = stack_environment(prefix)
+    try:
+        yield env
+    finally:
+        subprocess.run([sys.executable, "-m", "jobqueue.stack", "stop"], env=env, timeout=120)
+        subprocess.run(["rm", "-rf", env["WORKER_DATA_DIR"]], check=False)
+
+
 @pytest.fixture
 def stack_env() -> Iterator[dict[str, str]]:
-    env = stack_environment("worker-e2e-")
-    yield env
-    subprocess.run([sys.executable, "-m", "jobqueue.stack", "stop"], env=env, timeout=120)
-    subprocess.run(["rm", "-rf", env["WORKER_DATA_DIR"]], check=False)
+    with own_stack_environment("worker-e2e-") as env:
+        yield env
 
 
 class MailStack:

@@ -192,9 +192,13 @@ class Faults:
 
         return self.kill_running("generate_pdf", "render_pdf", (0.3, 1.5), invoices)
 
-    def kill_scheduler(self, load: Load) -> float:
+    def while_sending(self, load: Load) -> None:
+        """Returns once a send task runs, on a burst of 200 e-mails."""
         load.burst(200)
         self.running_task("send_email", "send")
+
+    def kill_scheduler(self, load: Load) -> float:
+        self.while_sending(load)
         return self.kill_component("scheduler")
 
     def kill_triggerer(self, load: Load) -> float:
@@ -204,8 +208,7 @@ class Faults:
         return self.kill_component("dag-processor")
 
     def restart_postgresql(self, load: Load) -> float:
-        load.burst(200)
-        self.running_task("send_email", "send")
+        self.while_sending(load)
         cluster = LocalCluster(Path(self.env["WORKER_DATA_DIR"]) / "pg", int(self.env["WORKER_PG_PORT"]))
         cluster.stop()
         cluster.start()

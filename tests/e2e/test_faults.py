@@ -9,14 +9,12 @@ from __future__ import annotations
 
 import os
 import random
-import subprocess
-import sys
 from collections.abc import Iterator
 
 import pytest
 
 from tests.e2e import faults
-from tests.e2e.conftest import MailStack, stack_environment
+from tests.e2e.conftest import MailStack, own_stack_environment
 
 pytestmark = pytest.mark.e2e
 SOAK_ROUNDS = int(os.environ.get("WORKER_SOAK_ROUNDS") or 0)
@@ -34,14 +32,12 @@ FAULTS = [
 
 @pytest.fixture(scope="module")
 def fault_stack() -> Iterator[MailStack]:
-    env = stack_environment("worker-faults-")
-    running = MailStack(env)
-    try:
-        yield running
-    finally:
-        running.stop()
-        subprocess.run([sys.executable, "-m", "jobqueue.stack", "stop"], env=env, timeout=120)
-        subprocess.run(["rm", "-rf", env["WORKER_DATA_DIR"]], check=False)
+    with own_stack_environment("worker-faults-") as env:
+        running = MailStack(env)
+        try:
+            yield running
+        finally:
+            running.stop()
 
 
 @pytest.mark.parametrize("fault", FAULTS)
