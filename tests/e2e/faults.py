@@ -119,10 +119,13 @@ class Outcome:
 
 def component(root: int, name: str) -> psutil.Process:
     """The process of a component `make run` started (`python -m jobqueue.component <name>`)."""
-    return next(
-        p for p in psutil.Process(root).children(recursive=True)
-        if f"jobqueue.component {name}" in " ".join(p.cmdline())
-    )  # fmt: skip
+    for process in psutil.Process(root).children(recursive=True):
+        try:
+            if f"jobqueue.component {name}" in " ".join(process.cmdline()):
+                return process
+        except psutil.Error:  # gone, or a zombie (a killed process not yet reaped)
+            continue
+    raise LookupError(f"no live `jobqueue.component {name}` under process {root}")
 
 
 class Faults:
