@@ -71,6 +71,17 @@ BAD_SPECS = [
     ([{"identifier": "a"}, {"identifier": ""}], "WK002", "identifier must not be empty"),
     ([{"identifier": "a", "max_attempts": 0}], "WK004", "max_attempts must be at least 1"),
     ([{"identifier": "a", "job_key": "k", "job_key_mode": "x"}], "WK001", "unknown job_key_mode"),
+    # A non-string where a string is meant was once stored as its JSON text (job_key '[]').
+    ([{"identifier": "a", "job_key": []}], "WK006", "field job_key must be a string, got a JSON array"),
+    ([{"identifier": "a", "queue_name": 5}], "WK006", "field queue_name must be a string, got a JSON number"),
+    ([{"identifier": "a", "run_at": 1796083200}], "WK006", "field run_at must be a string"),
+    ([{"identifier": "a", "flags": ["x", 5]}], "WK006", "field flags must be an array of strings"),
+    # The second spec would replace the first, and both would return the one job.
+    (
+        [{"identifier": "a", "job_key": "k"}, {"identifier": "b"}, {"identifier": "c", "job_key": "k"}],
+        "WK007",
+        'specs 1 and 3 (counting from 1) have the same job_key "k"',
+    ),
 ]
 
 
