@@ -47,12 +47,24 @@ declare
     v_job worker._jobs;
     v_ids bigint[] := '{}';
     v_identifiers text[] := '{}';
-    v_keys text[] := '{}';
-    v_key text;
+    v_repeated record;
 begin
     if specs is null or jsonb_typeof(specs) <> 'array' then
         raise exception 'add_jobs: specs must be a JSON array of objects, got a JSON %',
             coalesce(jsonb_typeof(specs), 'NULL') using errcode = 'WK006';
+    end if;
+    -- One pass over the specs, before any is applied: the first key named twice.
+    select s ->> 'job_key' as job_key, min(n) as first, (array_agg(n order by n))[2] as second
+    into v_repeated
+    from jsonb_array_elements(specs) with ordinality e(s, n)
+    where jsonb_typeof(s -> 'job_key') = 'string'
+    group by s ->> 'job_key'
+    having count(*) > 1
+    order by 3
+    limit 1;
+    if found then
+        raise exception 'add_jobs: specs % and % (counting from 1) have the same job_key %; one call may name a key once',
+            v_repeated.first, v_repeated.second, to_jsonb(v_repeated.job_key) using errcode = 'WK007';
     end if;
     for v_spec in select value from jsonb_array_elements(specs) loop
         v_position := v_position + 1;
@@ -84,19 +96,13 @@ begin
             raise exception 'add_jobs: spec % (counting from 1): field flags must be an array of strings, got %',
                 v_position, v_spec -> 'flags' using errcode = 'WK006';
         end if;
-        v_key := worker._spec_field(v_spec, v_position, 'job_key', 'text');
-        if v_key = any(v_keys) then
-            raise exception 'add_jobs: specs % and % (counting from 1) have the same job_key %; one call may name a key once',
-                array_position(v_keys, v_key), v_position, to_jsonb(v_key) using errcode = 'WK007';
-        end if;
-        v_keys := v_keys || v_key;
         v_job := worker._add_job(
             v_spec ->> 'identifier',
             v_spec -> 'payload',
             worker._spec_field(v_spec, v_position, 'queue_name', 'text'),
             worker._spec_field(v_spec, v_position, 'run_at', 'timestamptz')::timestamptz,
             worker._spec_field(v_spec, v_position, 'max_attempts', 'integer')::integer,
-            v_key,
+            worker._spec_field(v_spec, v_position, 'job_key', 'text'),
             worker._spec_field(v_spec, v_position, 'priority', 'integer')::integer,
             case when jsonb_typeof(v_spec -> 'flags') = 'array'
                 then array(select jsonb_array_elements_text(v_spec -> 'flags')) end,
