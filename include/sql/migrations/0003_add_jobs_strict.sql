@@ -82,19 +82,18 @@ begin
             raise exception 'add_jobs: spec % (counting from 1) has no identifier (a string)', v_position
                 using errcode = 'WK006';
         end if;
-        if v_spec ? 'flags' and jsonb_typeof(v_spec -> 'flags') not in ('array', 'null') then
-            raise exception 'add_jobs: spec % (counting from 1): field flags must be an array of strings',
-                v_position using errcode = 'WK006';
+        if (case coalesce(jsonb_typeof(v_spec -> 'flags'), 'null')
+            when 'null' then false
+            when 'array' then exists (
+                select 1 from jsonb_array_elements(v_spec -> 'flags') f where jsonb_typeof(f) <> 'string')
+            else true
+        end) then
+            raise exception 'add_jobs: spec % (counting from 1): field flags must be an array of strings, got %',
+                v_position, v_spec -> 'flags' using errcode = 'WK006';
         end if;
         if v_spec ? 'payload' and jsonb_typeof(v_spec -> 'payload') not in ('object', 'array', 'null') then
             raise exception 'add_jobs: spec % (counting from 1): payload must be a JSON object or array, got a JSON %',
                 v_position, jsonb_typeof(v_spec -> 'payload') using errcode = 'WK005';
-        end if;
-        if jsonb_typeof(v_spec -> 'flags') = 'array' and exists (
-            select 1 from jsonb_array_elements(v_spec -> 'flags') f where jsonb_typeof(f) <> 'string'
-        ) then
-            raise exception 'add_jobs: spec % (counting from 1): field flags must be an array of strings, got %',
-                v_position, v_spec -> 'flags' using errcode = 'WK006';
         end if;
         v_job := worker._add_job(
             v_spec ->> 'identifier',
