@@ -127,6 +127,18 @@ def token(api: str, password: str) -> int:
         return error.code
 
 
+def wait_for(conn, sql: str, params, predicate, timeout: float, what: str):
+    """The rows of `sql`, polled every 0.5 s until `predicate` holds for them, for `timeout` s at most."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = conn.execute(sql, params).fetchall()
+        if predicate(value):
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}: {value}")
+        time.sleep(0.5)
+
+
 def stack_environment(prefix: str) -> dict[str, str]:
     """The environment of a stack of its own: a fresh data dir, free ports, no outside settings."""
     data = Path(tempfile.mkdtemp(prefix=prefix))

@@ -11,20 +11,9 @@ import psycopg
 import pytest
 from psycopg.types.json import Jsonb
 
-from tests.e2e.conftest import dag_runs, trigger_dag
+from tests.e2e.conftest import dag_runs, trigger_dag, wait_for
 
 pytestmark = pytest.mark.e2e
-
-
-def wait_for(conn, sql: str, params, predicate, timeout: float, what: str):
-    deadline = time.monotonic() + timeout
-    while True:
-        value = conn.execute(sql, params).fetchall()
-        if predicate(value):
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}: {value}")
-        time.sleep(0.5)
 
 
 def ours(smtp, ids: list[int]) -> list[str]:

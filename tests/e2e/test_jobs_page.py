@@ -4,14 +4,13 @@ Then Airflow's trigger form, built from send_email's params, sends an e-mail as 
 
 from __future__ import annotations
 
-import time
 import urllib.error
 import urllib.request
 
 import psycopg
 import pytest
 
-from tests.e2e.conftest import access_token
+from tests.e2e.conftest import access_token, wait_for
 
 pytestmark = pytest.mark.e2e
 CHROMIUM_FLAGS = [
@@ -94,27 +93,28 @@ def test_retry_a_failed_job_from_the_page(stack_env, mail_stack):
             page.wait_for_url("**/runs/manual__*", timeout=30_000)
             browser.close()
 
-        deadline = time.monotonic() + 120
-        while time.monotonic() < deadline:
-            status = conn.execute("select status from worker.jobs where id = %s", [job_id]).fetchone()
-            if status == ("completed",):
-                break
-            time.sleep(1)
-        assert status == ("completed",)
+        wait_for(
+            conn,
+            "select status from worker.jobs where id = %s",
+            [job_id],
+            lambda rows: rows == [("completed",)],
+            120,
+            f"job {job_id} done after the retry",
+        )
         actor = conn.execute(
             "select actor from worker.job_actions where %s = any(job_ids)", [job_id]
         ).fetchone()
         assert actor == ("admin",)
-        deadline = time.monotonic() + 120
-        while time.monotonic() < deadline:
-            # The form's run may also take the retried job, waiting then: find the form's by payload.
-            form_job = conn.execute(
-                "select status, payload->>'template', last_worker like 'send_email/manual__%%' "
-                "from worker.jobs where payload->>'to' = 'form@example.com'"
-            ).fetchall()
-            if form_job and form_job[0][0] in ("completed", "failed"):
-                break
-            time.sleep(1)
+        # The form's run may also take the retried job, waiting then: find the form's by payload.
+        form_job = wait_for(
+            conn,
+            "select status, payload->>'template', last_worker like 'send_email/manual__%%' "
+            "from worker.jobs where payload->>'to' = 'form@example.com'",
+            [],
+            lambda rows: bool(rows) and rows[0][0] in ("completed", "failed"),
+            120,
+            "the form's job to end",
+        )
         assert form_job == [("completed", "welcome", True)]
     assert [to for to, _ in mail_stack.smtp.messages if to == ["page@example.com"]] == [["page@example.com"]]
     assert [to for to, _ in mail_stack.smtp.messages if to == ["form@example.com"]] == [["form@example.com"]]
