@@ -21,6 +21,7 @@ from psycopg import sql
 
 from jobqueue.localpg import LocalCluster
 from jobqueue.migrations import apply_migrations
+from tests import graphile
 
 TEMPLATE = "worker_test_template"
 
@@ -99,3 +100,9 @@ def db_url(server_url: str, template_url: str) -> Iterator[str]:
 def conn(db_url: str) -> Iterator[psycopg.Connection]:
     with psycopg.connect(db_url, autocommit=True) as connection:
         yield connection
+
+
+@pytest.fixture(scope="session")
+def graphile_worker(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """graphile-worker 0.18.0 installed from npm by tests/graphile's lock: its node_modules."""
+    return graphile.install(tmp_path_factory.mktemp("graphile"))

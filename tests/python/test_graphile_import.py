@@ -1,39 +1,24 @@
-"""Moving off graphile-worker, against graphile-worker 0.18.0's real schema (installed from npm)."""
+"""Moving off graphile-worker, against graphile-worker 0.18.0's real schema (installed from npm by
+tests/graphile's lock)."""
 
 from __future__ import annotations
 
 import datetime
-import shutil
-import subprocess
-from pathlib import Path
 
 import psycopg
 import pytest
 
 from jobqueue.exceptions import MigrationError
 from jobqueue.graphile_import import import_graphile, main
+from tests.graphile import install_schema
 from tests.helpers import rows
 
 FUTURE = datetime.datetime(2999, 1, 1, tzinfo=datetime.UTC)
 
 
-@pytest.fixture(scope="session")
-def graphile_worker(tmp_path_factory) -> Path:
-    npm = shutil.which("npm")
-    assert npm, "npm is needed to install graphile-worker 0.18.0 for this test (apt-get install npm)"
-    folder = tmp_path_factory.mktemp("graphile")
-    subprocess.run(
-        [npm, "install", "--no-audit", "--no-fund", "--loglevel=error", "graphile-worker@0.18.0"],
-        cwd=folder, check=True, capture_output=True, timeout=300,
-    )  # fmt: skip
-    return folder / "node_modules" / ".bin" / "graphile-worker"
-
-
 @pytest.fixture
 def gw_db(empty_db, graphile_worker):
-    subprocess.run(
-        [str(graphile_worker), "--schema-only", "-c", empty_db], check=True, capture_output=True, timeout=120
-    )
+    install_schema(graphile_worker, empty_db)
     with psycopg.connect(empty_db, autocommit=True) as conn:
         gw_add = "select id from graphile_worker.add_job(%s, %s::json, queue_name => %s, run_at => %s, " \
                  "max_attempts => %s, job_key => %s, priority => %s, flags => %s)"  # fmt: skip
