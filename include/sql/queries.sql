@@ -86,8 +86,8 @@ select pg_advisory_unlock(hashtext('worker.migrations'));
 select pg_advisory_lock(hashtextextended('worker.sends:' || %(worker_id)s, 0));
 
 -- name: waiting_summary
--- Whether a job of these identifiers can be claimed now (its queue free, and it at the queue's
--- head), and when the next scheduled one is due.
+-- Whether a job of these identifiers can be claimed now (not in a named queue that has a running
+-- job), and when the next scheduled one is due.
 select
     exists (
         select 1
@@ -95,14 +95,9 @@ select
         cross join lateral (
             select 1 from worker._jobs j
             where j.state = 'waiting' and j.identifier = i.identifier and j.run_at <= now()
-              and (j.queue_name is null or (
-                  not exists (
-                      select 1 from worker._jobs r
-                      where r.queue_name = j.queue_name and r.state = 'running')
-                  and not exists (
-                      select 1 from worker._jobs h
-                      where h.queue_name = j.queue_name and h.state = 'waiting' and h.run_at <= now()
-                        and (h.priority, h.run_at, h.id) < (j.priority, j.run_at, j.id))))
+              and (j.queue_name is null or not exists (
+                  select 1 from worker._jobs r
+                  where r.queue_name = j.queue_name and r.state = 'running'))
             limit 1
         ) claimable
     ) as claimable,
@@ -222,7 +217,7 @@ insert into worker._jobs
      flags, state, created_at, updated_at)
 select t.identifier, m.payload::jsonb, q.queue_name, m.priority, m.run_at, m.attempts, m.max_attempts,
        m.last_error, m.key,
-       case when m.flags is not null then array(select jsonb_object_keys(m.flags)) end,
+       nullif(array(select f from jsonb_object_keys(m.flags) f order by f), '{}'),
        case when m.attempts >= m.max_attempts then 'failed' else 'waiting' end,
        m.created_at, m.updated_at
 from moved m

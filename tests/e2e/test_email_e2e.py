@@ -52,9 +52,10 @@ def test_jobs_become_emails(stack_env, mail_stack):
             completed = "select count(*) from worker.jobs where id = any(%s) and status = 'completed'"
             wait_for(conn, completed, [ids], lambda v: v[0][0] == 1000, 240, "1000 completed jobs")
             failed = conn.execute(
-                "select status, last_error, attempts from worker.jobs where id = %s", [bad]
+                "select status, last_error, attempts, max_attempts from worker.jobs where id = %s", [bad]
             ).fetchone()
-            assert failed == ("failed", "invalid payload: payload.to: Field required", 1)
+            # Failed for good at once, no attempts left: it is not retried.
+            assert failed == ("failed", "invalid payload: payload.to: Field required", 25, 25)
             assert sorted(ours(smtp, ids)) == sorted(f"<job-{i}@localhost>" for i in ids)
             # A burst is a handful of runs (batches of 500), not one per job.
             api = f"http://127.0.0.1:{stack_env['AIRFLOW_API_PORT']}"

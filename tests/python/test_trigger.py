@@ -120,6 +120,14 @@ def test_a_busy_queue_is_not_claimable(watcher, conn):
     assert len(watcher.events(1.0)) == 1
 
 
+def test_a_queue_headed_by_another_identifier_is_claimable(watcher, conn):
+    # graphile-worker's meaning: a free queue gives any claimer the first job it may take.
+    add(conn, "generate_pdf", queue_name="q")
+    add(conn, "send_email", queue_name="q")
+    assert len(watcher.events(1.0)) == 1
+    assert claim(conn, ["send_email"])
+
+
 def test_the_trigger_reconnects_when_its_connection_dies(watcher, conn, db_url):
     assert watcher.events(0.3) == []
     with psycopg.connect(db_url, autocommit=True) as admin:

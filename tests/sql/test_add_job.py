@@ -91,14 +91,49 @@ def test_key_batches_array_payloads(conn, old, new, expected):
     assert add(conn, "batch", new, job_key="k")["payload"] == expected
 
 
-def test_key_resets_failed_job(conn):
-    failed = add(conn, "a", job_key="k", max_attempts=1)
-    claim(conn, ["a"])
-    rows(conn, "select worker.fail_job(%s, 'w1', 'boom')", [failed["id"]])
-    assert job(conn, failed["id"])["status"] == "failed"
-    again = add(conn, "a", {"again": True}, job_key="k")
-    assert again["id"] == failed["id"]
-    assert (again["status"], again["attempts"], again["last_error"]) == ("queued", 0, None)
+@pytest.mark.parametrize("how", ["by-hand", "out-of-attempts"])
+def test_key_of_failed_job_goes_to_a_new_job(conn, how):
+    # graphile-worker 0.18: the failed job stays failed with its error and gives up its key; the new
+    # job carries only its own payload, so the failed item does not run again.
+    failed = add(conn, "a", [{"item": 1}], job_key="k", max_attempts=1)
+    if how == "by-hand":
+        rows(conn, "select worker.permanently_fail_jobs(%s, 'bad item')", [[failed["id"]]])
+    else:
+        claim(conn, ["a"])
+        rows(conn, "select worker.fail_job(%s, 'w1', 'bad item')", [failed["id"]])
+    again = add(conn, "a", [{"item": 2}], job_key="k")
+    assert again["id"] != failed["id"]
+    assert (again["status"], again["payload"], again["job_key"], again["attempts"]) == (
+        "queued",
+        [{"item": 2}],
+        "k",
+        0,
+    )
+    old = job(conn, failed["id"])
+    assert (old["status"], old["last_error"], old["job_key"], old["payload"]) == (
+        "failed",
+        "bad item",
+        None,
+        [{"item": 1}],
+    )
+
+
+def test_preserve_run_at_keeps_run_at_only_before_the_first_attempt(conn):
+    # Once tried, a job's run_at is its retry's back-off, not a schedule to keep (graphile-worker).
+    add(conn, "a", job_key="untried", run_at=FUTURE)
+    tried = add(conn, "b", job_key="tried")
+    claim(conn, ["b"])
+    backoff = rows(conn, "select * from worker.fail_job(%s, 'w1', 'later')", [tried["id"]])[0]["run_at"]
+    kept = add(conn, "a", job_key="untried", run_at=LATER, job_key_mode="preserve_run_at")
+    moved = add(conn, "b", job_key="tried", run_at=LATER, job_key_mode="preserve_run_at")
+    assert (kept["run_at"], moved["run_at"], moved["attempts"]) == (FUTURE, LATER, 0)
+    assert backoff != LATER
+
+
+def test_flags_are_a_set(conn):
+    # Kept as graphile-worker's jsonb keeps them: sorted, no repeats, NULL when empty.
+    assert add(conn, "a", flags=["smtp", "slow", "smtp"])["flags"] == ["slow", "smtp"]
+    assert add(conn, "a", flags=[])["flags"] is None
 
 
 @pytest.mark.parametrize("mode", ["replace", "preserve_run_at"])
@@ -109,9 +144,9 @@ def test_key_of_running_job_queues_new_job(conn, mode):
     assert new["id"] != running["id"]
     assert (new["status"], new["job_key"], new["payload"]) == ("queued", "k", {"v": 2})
     old = job(conn, running["id"])
-    # It keeps running, loses its key, and will not be retried.
+    # It keeps running, loses its key, and will not be retried: no attempts left, its maximum kept.
     assert (old["status"], old["job_key"], old["locked_by"]) == ("running", None, "w1")
-    assert old["max_attempts"] == old["attempts"] == 1
+    assert old["max_attempts"] == old["attempts"] == 25
     failed = rows(conn, "select * from worker.fail_job(%s, 'w1', 'boom')", [running["id"]])[0]
     assert failed["status"] == "failed"
 

@@ -46,7 +46,7 @@ def test_remove_job_of_running_job_drops_key_and_retries(conn, others):
     job_id = make(conn, "running", job_key="k")
     removed = rows(conn, "select * from worker.remove_job('k')")[0]
     assert (removed["id"], removed["status"], removed["job_key"]) == (job_id, "running", None)
-    assert removed["max_attempts"] == removed["attempts"]
+    assert removed["max_attempts"] == removed["attempts"] == 25
     others.assert_untouched()
 
 
@@ -155,4 +155,30 @@ def test_force_unlock_workers_releases_their_jobs(conn, others):
     spent = job(conn, last_try)
     assert spent["status"] == "failed"
     assert "force-unlocked during the last attempt" in spent["last_error"]
+    others.assert_untouched()
+
+
+def test_a_job_failed_by_hand_stays_failed_when_rescheduled_without_attempts(conn, others):
+    # graphile-worker: failing by hand uses up the attempts; only attempts => n brings it back.
+    job_id = make(conn, "queued", max_attempts=5)
+    failed = rows(conn, "select * from worker.permanently_fail_jobs(%s)", [[job_id]])[0]
+    assert (failed["attempts"], failed["max_attempts"]) == (5, 5)
+    again = rows(conn, "select * from worker.reschedule_jobs(%s, priority => 1)", [[job_id]])[0]
+    assert (again["status"], again["priority"]) == ("failed", 1)
+    assert (
+        rows(conn, "select * from worker.reschedule_jobs(%s, attempts => 0)", [[job_id]])[0]["status"]
+        == "queued"
+    )
+    others.assert_untouched()
+
+
+def test_a_running_job_that_lost_its_key_can_be_given_attempts_again(conn, others):
+    # Its max_attempts is kept (attempts raised to it), so reschedule_jobs(attempts => 3) of 25 lets it
+    # wait again, as in graphile-worker.
+    job_id = make(conn, "running", job_key="k")
+    add(conn, "mine", {"newer": True}, job_key="k")
+    rows(conn, "select worker.force_unlock_workers(array['me'])")
+    assert job(conn, job_id)["status"] == "failed"
+    again = rows(conn, "select * from worker.reschedule_jobs(%s, attempts => 3)", [[job_id]])[0]
+    assert (again["status"], again["attempts"], again["max_attempts"]) == ("queued", 3, 25)
     others.assert_untouched()

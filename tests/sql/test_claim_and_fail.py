@@ -88,12 +88,22 @@ def test_queue_is_released_by_a_failure(conn):
     assert ids(claim(conn, ["a"])) == [second["id"]]
 
 
-def test_queue_order_holds_across_identifiers(conn):
-    head = add(conn, "pdf", queue_name="user-1")
-    add(conn, "email", queue_name="user-1")
-    # The e-mail must wait for the document ahead of it in its queue.
-    assert claim(conn, ["email"]) == []
-    assert ids(claim(conn, ["pdf"])) == [head["id"]]
+@pytest.mark.parametrize(
+    ("head", "claimer"),
+    [
+        ({"identifier": "pdf"}, {}),
+        ({"identifier": "email", "flags": ["slow"]}, {"forbidden_flags": ["slow"]}),
+    ],
+    ids=["head-of-another-identifier", "head-with-a-forbidden-flag"],
+)
+def test_a_queue_head_the_claimer_may_not_take_does_not_stall_the_queue(conn, head, claimer):
+    # graphile-worker 0.18: a free queue gives its first job the claimer may take; one at a time.
+    first = add(conn, head.pop("identifier"), queue_name="user-1", **head)
+    second = add(conn, "email", queue_name="user-1")
+    assert ids(claim(conn, ["email"], **claimer)) == [second["id"]]
+    assert claim(conn, [first["identifier"]]) == []
+    rows(conn, "select worker.complete_jobs(%s)", [[second["id"]]])
+    assert ids(claim(conn, [first["identifier"]])) == [first["id"]]
 
 
 @pytest.mark.parametrize(
@@ -138,6 +148,21 @@ def test_fail_job_on_last_attempt_fails_for_good(conn):
             == expected
         )
     assert job(conn, added["id"])["attempts"] == 2
+
+
+@pytest.mark.parametrize("retry", [True, False], ids=["last-attempt", "retry-false"])
+def test_a_failure_for_good_moves_run_at_and_leaves_no_attempts(conn, retry):
+    # graphile-worker moves run_at on every failure, the last too: given more attempts later, the job
+    # waits out its back-off.
+    most = 1 if retry else 5
+    added = add(conn, "a", max_attempts=most)
+    claim(conn, ["a"])
+    before = rows(conn, "select now() as now")[0]["now"]
+    failed = rows(conn, "select * from worker.fail_job(%s, 'w1', 'no', %s)", [added["id"], retry])[0]
+    assert (failed["status"], failed["attempts"], failed["max_attempts"]) == ("failed", most, most)
+    assert failed["run_at"] >= before + datetime.timedelta(seconds=math.e)
+    again = rows(conn, "select * from worker.reschedule_jobs(%s, max_attempts => 9)", [[added["id"]]])[0]
+    assert (again["status"], again["run_at"]) == ("scheduled", failed["run_at"])
 
 
 def test_fail_job_of_another_worker_does_nothing(conn):

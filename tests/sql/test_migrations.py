@@ -74,6 +74,26 @@ def test_a_migration_that_does_not_record_itself_is_refused(empty_db, tmp_path):
         assert conn.execute("select to_regclass('worker.forgotten')").fetchone() == (None,)
 
 
+def test_0004_leaves_failed_jobs_no_attempts_left(empty_db, tmp_path):
+    # Before 0004 a job failed by hand kept its attempts, and reschedule_jobs revived it.
+    for path in migration_files():
+        if path.name < "0004":
+            (tmp_path / path.name).write_text(path.read_text())
+    apply_migrations(empty_db, tmp_path)
+    with psycopg.connect(empty_db, autocommit=True) as conn:
+        conn.execute("select worker.add_job('a', max_attempts => 5)")
+        conn.execute("select worker.permanently_fail_jobs(array[1], 'by hand')")
+        assert conn.execute("select state, attempts from worker._jobs").fetchone() == ("failed", 0)
+        apply_migrations(empty_db)
+        assert conn.execute("select state, attempts, last_error from worker._jobs").fetchone() == (
+            "failed",
+            5,
+            "by hand",
+        )
+        with pytest.raises(psycopg.errors.CheckViolation):
+            conn.execute("update worker._jobs set attempts = 1")
+
+
 def test_a_failing_migration_names_itself(empty_db, tmp_path):
     (tmp_path / "0001_broken.sql").write_text("create tabel oops;")
     with pytest.raises(MigrationError, match=r"0001_broken\.sql failed: .*syntax error"):

@@ -49,11 +49,11 @@ def test_fail_job_notifies_the_retry(conn, listener):
 
 
 @pytest.mark.parametrize(
-    ("release", "head"),
-    [("complete", "email"), ("fail", "email"), ("force_unlock", "pdf")],
-    ids=["complete", "fail-for-good", "force-unlock-puts-it-back-at-the-head"],
+    ("release", "expected"),
+    [("complete", [["email"]]), ("fail", [["email"]]), ("force_unlock", [["pdf"], ["email", "pdf"]])],
+    ids=["complete", "fail-for-good", "force-unlock-the-job-itself-and-its-queue"],
 )
-def test_queue_release_notifies_the_next_job(conn, listener, release, head):
+def test_queue_release_notifies_every_identifier_waiting_in_it(conn, listener, release, expected):
     first = add(conn, "pdf", queue_name="q")
     add(conn, "email", queue_name="q")
     claim(conn, ["pdf"])
@@ -65,7 +65,19 @@ def test_queue_release_notifies_the_next_job(conn, listener, release, head):
         rows(conn, "select worker.fail_job(%s, 'w1', 'boom')", [first["id"]])
     else:
         rows(conn, "select worker.force_unlock_workers(array['w1'])")
-    assert received(listener) == [[head]]
+    assert received(listener) == expected
+
+
+def test_queue_release_wakes_identifiers_behind_the_head_too(conn, listener):
+    # Any of them may take the freed queue (graphile-worker's claim is not head-only).
+    running = add(conn, "a", queue_name="q")
+    claim(conn, ["a"])
+    for identifier in ("c", "b", "c", "d"):
+        add(conn, identifier, queue_name="q")
+    add(conn, "elsewhere", queue_name="other")
+    received(listener)
+    rows(conn, "select worker.complete_jobs(%s)", [[running["id"]]])
+    assert received(listener) == [["b", "c", "d"]]
 
 
 def test_nothing_is_notified_before_commit(db_url, listener):
