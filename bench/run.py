@@ -1,16 +1,18 @@
 """make bench: our stack and the systems it replaces side by side, in one run, on this machine.
 
 One stack (`make run`'s supervisor, a throwaway PostgreSQL, stock settings) sending to the
-graphile-worker anchor's own SMTP sink (../shared/anchors/graphile-worker/smtp-sink.mjs), so both
-systems' mail lands on the same receiver. On that stack, in order:
+graphile-worker harness's own SMTP sink (bench/graphile-worker/smtp-sink.mjs), so both systems' mail
+lands on the same receiver. On that stack, in order:
   4. footprint: CPU and PSS of the whole idle stack (PostgreSQL included) over 60 s;
   2. trickle latency: 100 send_email jobs, one every 2 s, add_job -> accepted by the sink;
   1. burst: 10,000 send_email jobs in one statement, until all are accepted and completed
      (BENCH_REPEATS times, median), with the footprint under that load;
   3. documents: 1,000 invoice jobs until every PDF is rendered and its e-mail accepted.
-Then graphile-worker 0.18 through its anchor harness (all its modes, best kept, same N), the raw
-WeasyPrint throughput of our invoice on all cores, the pdf-render anchor (puppeteer-core driving
-Debian's Chromium, and WeasyPrint, on the anchor's invoice), and case 5 (bench/table_scale.py).
+Then graphile-worker 0.18 through its harness, bench/graphile-worker (all its modes, best kept, same
+N), the raw WeasyPrint throughput of our invoice on all cores, the PDF engines' harness,
+bench/pdf-render (puppeteer-core driving Debian's Chromium, and WeasyPrint, on its own invoice), and
+case 5 (bench/table_scale.py). Each harness installs what it runs from the registries by its locks
+(npm ci, pip) into a scratch folder.
 
 BENCH_QUICK=1: a small version in a few minutes. BENCH_N, BENCH_REPEATS, BENCH_CASES (e.g. "1,5")
 override. Writes <time>.json and <time>.md under bench/results/ (or BENCH_RESULTS).
@@ -51,10 +53,9 @@ TRICKLE_JOBS = 10 if QUICK else 100
 DOCUMENTS = 20 if QUICK else 1_000
 IDLE_SECONDS = 15 if QUICK else 60
 CASES = {c.strip() for c in (os.environ.get("BENCH_CASES") or "1,2,3,4,5").split(",")}
-# The anchors live in shared/ beside the project (BENCH_ANCHORS_DIR to point elsewhere).
-ANCHORS = Path(os.environ.get("BENCH_ANCHORS_DIR") or paths.PROJECT_ROOT.parent / "shared" / "anchors")
-GRAPHILE = ANCHORS / "graphile-worker"
-PDF_ANCHOR = ANCHORS / "pdf-render"
+HARNESSES = paths.PROJECT_ROOT / "bench"
+GRAPHILE = HARNESSES / "graphile-worker"
+PDF_ENGINES = HARNESSES / "pdf-render"
 RESULTS = Path(os.environ.get("BENCH_RESULTS") or paths.PROJECT_ROOT / "bench" / "results")
 INVOICE = json.loads((paths.INCLUDE_DIR / "examples" / "generate_pdf.json").read_text())
 UNFINISHED = "select count(*) from worker._jobs where id = any(%s) and state in ('waiting', 'running')"
@@ -65,12 +66,12 @@ def log(message: str) -> None:
 
 
 class Sink:
-    """The graphile-worker anchor's counting SMTP sink (Node.js), with its XCOUNT/XRESET commands."""
+    """The graphile-worker harness's counting SMTP sink (Node.js), with its XCOUNT/XRESET commands."""
 
     def __init__(self) -> None:
         script = GRAPHILE / "smtp-sink.mjs"
         if not script.exists():
-            raise SystemExit(f"no SMTP sink at {script} (set BENCH_ANCHORS_DIR)")
+            raise SystemExit(f"no SMTP sink at {script}")
         self.port = free_port()
         self.process = subprocess.Popen(
             ["node", str(script), str(self.port), "127.0.0.1"],
@@ -337,7 +338,7 @@ def our_stack() -> dict:
 def graphile() -> dict:
     script = GRAPHILE / "bench.sh"
     if not script.exists():
-        return {"error": f"no graphile-worker anchor harness at {script} (set BENCH_ANCHORS_DIR)"}
+        return {"error": f"no graphile-worker harness at {script}"}
     work = Path(tempfile.mkdtemp(prefix="gw-bench-"))
     work.chmod(0o755)
     env = {
@@ -394,9 +395,9 @@ def raw_weasyprint() -> dict:
 
 
 def pdf_anchor() -> dict:
-    script = PDF_ANCHOR / "bench.sh"
+    script = PDF_ENGINES / "bench.sh"
     if not script.exists():
-        return {"error": f"no pdf-render anchor at {script}"}
+        return {"error": f"no pdf-render harness at {script}"}
     work = Path(tempfile.mkdtemp(prefix="pdf-bench-"))
     env = {**os.environ, "COLD_RUNS": "1", "WARM_RUNS": "5" if QUICK else "20", "WARM_RUNS_LARGE": "2",
            "PAR_PDFS": "10" if QUICK else "60"}  # fmt: skip
