@@ -50,8 +50,8 @@ def test_fail_job_notifies_the_retry(conn, listener):
 
 @pytest.mark.parametrize(
     ("release", "expected"),
-    [("complete", [["email"]]), ("fail", [["email"]]), ("force_unlock", [["pdf"], ["email", "pdf"]])],
-    ids=["complete", "fail-for-good", "force-unlock-the-job-itself-and-its-queue"],
+    [("complete", [["email"]]), ("fail", [["email"]]), ("force_unlock", [["email", "pdf"]])],
+    ids=["complete", "fail-for-good", "force-unlock-the-job-itself-and-its-queue-in-one"],
 )
 def test_queue_release_notifies_every_identifier_waiting_in_it(conn, listener, release, expected):
     first = add(conn, "pdf", queue_name="q")
@@ -66,6 +66,15 @@ def test_queue_release_notifies_every_identifier_waiting_in_it(conn, listener, r
     else:
         rows(conn, "select worker.force_unlock_workers(array['w1'])")
     assert received(listener) == expected
+
+
+def test_a_retry_in_a_queue_is_one_notification_with_the_queue(conn, listener):
+    mine = add(conn, "pdf", queue_name="q")
+    claim(conn, ["pdf"])
+    add(conn, "email", queue_name="q")
+    received(listener)
+    rows(conn, "select worker.fail_job(%s, 'w1', 'boom')", [mine["id"]])
+    assert received(listener) == [["email", "pdf"]]
 
 
 def test_queue_release_wakes_identifiers_behind_the_head_too(conn, listener):

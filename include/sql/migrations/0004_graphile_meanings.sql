@@ -32,13 +32,13 @@ drop index worker._jobs_queue_waiting_idx;
 create index _jobs_queue_identifier_idx on worker._jobs (queue_name, identifier)
     where state = 'waiting' and queue_name is not null;
 
--- Notifies every identifier with a job waiting in these named queues (a job left them, so each may
--- now run one). One index probe per distinct identifier, however many jobs wait.
-create or replace function worker._notify_queues(queue_names text[]) returns void
-language sql
+-- Every identifier with a job waiting in these named queues: when a job leaves them, each may now
+-- run one. One index probe per distinct identifier, however many jobs wait.
+create function worker._waiting_in_queues(queue_names text[]) returns text[]
+language sql stable
 security definer set search_path = pg_catalog, worker, pg_temp
 as $$
-    select worker._notify(array(
+    select array(
         select waiting.identifier
         from unnest(queue_names) q(queue_name)
         cross join lateral (
@@ -55,7 +55,44 @@ as $$
             )
             select found.identifier from found where found.identifier is not null
         ) waiting
-    ));
+    );
+$$;
+
+create or replace function worker._notify_queues(queue_names text[]) returns void
+language sql
+security definer set search_path = pg_catalog, worker, pg_temp
+as $$
+    select worker._notify(worker._waiting_in_queues(queue_names));
+$$;
+
+-- As in 0001, with one notification for the released jobs and their queues together (two different
+-- payloads would each be sent).
+create or replace function worker.force_unlock_workers(worker_ids text[], reason text default null) returns void
+language plpgsql
+security definer set search_path = pg_catalog, worker, pg_temp
+as $$
+declare
+    v_identifiers text[];
+    v_queues text[];
+begin
+    with released as (
+        update worker._jobs j
+        set state = case when j.attempts < j.max_attempts then 'waiting' else 'failed' end,
+            last_error = case
+                when j.attempts < j.max_attempts then coalesce(reason, j.last_error)
+                else coalesce(reason || '; that was the last attempt',
+                              'Worker ' || j.locked_by || ' was force-unlocked during the last attempt')
+            end,
+            locked_by = null, locked_at = null, updated_at = now()
+        where j.state = 'running' and j.locked_by = any(worker_ids)
+        returning j.identifier, j.queue_name, j.state
+    )
+    select array_agg(identifier) filter (where state = 'waiting'),
+           array_agg(distinct queue_name) filter (where queue_name is not null)
+    into v_identifiers, v_queues
+    from released;
+    perform worker._notify(v_identifiers || worker._waiting_in_queues(v_queues));
+end;
 $$;
 
 create or replace function worker._add_job(
@@ -252,12 +289,10 @@ begin
         -- Not this worker's job (any more): someone force-unlocked or completed it meanwhile.
         return null;
     end if;
-    if v_job.state = 'waiting' then
-        perform worker._notify(array[v_job.identifier]);
-    end if;
-    if v_job.queue_name is not null then
-        perform worker._notify_queues(array[v_job.queue_name]);
-    end if;
+    -- One notification: the retry's identifier and those waiting in the queue it frees.
+    perform worker._notify(
+        case when v_job.state = 'waiting' then array[v_job.identifier] end
+        || worker._waiting_in_queues(array_remove(array[v_job.queue_name], null)));
     select * into v_result from worker.jobs where id = v_job.id;
     return v_result;
 end;
