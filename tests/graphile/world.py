@@ -56,12 +56,15 @@ class Jobs:
     def pairs(self, specs: Sequence[int]) -> list[Pair]:
         return [self.by_spec[n] for n in specs if n in self.by_spec]
 
+    def first_spec(self, pair: Pair) -> int:
+        """The number of the spec that created the job (later ones may have replaced it by key)."""
+        return min(n for n, p in self.by_spec.items() if p is pair)
+
     def spec_of(self, our_id: int) -> int:
-        return min(n for n, pair in self.by_spec.items() if pair.ours == our_id)
+        return self.first_spec(self.by_ours[our_id])
 
     def name(self, pair: Pair) -> str:
-        first = min((n for n, p in self.by_spec.items() if p is pair), default=None)
-        return f"n={first} (graphile {pair.graphile}, ours {pair.ours})"
+        return f"n={self.first_spec(pair)} (graphile {pair.graphile}, ours {pair.ours})"
 
     def names(self, graphile_ids: Sequence[int], our_ids: Sequence[int]) -> tuple[list[str], list[str]]:
         theirs = [self._name(self.by_graphile.get(i), f"graphile {i}") for i in graphile_ids]
