@@ -76,3 +76,16 @@ def invoice(n: int, to: str) -> dict:
     payload["filename"] = f"facture-2026-{n:04d}.pdf"
     payload["email"]["to"] = to
     return payload
+
+
+def load_dag_file(name: str) -> Any:
+    """A file of dags/ imported as a module, as Airflow's DAG processor would."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location(
+        f"dag_file_{name}", paths.PROJECT_ROOT / "dags" / f"{name}.py"
+    )
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module

@@ -10,7 +10,7 @@ import uuid
 
 import pytest
 
-from jobqueue import paths
+from jobqueue import airflow_env, paths
 from tests.conftest import create_database, drop_database
 from tests.helpers import add, all_jobs
 from tests.smtp import SmtpServer
@@ -49,8 +49,7 @@ def test_send_email_dag_test(conn, db_url, metadata_url, tmp_path):
         env = {
             **{k: v for k, v in os.environ.items() if not k.startswith("AIRFLOW")},
             "AIRFLOW_HOME": str(tmp_path),
-            "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
-            "AIRFLOW__CORE__DAGS_FOLDER": str(paths.PROJECT_ROOT / "dags"),
+            **airflow_env.dag_parsing(),
             "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": metadata_url,
             "AIRFLOW_CONN_WORKER_DB": db_url,
             "AIRFLOW_CONN_SMTP_DEFAULT": smtp.airflow_uri,

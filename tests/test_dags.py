@@ -6,7 +6,7 @@ import os
 import subprocess
 import sys
 
-from jobqueue import paths
+from jobqueue import airflow_env, paths
 
 CHECK = """
 import json, sys
@@ -32,7 +32,7 @@ def load_dags(tmp_path) -> dict:
     env = {
         **{k: v for k, v in os.environ.items() if not k.startswith("AIRFLOW")},
         "AIRFLOW_HOME": str(tmp_path),
-        "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
+        **airflow_env.dag_parsing(),
         "PYTHONPATH": str(paths.PROJECT_ROOT / "plugins"),
     }
     result = subprocess.run(

@@ -229,3 +229,21 @@ returning identifier;
 -- name: notify_identifiers
 -- Wakes the consumers of these identifiers.
 select worker._notify(%(identifiers)s::text[]);
+
+-- name: save_step_value
+-- What one step of a chain hands to the next for one job (its current attempt).
+insert into worker._job_steps (job_id, step, attempt, value)
+select id, %(step)s, attempts, %(value)s::jsonb from worker._jobs where id = %(job_id)s
+on conflict (job_id, step) do update set attempt = excluded.attempt, value = excluded.value;
+
+-- name: step_values
+-- What the given step handed on, for each job this worker still holds, from the job's current attempt.
+select j.id as job_id, s.value
+from worker._jobs j
+join worker._job_steps s on s.job_id = j.id and s.step = %(step)s and s.attempt = j.attempts
+where j.state = 'running' and j.locked_by = %(worker_id)s
+order by j.id;
+
+-- name: forget_step_values
+-- Drops what the steps of these jobs handed on (their outcome is recorded).
+delete from worker._job_steps where job_id = any(%(job_ids)s::bigint[]);

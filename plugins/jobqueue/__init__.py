@@ -1,6 +1,13 @@
 """jobqueue: background jobs as rows in PostgreSQL (schema `worker`), run by Airflow.
 
-The functions here take a connection first (see `jobqueue.manager`) and mirror the SQL API:
+A job type is a decorated function, whose DAG consumes its jobs (see `jobqueue.job_types`):
+
+    from jobqueue import PermanentJobError, job_type
+
+    @job_type("resize_image")
+    def resize_image(payload: ResizeImage, ctx) -> dict | None: ...
+
+The other functions here take a connection first (see `jobqueue.manager`) and mirror the SQL API:
 
     from jobqueue import add_job
     add_job("postgres_default", "send_email", {"to": "a@example.com", "template": "welcome"})
@@ -11,24 +18,32 @@ from __future__ import annotations
 import datetime
 from collections.abc import Iterable, Sequence
 
-from jobqueue.exceptions import JobQueueError, WorkerError
+from jobqueue.context import JobContext
+from jobqueue.exceptions import JobQueueError, PermanentJobError, RetryableJobError, WorkerError
+from jobqueue.job_types import job_chain, job_type, step
 from jobqueue.jobs import Job, JobKeyMode, JobSpec, JobStatus, JsonValue
 from jobqueue.manager import Connectable, JobManager
 
 __all__ = [
     "Job",
+    "JobContext",
     "JobKeyMode",
     "JobManager",
     "JobQueueError",
     "JobSpec",
     "JobStatus",
+    "PermanentJobError",
+    "RetryableJobError",
     "WorkerError",
     "add_job",
     "add_jobs",
     "complete_jobs",
+    "job_chain",
+    "job_type",
     "permanently_fail_jobs",
     "remove_job",
     "reschedule_jobs",
+    "step",
 ]
 
 

@@ -68,15 +68,25 @@ def _executor_settings() -> dict[str, str]:
     }
 
 
+def dag_parsing() -> dict[str, str]:
+    """How Airflow finds the DAG files: what the stack and a test parsing dags/ share."""
+    return {
+        "AIRFLOW__CORE__DAGS_FOLDER": str(settings.dags_folder()),
+        "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
+        # A DAG file of job types may name neither "airflow" nor "dag": Airflow's own guess would
+        # skip it.
+        "AIRFLOW__CORE__MIGHT_CONTAIN_DAG_CALLABLE": "jobqueue.job_types.might_contain_job_types",
+    }
+
+
 def airflow_environment() -> dict[str, str]:
     home = airflow_home()
     api = f"http://127.0.0.1:{settings.api_port()}"
     return {
         **_executor_settings(),
         "AIRFLOW_HOME": str(home),
-        "AIRFLOW__CORE__DAGS_FOLDER": str(paths.PROJECT_ROOT / "dags"),
+        **dag_parsing(),
         "AIRFLOW__CORE__PLUGINS_FOLDER": str(paths.PROJECT_ROOT / "plugins"),
-        "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
         # Job DAGs must run as soon as they are parsed, not wait for someone to unpause them.
         "AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION": "False",
         "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": _sqlalchemy_url(settings.airflow_database_url()),

@@ -26,7 +26,7 @@ def enqueue_digest(jobs: JobManager, day: datetime.date, recipients: list[dict[s
     enqueued = []
     for recipient in recipients:
         key = f"digest:{recipient['email']}:{day.isoformat()}"
-        if jobs.rows("job_key_exists", {"job_key": key})[0]["exists"]:
+        if jobs.job_key_exists(key):
             log.info("digest %s was already enqueued", key)
             continue
         payload = {

@@ -11,8 +11,8 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from jobqueue import forms, mail, pdf, runs, storage
-from jobqueue.exceptions import WorkerError
+from jobqueue import forms, payloads, pdf, runs, storage
+from jobqueue.exceptions import PermanentJobError, WorkerError
 from jobqueue.manager import JobManager
 
 log = logging.getLogger(__name__)
@@ -31,23 +31,25 @@ def prepare(jobs: JobManager, worker: str, conf: dict[str, Any] | None = None) -
 def render_pdf(jobs: JobManager, worker: str, batch: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """Renders the batch on all cores and stores each PDF; returns where each one is."""
     html: dict[int, tuple[str, str]] = {}
-    payloads = {}
+    documents = {}
     for item in batch:
         payload = pdf.DocumentPayload.model_validate(item["payload"])
         try:
             html[item["job_id"]] = (pdf.render_html(payload), payload.template)
-            payloads[item["job_id"]] = payload
-        except mail.PermanentJobError as exc:
+            documents[item["job_id"]] = payload
+        except PermanentJobError as exc:
             jobs.fail_job(item["job_id"], worker, str(exc), retry=False)
         except Exception as exc:  # a bug shown by one job's data fails that job, not the batch
             log.exception("job %d: rendering the HTML failed", item["job_id"])
-            jobs.fail_job(item["job_id"], worker, mail.unexpected(exc, "rendering the document"), retry=False)
+            jobs.fail_job(
+                item["job_id"], worker, payloads.unexpected(exc, "rendering the document"), retry=False
+            )
     rendered = []
     for job_id, outcome in pdf.PdfRenderer().render_all(html).items():
         if isinstance(outcome, WorkerError):
-            jobs.fail_job(job_id, worker, str(outcome), retry=not isinstance(outcome, mail.PermanentJobError))
+            jobs.fail_job(job_id, worker, str(outcome), retry=not isinstance(outcome, PermanentJobError))
             continue
-        document = storage.write_document(f"{job_id}/{payloads[job_id].filename}", outcome.content)
+        document = storage.write_document(f"{job_id}/{documents[job_id].filename}", outcome.content)
         if outcome.refused_urls:
             log.warning("job %d: refused to fetch %s", job_id, outcome.refused_urls)
         rendered.append(
@@ -55,7 +57,7 @@ def render_pdf(jobs: JobManager, worker: str, batch: list[dict[str, Any]]) -> li
                 "job_id": job_id,
                 "document": document,
                 "refused_urls": outcome.refused_urls,
-                "payload": payloads[job_id].model_dump(mode="json"),
+                "payload": documents[job_id].model_dump(mode="json"),
             }
         )
     return rendered

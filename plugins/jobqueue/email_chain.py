@@ -17,7 +17,8 @@ import time
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
-from jobqueue import detach, forms, mail, runs, settings, storage
+from jobqueue import detach, forms, mail, payloads, runs, settings, storage
+from jobqueue.exceptions import PermanentJobError
 from jobqueue.manager import JobManager
 
 log = logging.getLogger(__name__)
@@ -40,13 +41,15 @@ def render(jobs: JobManager, worker: str, batch: list[dict[str, Any]]) -> list[d
         payload = mail.EmailPayload.model_validate(item["payload"])
         try:
             email = renderer.render(payload)
-        except mail.PermanentJobError as exc:
+        except PermanentJobError as exc:
             jobs.fail_job(item["job_id"], worker, str(exc), retry=False)
             log.warning("job %d failed for good: %s", item["job_id"], exc)
             continue
         except Exception as exc:  # a bug shown by one job's data fails that job, not the batch
             log.exception("job %d: rendering failed", item["job_id"])
-            jobs.fail_job(item["job_id"], worker, mail.unexpected(exc, "rendering the e-mail"), retry=False)
+            jobs.fail_job(
+                item["job_id"], worker, payloads.unexpected(exc, "rendering the e-mail"), retry=False
+            )
             continue
         rendered.append({**item, "subject": email.subject, "text": email.text, "html": email.html})
     return rendered
@@ -74,7 +77,7 @@ def send(
             try:
                 message = mail.build_message(job_id, payload, email, sender, storage.read_document)
             except storage.StorageError as exc:
-                raise mail.PermanentJobError(str(exc)) from exc
+                raise PermanentJobError(str(exc)) from exc
             return message, mail.envelope_recipients(payload)
 
         return build

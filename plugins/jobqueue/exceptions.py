@@ -7,6 +7,16 @@ class WorkerError(Exception):
     """Root of every error this package raises."""
 
 
+class PermanentJobError(WorkerError):
+    """Raised by a job's handler when retrying cannot fix it (a bad payload, a template error): the
+    job fails for good, with this message as its last_error."""
+
+
+class RetryableJobError(WorkerError):
+    """It may work later (a server is down): the job is failed for a retry with backoff. Any other
+    exception a handler raises means the same; this one says so on purpose."""
+
+
 class JobQueueError(WorkerError):
     """The database refused a call; `sqlstate` is one of the project's codes (README, "Errors")."""
 
@@ -56,3 +66,7 @@ class MigrationError(WorkerError):
 
 class ConfigurationError(WorkerError):
     """A setting (environment variable, connection) is missing or wrong."""
+
+
+class InvalidJobType(WorkerError):
+    """A job type is declared wrongly (an option out of range, a step that is no function)."""

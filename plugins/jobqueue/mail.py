@@ -24,20 +24,13 @@ import jinja2
 import pydantic
 
 from jobqueue import paths
-from jobqueue.exceptions import WorkerError
+from jobqueue.exceptions import PermanentJobError
+from jobqueue.payloads import describe_validation_error
 
 TEMPLATES_DIR = paths.INCLUDE_DIR / "templates" / "email"
 # A header value holds no line break, as Python's email package counts them (str.splitlines: CR, LF,
 # and also VT, FF, FS, GS, RS, NEL, U+2028, U+2029) and no other control character but tab.
 _NO_NEWLINES = re.compile(r"^[^\x00-\x08\x0a-\x1f\x7f\x85\u2028\u2029]*$")
-
-
-class PermanentJobError(WorkerError):
-    """Retrying cannot fix it (a bad payload, a template error): the job fails for good."""
-
-
-class RetryableJobError(WorkerError):
-    """It may work later (the SMTP server is down): the job is failed for a retry with backoff."""
 
 
 SafeText = Annotated[str, pydantic.StringConstraints(pattern=_NO_NEWLINES, min_length=1, max_length=998)]
@@ -94,45 +87,6 @@ class EmailPayload(pydantic.BaseModel):
         if isinstance(value, list) and not value:
             raise ValueError("must name at least one recipient")
         return value
-
-
-def unexpected(exc: BaseException, doing: str) -> str:
-    """The job's error for an exception no check foresaw: what failed, and how, on one line."""
-    first = str(exc).splitlines()[0] if str(exc) else ""
-    return f"{doing} failed: {type(exc).__name__}: {first}"[:500]
-
-
-def describe_validation_error(error: pydantic.ValidationError) -> str:
-    """The problems, each naming the field: `payload.to: value is not a valid email address`.
-
-    For a field that takes one of several types (`to`: an address or a list of them), pydantic
-    reports every alternative under internal names: those names are dropped, and an alternative's
-    mere type mismatch is left out when another says what is wrong."""
-    found = []
-    for item in error.errors():
-        loc = tuple(part for part in item["loc"] if isinstance(part, int) or not re.search(r"[\[(]", part))
-        found.append((loc, item))
-
-    def outdone(loc: tuple, item: Any) -> bool:
-        return item["type"].endswith("_type") and any(
-            other is not item and other_loc[: len(loc)] == loc
-            and (len(other_loc) > len(loc) or not other["type"].endswith("_type"))
-            for other_loc, other in found
-        )  # fmt: skip
-
-    problems: dict[str, list[str]] = {}
-    for loc, item in found:
-        if not outdone(loc, item):
-            field = "payload" + "".join(
-                f".{part}" if isinstance(part, int) or re.fullmatch(r"\w+", part) else f"[{part!r}]"
-                for part in loc
-            )
-            problems.setdefault(field, [])
-            if item["msg"] not in problems[field]:
-                problems[field].append(item["msg"])
-    return "invalid payload: " + "; ".join(
-        f"{field}: {' or '.join(msgs)}" for field, msgs in problems.items()
-    )
 
 
 def parse_payload(payload: Any) -> EmailPayload:

@@ -240,6 +240,25 @@ class JobManager:
     def held_jobs(self, worker_id: str) -> list[Job]:
         return self._jobs("held_jobs", {"worker_id": worker_id})
 
+    def job_key_exists(self, job_key: str) -> bool:
+        """Whether any job, finished or not, carries this key."""
+        with self._executed("job_key_exists", {"job_key": job_key}) as cursor:
+            return bool(cursor.fetchone()[0])
+
+    def save_step_value(self, job_id: int, step: str, value: JsonValue) -> None:
+        params = {"job_id": job_id, "step": step, "value": _to_json(value, f"what step {step!r} returned")}
+        with self._executed("save_step_value", params):
+            pass
+
+    def step_values(self, worker_id: str, step: str) -> dict[int, JsonValue]:
+        """What `step` handed on for each job the worker holds, from the job's current attempt."""
+        with self._executed("step_values", {"worker_id": worker_id, "step": step}) as cursor:
+            return {job_id: value for job_id, value in cursor.fetchall()}
+
+    def forget_step_values(self, job_ids: Sequence[int]) -> None:
+        with self._executed("forget_step_values", {"job_ids": list(job_ids)}):
+            pass
+
     def get_job(self, job_id: int) -> Job | None:
         jobs = self._jobs("get_job", {"job_id": job_id})
         return jobs[0] if jobs else None

@@ -28,9 +28,8 @@ from typing import Annotated, Any, Literal
 import jinja2
 import pydantic
 
-from jobqueue import mail, paths, settings
-from jobqueue.exceptions import WorkerError
-from jobqueue.mail import PermanentJobError, RetryableJobError
+from jobqueue import mail, paths, payloads, settings
+from jobqueue.exceptions import PermanentJobError, RetryableJobError, WorkerError
 
 TEMPLATES_DIR = paths.INCLUDE_DIR / "templates" / "pdf"
 FONTS_DIR = paths.INCLUDE_DIR / "fonts"
@@ -64,7 +63,7 @@ def parse_payload(payload: Any) -> DocumentPayload:
     try:
         return DocumentPayload.model_validate(payload)
     except pydantic.ValidationError as exc:
-        raise PermanentJobError(mail.describe_validation_error(exc)) from exc
+        raise PermanentJobError(payloads.describe_validation_error(exc)) from exc
 
 
 # --- Invoices: money in Decimal, computed here, not in the template. ---------------------------
@@ -110,7 +109,7 @@ def invoice_context(raw: dict[str, Any]) -> dict[str, Any]:
         invoice = InvoiceContext.model_validate(raw)
     except pydantic.ValidationError as exc:
         raise PermanentJobError(
-            mail.describe_validation_error(exc).replace("payload.", "payload.context.")
+            payloads.describe_validation_error(exc).replace("payload.", "payload.context.")
         ) from exc
     lines = []
     by_rate: dict[decimal.Decimal, decimal.Decimal] = {}

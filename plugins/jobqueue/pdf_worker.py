@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 
 from jobqueue import pdf, settings
-from jobqueue.mail import PermanentJobError
+from jobqueue.exceptions import PermanentJobError
 
 
 def serve() -> None:

@@ -16,6 +16,7 @@ from typing import Any
 import pydantic
 
 from jobqueue import settings
+from jobqueue.exceptions import PermanentJobError
 from jobqueue.jobs import Job
 from jobqueue.manager import JobManager
 
@@ -47,11 +48,11 @@ def job_asset(identifier: str) -> Any:
     )
 
 
-def job_dag(identifier: str, *tags: str) -> dict[str, Any]:
+def job_dag(identifier: str, *tags: str, max_active_runs: int | None = None) -> dict[str, Any]:
     """The arguments every job DAG takes: `@dag(**runs.job_dag("send_email", "email"))`."""
     return {
         "schedule": [job_asset(identifier)],
-        "max_active_runs": settings.max_active_runs(),
+        "max_active_runs": max_active_runs or settings.max_active_runs(),
         "default_args": DEFAULT_ARGS,
         "on_failure_callback": release_run,
         "tags": ["jobs", *tags],
@@ -77,9 +78,10 @@ def job_database(autocommit: bool = True, hook: Any = None) -> Iterator[JobManag
         conn.close()
 
 
-def claim_batch(jobs: JobManager, identifier: str, worker: str) -> list[Job]:
+def claim_batch(jobs: JobManager, identifier: str, worker: str, batch_size: int | None = None) -> list[Job]:
+    """What the run holds already (a retried task), topped up to a batch with waiting jobs."""
     held = jobs.held_jobs(worker)
-    room = settings.batch_size() - len(held)
+    room = (batch_size or settings.batch_size()) - len(held)
     claimed = jobs.claim_jobs([identifier], worker, max_jobs=room) if room > 0 else []
     batch = held + claimed
     if claimed and len(claimed) == room:
@@ -109,11 +111,9 @@ def adopt_manual_job(
     if not payload or payload == untouched:
         return None
     key = f"run:{worker}"
-    if jobs.rows("job_key_exists", {"job_key": key})[0]["exists"]:
+    if jobs.job_key_exists(key):
         return None  # a retried task: the job exists already, and is held
     job = jobs.add_job_for_worker(identifier, payload, worker, job_key=key)
-    from jobqueue.mail import PermanentJobError
-
     try:
         parse(payload)
     except PermanentJobError as exc:
@@ -128,8 +128,6 @@ def adopt_manual_job(
 def claim_valid(jobs: JobManager, identifier: str, worker: str, parse: Parse) -> list[dict[str, Any]]:
     """Claims a batch and keeps the jobs whose payload `parse` accepts, as XCom-ready dicts; a job
     whose payload it refuses (a PermanentJobError naming the field) fails for good at once."""
-    from jobqueue.mail import PermanentJobError
-
     valid = []
     for job in claim_batch(jobs, identifier, worker):
         try:

@@ -41,6 +41,12 @@ def data_dir() -> Path:
     return (paths.PROJECT_ROOT / os.environ.get("WORKER_DATA_DIR", ".data")).resolve()
 
 
+def dags_folder() -> Path:
+    """WORKER_DAGS_FOLDER: the DAG files Airflow parses (a team's own folder of job types); the
+    project's dags/ by default."""
+    return Path(os.environ.get("WORKER_DAGS_FOLDER") or paths.PROJECT_ROOT / "dags").resolve()
+
+
 def pg_port() -> int:
     return _int("WORKER_PG_PORT", DEFAULT_PG_PORT)
 

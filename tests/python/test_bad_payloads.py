@@ -24,6 +24,7 @@ from hypothesis import strategies as st
 from psycopg.types.json import Jsonb
 
 from jobqueue import document_chain, email_chain, mail, pdf, storage
+from jobqueue.exceptions import PermanentJobError
 from jobqueue.manager import JobManager
 from tests.helpers import INVOICE, job
 from tests.python.test_email_chain import connect_to
@@ -144,7 +145,7 @@ def mutated(valid: dict, fields: list[str]) -> st.SearchStrategy[Any]:
     return st.tuples(st.sampled_from(fields), VALUES).map(lambda pair: put(*pair)) | JSON
 
 
-def refused_named(exc: mail.PermanentJobError) -> None:
+def refused_named(exc: PermanentJobError) -> None:
     message = str(exc)
     assert message and "\n" not in message
     assert message.startswith(("invalid payload: payload", "template ", "no template", "the subject")), (
@@ -153,7 +154,7 @@ def refused_named(exc: mail.PermanentJobError) -> None:
 
 
 def no_attachments(url: str) -> bytes:
-    raise mail.PermanentJobError(f"no attachment {url!r} in this test")
+    raise PermanentJobError(f"no attachment {url!r} in this test")
 
 
 @settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -165,7 +166,7 @@ def test_any_email_payload_fails_named_or_builds_a_message_with_only_its_own_hea
         rendered = mail.EmailRenderer().render(parsed)
         message = mail.build_message(1, parsed, rendered, "jobs@example.org", no_attachments)
         sent = message_from_bytes(bytes(message), policy=policy.SMTP)
-    except mail.PermanentJobError as exc:
+    except PermanentJobError as exc:
         refused_named(exc)
         return
     assert {name.lower() for name in sent} <= ALLOWED_HEADERS
@@ -183,7 +184,7 @@ def test_any_document_payload_fails_named_or_renders_escaped_html(payload):
     try:
         parsed = pdf.parse_payload(payload)
         html = pdf.render_html(parsed)
-    except mail.PermanentJobError as exc:
+    except PermanentJobError as exc:
         message = str(exc)
         assert message.startswith(
             ("invalid payload: payload", "no document template", "document template")

@@ -208,30 +208,6 @@ def test_attachment_from_storage(conn, jobs, smtp, tmp_path, monkeypatch):
     assert "outside the document storage" in job(conn, bad)["last_error"]
 
 
-def test_a_job_enqueues_the_next_one(db_url, conn):
-    from jobqueue import signup
-
-    first = add(conn, "user_signup", {"email": "ana@example.com", "name": "Ana", "locale": "fr"})["id"]
-    bad = add(conn, "user_signup", {"email": "nope", "name": "X"})["id"]
-    with psycopg.connect(db_url) as transactional:
-        welcome_ids = signup.enqueue_welcome(JobManager(transactional), "user_signup/manual__test")
-    assert job(conn, first)["status"] == "completed"
-    [welcome] = [job(conn, i) for i in welcome_ids]
-    assert (welcome["identifier"], welcome["status"], welcome["job_key"]) == (
-        "send_email",
-        "queued",
-        f"welcome:{first}",
-    )
-    assert welcome["payload"] == {
-        "to": "ana@example.com",
-        "template": "welcome",
-        "locale": "fr",
-        "context": {"name": "Ana"},
-    }
-    assert job(conn, bad)["status"] == "failed"
-    assert "payload.email" in job(conn, bad)["last_error"]
-
-
 def test_a_manual_run_records_its_payload_as_a_job(conn, jobs, smtp):
     waiting = add(conn, "send_email", welcome(1))["id"]
     conf: dict = {"to": "ana@example.com", "template": "welcome", "context": {"name": "Ana"}, "locale": "fr",

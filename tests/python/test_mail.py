@@ -8,6 +8,7 @@ from email import message_from_bytes, policy
 import pytest
 
 from jobqueue import mail, paths
+from jobqueue.exceptions import PermanentJobError
 
 VALID = {"to": "ana@example.com", "template": "welcome", "context": {"name": "Ana"}}
 
@@ -55,7 +56,7 @@ def build(payload: dict, job_id: int = 7, read=lambda url: b"") -> bytes:
     ids=lambda value: value if isinstance(value, str) else None,
 )
 def test_bad_payload_names_the_field(payload, problem):
-    with pytest.raises(mail.PermanentJobError) as error:
+    with pytest.raises(PermanentJobError) as error:
         mail.parse_payload(payload)
     assert str(error.value).startswith("invalid payload: ")
     assert problem in str(error.value)
@@ -75,12 +76,12 @@ def test_bad_payload_names_the_field(payload, problem):
     ids=["recipient", "reply-to", "attachment-filename"],
 )
 def test_header_injection_is_refused(payload):
-    with pytest.raises(mail.PermanentJobError, match="invalid payload"):
+    with pytest.raises(PermanentJobError, match="invalid payload"):
         mail.parse_payload(payload)
 
 
 def test_subject_injection_from_context_is_refused():
-    with pytest.raises(mail.PermanentJobError, match="line break"):
+    with pytest.raises(PermanentJobError, match="line break"):
         render({**VALID, "context": {"name": "Ana\r\nBcc: victim@example.com"}})
 
 
@@ -92,12 +93,12 @@ def test_html_from_context_is_escaped():
 
 
 def test_missing_variable_is_named():
-    with pytest.raises(mail.PermanentJobError, match="'reset_url' is undefined"):
+    with pytest.raises(PermanentJobError, match="'reset_url' is undefined"):
         render({"to": "a@example.com", "template": "password_reset", "context": {"name": "Ana"}})
 
 
 def test_unknown_template_is_named():
-    with pytest.raises(mail.PermanentJobError, match=r"no template 'invoice_reminder/en/subject\.txt'"):
+    with pytest.raises(PermanentJobError, match=r"no template 'invoice_reminder/en/subject\.txt'"):
         render({"to": "a@example.com", "template": "invoice_reminder"})
 
 

@@ -15,7 +15,7 @@ import pypdf
 import pytest
 
 from jobqueue import paths, pdf, settings
-from jobqueue.mail import PermanentJobError
+from jobqueue.exceptions import PermanentJobError
 
 EXAMPLE = json.loads((paths.INCLUDE_DIR / "examples" / "generate_pdf.json").read_text())
 LIMITS = settings.PdfLimits(timeout_seconds=60, max_bytes=20_000_000, max_html_bytes=5_000_000)

@@ -1,0 +1,74 @@
+"""What a job's handler gets beside its payload: graphile-worker's `helpers`, as `ctx`."""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable, Iterable, MutableMapping
+from typing import Any
+
+from jobqueue.exceptions import WorkerError
+from jobqueue.jobs import Job, JobSpec, JsonValue
+from jobqueue.manager import JobManager
+
+
+class JobAbandoned(WorkerError):
+    """The job's time limit passed: what its handler still does is thrown away."""
+
+
+class JobLog(logging.LoggerAdapter):
+    """A logger whose lines name the job: `job 42: resized to 800x600`."""
+
+    def process(self, msg: Any, kwargs: MutableMapping[str, Any]) -> tuple[Any, MutableMapping[str, Any]]:
+        return f"job {self.extra['job_id'] if self.extra else '?'}: {msg}", kwargs
+
+
+class JobContext:
+    """`ctx.job`, `ctx.add_job(...)`, `ctx.add_jobs(...)`, `ctx.log`, `ctx.connection`, `ctx.worker_id`.
+
+    Everything done through `ctx` (jobs added, queries on `ctx.connection`) belongs to the job's own
+    transaction, which the runtime commits together with the job's outcome: a job completes with its
+    children enqueued, or neither happened. A handler never commits itself.
+    """
+
+    def __init__(self, job: Job, worker_id: str, jobs: JobManager, payload: Callable[[], Any]) -> None:
+        self.job = job
+        self.worker_id = worker_id
+        self.log = JobLog(logging.getLogger(f"jobqueue.jobs.{job.identifier}"), {"job_id": job.id})
+        self._jobs = jobs
+        self._payload = payload
+        self._lock = threading.Lock()
+        self._abandoned = False
+
+    @property
+    def payload(self) -> Any:
+        """The job's payload as its job type takes it (a later step of a chain reads it here)."""
+        return self._payload()
+
+    @property
+    def connection(self) -> Any:
+        """The job database connection, inside the job's transaction."""
+        return self._manager().conn
+
+    def add_job(self, identifier: str, payload: JsonValue = None, **options: Any) -> Job:
+        """worker.add_job with its options (queue_name, run_at, max_attempts, job_key, priority,
+        flags, job_key_mode), committed with this job's outcome."""
+        return self._manager().add_job(identifier, payload, **options)
+
+    def add_jobs(self, specs: Iterable[JobSpec]) -> list[Job]:
+        return self._manager().add_jobs(specs)
+
+    def _manager(self) -> JobManager:
+        with self._lock:
+            if self._abandoned:
+                raise JobAbandoned(f"job {self.job.id} is past its time limit: nothing more is recorded")
+            return self._jobs
+
+    def abandon(self) -> None:
+        with self._lock:
+            self._abandoned = True
+
+    @property
+    def abandoned(self) -> bool:
+        with self._lock:
+            return self._abandoned

@@ -1,0 +1,106 @@
+"""The one place a job's outcome is recorded.
+
+A step of a job ends in one of four ways: the job completed (its result kept), it handed a value to
+the next step of its chain, it failed for a retry with backoff, or it failed for good. Whether a
+failure is retried is decided here and nowhere else: a PermanentJobError or a refused payload is
+final, anything else is retried while the job has attempts left (its own max_attempts, capped by
+its job type's).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+from typing import Any
+
+from jobqueue import payloads
+from jobqueue.exceptions import PermanentJobError
+from jobqueue.jobs import Job, JsonValue
+from jobqueue.manager import JobManager
+
+log = logging.getLogger(__name__)
+
+
+@dataclasses.dataclass(frozen=True)
+class Completed:
+    result: JsonValue = None
+
+
+@dataclasses.dataclass(frozen=True)
+class HandedOn:
+    value: JsonValue
+
+
+@dataclasses.dataclass(frozen=True)
+class Retry:
+    error: str
+
+
+@dataclasses.dataclass(frozen=True)
+class Failed:
+    error: str
+
+
+Outcome = Completed | HandedOn | Retry | Failed
+
+
+class TimeLimitExceeded(Exception):
+    def __init__(self, seconds: float) -> None:
+        super().__init__(f"the job took longer than its time limit of {seconds:g} s")
+
+
+def of_exception(exc: BaseException, doing: str) -> Outcome:
+    """What an exception out of a handler means for its job."""
+    if isinstance(exc, PermanentJobError):
+        return Failed(str(exc) or type(exc).__name__)
+    if isinstance(exc, TimeLimitExceeded):
+        return Retry(str(exc))
+    return Retry(payloads.unexpected(exc, doing))
+
+
+def of_return(value: Any, last_step: bool, doing: str) -> Outcome:
+    if isinstance(value, BaseException):  # a batch handler's per-job answer
+        return of_exception(value, doing)
+    return Completed(payloads.to_json(value)) if last_step else HandedOn(payloads.to_json(value))
+
+
+@dataclasses.dataclass
+class Recorder:
+    """Records outcomes for one step of one DAG run (a worker), and counts them for its summary."""
+
+    worker_id: str
+    step: str
+    chained: bool  # the job type has several steps, so values are kept between them
+    max_attempts: int | None = None
+    counts: dict[str, int] = dataclasses.field(default_factory=dict)
+
+    def record(self, jobs: JobManager, job: Job, outcome: Outcome) -> None:
+        """Runs inside the caller's transaction (the job's own), which the caller commits."""
+        match outcome:
+            case Completed(result):
+                jobs.complete_jobs([job.id], result)
+                self._forget(jobs, job)
+                self._count("completed")
+            case HandedOn(value):
+                jobs.save_step_value(job.id, self.step, value)
+                self._count("handed_on")
+            case Retry(error) if self._attempts_left(job):
+                jobs.fail_job(job.id, self.worker_id, error)
+                self._forget(jobs, job)
+                self._count("retry")
+                log.warning("job %d failed, to be retried: %s", job.id, error)
+            case Retry(error) | Failed(error):
+                jobs.fail_job(job.id, self.worker_id, error, retry=False)
+                self._forget(jobs, job)
+                self._count("failed")
+                log.warning("job %d failed for good: %s", job.id, error)
+
+    def _attempts_left(self, job: Job) -> bool:
+        return self.max_attempts is None or job.attempts < self.max_attempts
+
+    def _forget(self, jobs: JobManager, job: Job) -> None:
+        if self.chained:
+            jobs.forget_step_values([job.id])
+
+    def _count(self, what: str) -> None:
+        self.counts[what] = self.counts.get(what, 0) + 1

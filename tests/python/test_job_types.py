@@ -1,0 +1,353 @@
+"""The job-type API through its runtime, against a real PostgreSQL: every outcome path, the
+transaction shared by a job and the jobs it enqueues, async and threaded concurrency, batch
+handlers, time limits and chains. A DAG run is played by running its steps in order with one
+worker id, as its tasks would."""
+
+from __future__ import annotations
+
+import asyncio
+import datetime
+import threading
+import time
+
+import psycopg
+import pydantic
+import pytest
+
+from jobqueue import PermanentJobError, forms, job_chain, job_type, step
+from jobqueue.exceptions import InvalidJobType
+from jobqueue.runtime import StepRun
+from tests.helpers import add, all_jobs, job, load_dag_file, rows
+
+WORKER = "resize_image/manual__1"
+
+
+class ResizeImage(pydantic.BaseModel):
+    url: str
+    width: int = pydantic.Field(gt=0)
+
+
+def run(job_type, db_url: str, worker: str = WORKER, conf: dict | None = None) -> list[dict]:
+    """Every step of one DAG run, in order; what each task would return as its XCom."""
+    connect = lambda: psycopg.connect(db_url)  # noqa: E731
+    return [StepRun(job_type, index, worker, connect).run(conf) for index in range(len(job_type.steps))]
+
+
+def make_runnable(conn) -> None:
+    """A failed attempt's back-off, over at once."""
+    conn.execute("update worker._jobs set run_at = now() where state = 'waiting'")
+
+
+@job_type("resize_image")
+def resize_image(payload: ResizeImage, ctx) -> dict | None:
+    if payload.width > 10_000:
+        raise PermanentJobError("width over 10000")
+    if payload.url == "flaky" and ctx.job.attempts == 1:
+        raise ConnectionError("image server went away")
+    ctx.add_job("send_email", {"resized": payload.url}, job_key=f"resized:{ctx.job.id}")
+    if payload.url == "crash-after-enqueue":
+        raise RuntimeError("crashed after enqueuing")
+    return {"width": payload.width, "attempts": ctx.job.attempts}
+
+
+def test_each_outcome_of_a_handler(conn, db_url):
+    ok = add(conn, "resize_image", {"url": "a.png", "width": 800})["id"]
+    flaky = add(conn, "resize_image", {"url": "flaky", "width": 10})["id"]
+    too_wide = add(conn, "resize_image", {"url": "b.png", "width": 20_000})["id"]
+    bad = add(conn, "resize_image", {"url": "c.png", "width": "wide"})["id"]
+    crash = add(conn, "resize_image", {"url": "crash-after-enqueue", "width": 5})["id"]
+    [summary] = run(resize_image, db_url)
+    assert summary == {"jobs": 4, "completed": 1, "retry": 2, "failed": 2}
+
+    done = job(conn, ok)
+    assert (done["status"], done["result"]) == ("completed", {"width": 800, "attempts": 1})
+    again = job(conn, flaky)
+    assert (again["status"], again["attempts"]) == ("scheduled", 1)  # retried after a back-off
+    assert again["last_error"] == "step resize_image failed: ConnectionError: image server went away"
+    assert (job(conn, too_wide)["status"], job(conn, too_wide)["last_error"]) == (
+        "failed",
+        "width over 10000",
+    )
+    refused = job(conn, bad)
+    assert refused["status"] == "failed" and "payload.width" in refused["last_error"], refused
+    assert job(conn, crash)["status"] == "scheduled"
+    # Only the completed job's child exists: the crashed one's went with its transaction.
+    children = [j for j in all_jobs(conn) if j["identifier"] == "send_email"]
+    assert [child["job_key"] for child in children] == [f"resized:{ok}"]
+
+    make_runnable(conn)
+    run(resize_image, db_url, worker="resize_image/manual__2")
+    retried = job(conn, flaky)
+    assert (retried["status"], retried["attempts"], retried["result"]) == (
+        "completed",
+        2,
+        {"width": 10, "attempts": 2},
+    )
+
+
+def test_a_run_triggered_with_a_payload_records_it_as_a_job(conn, db_url):
+    run(resize_image, db_url, conf={"url": "form.png", "width": 64})
+    [manual] = [j for j in all_jobs(conn) if j["identifier"] == "resize_image"]
+    assert (manual["status"], manual["job_key"], manual["result"]["width"]) == (
+        "completed",
+        f"run:{WORKER}",
+        64,
+    )
+
+
+def test_a_job_type_caps_the_attempts_of_its_jobs(conn, db_url):
+    @job_type("capped", max_attempts=1)
+    def capped(payload, ctx):
+        raise ConnectionError(f"never works ({ctx.job.max_attempts} attempt)")
+
+    failing = add(conn, "capped", {})["id"]
+    run(capped, db_url, worker="capped/r1")
+    ended = job(conn, failing)
+    assert (ended["status"], ended["last_error"]) == (
+        "failed",
+        "step capped failed: ConnectionError: never works (1 attempt)",
+    )
+
+
+@pytest.mark.parametrize("kind", ["async", "threads"])
+def test_concurrency_runs_that_many_jobs_at_once(conn, db_url, kind):
+    running, most = [0], [0]
+    lock = threading.Lock()
+    both_in = threading.Barrier(3, timeout=10)
+
+    def enter() -> None:
+        with lock:
+            running[0] += 1
+            most[0] = max(most[0], running[0])
+
+    def leave() -> None:
+        with lock:
+            running[0] -= 1
+
+    if kind == "async":
+
+        @job_type("parallel", concurrency=3)
+        async def parallel(payload, ctx):
+            enter()
+            await asyncio.to_thread(both_in.wait)  # only passes once three jobs are in at once
+            leave()
+    else:
+
+        @job_type("parallel", concurrency=3)
+        def parallel(payload, ctx):
+            enter()
+            both_in.wait()
+            leave()
+
+    ids = [add(conn, "parallel", {"n": n})["id"] for n in range(6)]
+    run(parallel, db_url, worker="parallel/r1")
+    assert most[0] == 3
+    assert {job(conn, i)["status"] for i in ids} == {"completed"}
+
+
+def test_one_job_at_a_time_by_default(conn, db_url):
+    running, most = [0], [0]
+
+    @job_type("serial")
+    async def serial(payload, ctx):
+        running[0] += 1
+        most[0] = max(most[0], running[0])
+        await asyncio.sleep(0.01)
+        running[0] -= 1
+
+    for n in range(4):
+        add(conn, "serial", {"n": n})
+    run(serial, db_url, worker="serial/r1")
+    assert most[0] == 1
+
+
+@pytest.mark.parametrize("kind", ["async", "sync"])
+def test_a_job_past_its_time_limit_fails_its_attempt_alone(conn, db_url, kind):
+    release = threading.Event()
+    if kind == "async":
+
+        @job_type("slow", time_limit=0.5)
+        async def slow(payload, ctx):
+            if payload["stuck"]:
+                await asyncio.sleep(60)
+            return "quick"
+    else:
+
+        @job_type("slow", time_limit=datetime.timedelta(seconds=0.5))
+        def slow(payload, ctx):
+            if payload["stuck"]:
+                ctx.add_job("send_email", {"from": "a stuck job"})
+                release.wait(60)
+                ctx.add_job("send_email", {"from": "a stuck job, later"})
+            return "quick"
+
+    stuck = add(conn, "slow", {"stuck": True})["id"]
+    quick = add(conn, "slow", {"stuck": False})["id"]
+    run(slow, db_url, worker="slow/r1")
+    release.set()
+    late = job(conn, stuck)
+    assert late["status"] == "scheduled"
+    assert late["last_error"] == "the job took longer than its time limit of 0.5 s"
+    assert (job(conn, quick)["status"], job(conn, quick)["result"]) == ("completed", "quick")
+    time.sleep(0.2)  # the stuck thread's late add_job is refused; what it added before is undone
+    assert [j["identifier"] for j in all_jobs(conn)] == ["slow", "slow"]
+
+
+def test_a_batch_handler_reports_an_outcome_per_job(conn, db_url):
+    seen = []
+
+    @job_type("send_sms", batch=True, payload=ResizeImage)
+    def send_sms(batch):
+        seen.append([item.value.width for item in batch])
+        batch[0].done({"sent": True})
+        batch[1].fail("number refused")
+        batch[2].retry("gateway busy")
+        return [None, None, None, ValueError("bad answer"), {"late": 1}]
+
+    ids = [add(conn, "send_sms", {"url": "u", "width": n})["id"] for n in range(1, 6)]
+    bad = add(conn, "send_sms", {"url": "u", "width": -1})["id"]
+    [summary] = run(send_sms, db_url, worker="send_sms/r1")
+    assert seen == [[1, 2, 3, 4, 5]]
+    assert summary == {"jobs": 5, "completed": 2, "failed": 2, "retry": 2}
+    states = [(job(conn, i)["status"], job(conn, i)["last_error"], job(conn, i)["result"]) for i in ids]
+    assert states[0] == ("completed", None, {"sent": True})
+    assert states[1] == ("failed", "number refused", None)
+    assert states[2] == ("scheduled", "gateway busy", None)
+    assert states[3][1] == "step send_sms failed: ValueError: bad answer"
+    assert states[4] == ("completed", None, {"late": 1})
+    assert "payload.width" in job(conn, bad)["last_error"]
+
+
+def test_a_batch_handler_that_raises_fails_the_jobs_it_did_not_report(conn, db_url):
+    @job_type("fragile", batch=True)
+    def fragile(batch):
+        batch[0].done()
+        raise OSError("session lost")
+
+    first, second = (add(conn, "fragile", {"n": n})["id"] for n in range(2))
+    run(fragile, db_url, worker="fragile/r1")
+    assert job(conn, first)["status"] == "completed"
+    assert job(conn, second)["last_error"] == "step fragile failed: OSError: session lost"
+
+
+class Rendered(pydantic.BaseModel):
+    subject: str
+    words: int
+
+
+def render(payload: ResizeImage, ctx) -> Rendered:
+    if payload.width == 13:
+        raise PermanentJobError("unlucky")
+    return Rendered(subject=f"about {payload.url}", words=payload.width)
+
+
+def deliver(rendered: Rendered, ctx) -> dict:
+    assert isinstance(rendered, Rendered)
+    return {"delivered": rendered.subject, "from": ctx.payload.url}
+
+
+@step(batch=True)
+def count(batch):
+    return [{"count": item.value["delivered"]} for item in batch]
+
+
+CHAIN = job_chain("notify", render, deliver, count)
+
+
+def test_a_chain_hands_each_job_on_without_xcom(conn, db_url):
+    ok = add(conn, "notify", {"url": "x", "width": 3})["id"]
+    unlucky = add(conn, "notify", {"url": "y", "width": 13})["id"]
+    summaries = run(CHAIN, db_url, worker="notify/r1")
+    assert summaries == [
+        {"jobs": 2, "handed_on": 1, "failed": 1},
+        {"jobs": 1, "handed_on": 1},
+        {"jobs": 1, "completed": 1},
+    ]
+    assert job(conn, ok)["result"] == {"count": "about x"}
+    assert (job(conn, unlucky)["status"], job(conn, unlucky)["last_error"]) == ("failed", "unlucky")
+    # What the steps handed on is gone once the job's outcome is recorded.
+    assert rows(conn, "select * from worker._job_steps") == []
+
+
+def test_a_retried_step_skips_the_jobs_it_already_handed_on(conn, db_url):
+    calls = []
+
+    def first(payload, ctx):
+        calls.append(ctx.job.id)
+        return payload["n"]
+
+    def second(n: int, ctx):
+        return n * 2
+
+    chain = job_chain("twice", first, second)
+    ids = [add(conn, "twice", {"n": n})["id"] for n in range(3)]
+    connect = lambda: psycopg.connect(db_url)  # noqa: E731
+    StepRun(chain, 0, "twice/r1", connect).run(None)
+    assert StepRun(chain, 0, "twice/r1", connect).run(None) == {"jobs": 0}
+    StepRun(chain, 1, "twice/r1", connect).run(None)
+    assert calls == ids
+    assert [job(conn, i)["result"] for i in ids] == [0, 2, 4]
+
+
+def test_a_job_released_meanwhile_starts_its_chain_over(conn, db_url):
+    calls = []
+
+    def first(payload, ctx):
+        calls.append(ctx.job.attempts)
+        return f"attempt {ctx.job.attempts}"
+
+    def second(value: str, ctx):
+        return value
+
+    chain = job_chain("restart", first, second)
+    released = add(conn, "restart", {})["id"]
+    connect = lambda: psycopg.connect(db_url)  # noqa: E731
+    StepRun(chain, 0, "restart/r1", connect).run(None)
+    conn.execute("select worker.force_unlock_workers(array['restart/r1'])")
+    make_runnable(conn)
+    # Run r2 takes the job again: what r1's attempt handed on is not its own.
+    run(chain, db_url, worker="restart/r2")
+    assert calls == [1, 2]
+    assert job(conn, released)["result"] == "attempt 2"
+
+
+def test_user_signup_enqueues_its_welcome_email_with_its_completion(conn, db_url):
+    user_signup = load_dag_file("user_signup").user_signup
+    first = add(conn, "user_signup", {"email": "ana@example.com", "name": "Ana", "locale": "fr"})["id"]
+    bad = add(conn, "user_signup", {"email": "nope", "name": "X"})["id"]
+    run(user_signup, db_url, worker="user_signup/manual__test")
+    done = job(conn, first)
+    [welcome] = [j for j in all_jobs(conn) if j["identifier"] == "send_email"]
+    assert (done["status"], done["result"]) == ("completed", {"welcome_job": welcome["id"]})
+    assert (welcome["status"], welcome["job_key"]) == ("queued", f"welcome:{first}")
+    assert welcome["payload"] == {
+        "to": "ana@example.com",
+        "template": "welcome",
+        "locale": "fr",
+        "context": {"name": "Ana"},
+    }
+    assert job(conn, bad)["status"] == "failed"
+    assert "payload.email" in job(conn, bad)["last_error"]
+
+
+def test_options_are_checked_when_the_dag_file_is_parsed():
+    handler = lambda payload, ctx: None  # noqa: E731
+    with pytest.raises(InvalidJobType, match="concurrency must be a whole number of at least 1, got 0"):
+        job_type("x", concurrency=0)(handler)
+    with pytest.raises(InvalidJobType, match="time_limit must be a positive duration"):
+        job_type("x", time_limit=-1)(handler)
+    with pytest.raises(InvalidJobType, match="tags must be a list"):
+        job_type("x", tags="email")(handler)
+    with pytest.raises(InvalidJobType, match="two steps are named alike"):
+        job_chain("x", render, render)
+
+
+def test_the_trigger_form_comes_from_the_payload_model():
+    # Every field may be empty: a run the trigger starts has no payload; the model names what lacks.
+    assert forms.model_fields(ResizeImage) == {
+        "url": {"title": "Url", "type": ["null", "string"]},
+        "width": {"title": "Width", "type": ["integer", "null"]},
+    }
+    assert set(resize_image.dag.params) == {"url", "width"}
+    assert [task.task_id for task in resize_image.dag.tasks] == ["resize_image"]
+    assert [task.task_id for task in CHAIN.dag.tasks] == ["render", "deliver", "count"]
