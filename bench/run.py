@@ -371,7 +371,7 @@ def graphile() -> dict:
 
 
 def _warm_render(html: str) -> float:
-    from jobqueue import pdf
+    from jobqueue.documents import pdf
 
     start = time.perf_counter()
     pdf.render_pdf(html, INVOICE["template"], settings.pdf_limits())
@@ -381,7 +381,7 @@ def _warm_render(html: str) -> float:
 def raw_weasyprint() -> dict:
     """Our invoice's HTML rendered by WeasyPrint alone, one process per core, after a warm-up:
     the most PDFs per second this machine can make of it."""
-    from jobqueue import pdf
+    from jobqueue.documents import pdf
 
     html = pdf.render_html(pdf.parse_payload(INVOICE))
     cores = os.cpu_count() or 1

@@ -52,7 +52,7 @@ def breakdown(stages: list[tuple], sent_at: dict[int, float]) -> dict[str, dict[
         add("asset event -> run queued", event, queued)
         add("run queued -> run started", queued, started)
         previous = started
-        for task in ("prepare", "render", "send"):
+        for task in ("render", "send"):
             if not tasks or task not in tasks:
                 continue
             _scheduled, queued_at, start, end = tasks[task]

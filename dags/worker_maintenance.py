@@ -1,5 +1,6 @@
 """worker_maintenance: every five minutes, release jobs whose worker is gone, purge old history,
-and log the queue depth. release_dead_locks >> purge >> report_queue_depth."""
+log the queue depth, and fail loudly when jobs wait that no job type consumes.
+release_dead_locks >> purge >> report_queue_depth >> report_unconsumed."""
 
 from __future__ import annotations
 
@@ -7,7 +8,8 @@ import datetime
 
 from airflow.sdk import dag, task
 
-from jobqueue import maintenance, runs, settings
+from jobqueue import maintenance, settings
+from jobqueue.job_types import DEFAULT_ARGS, job_database
 
 
 @dag(
@@ -15,7 +17,7 @@ from jobqueue import maintenance, runs, settings
     start_date=datetime.datetime(2026, 1, 1, tzinfo=datetime.UTC),
     catchup=False,
     max_active_runs=1,
-    default_args=runs.DEFAULT_ARGS,
+    default_args=DEFAULT_ARGS,
     tags=["jobs", "maintenance"],
     doc_md=__doc__,
 )
@@ -31,20 +33,31 @@ def worker_maintenance():
                     return None
                 raise
 
-        with runs.job_database() as jobs:
+        with job_database() as jobs:
             return maintenance.release_dead_locks(jobs, run_state, settings.maintenance())
 
     @task
     def purge() -> dict:
-        with runs.job_database() as jobs:
+        with job_database() as jobs:
             return maintenance.purge(jobs, settings.maintenance())
 
     @task
     def report_queue_depth() -> list:
-        with runs.job_database() as jobs:
+        with job_database() as jobs:
             return [dict(row) for row in maintenance.report_queue_depth(jobs)]
 
-    release_dead_locks() >> purge() >> report_queue_depth()
+    @task
+    def report_unconsumed() -> list:
+        """Fails (red in the UI, no retry) while any identifier's jobs wait with no job type."""
+        from airflow.sdk.exceptions import AirflowFailException
+
+        with job_database() as jobs:
+            found = maintenance.unconsumed(jobs, settings.maintenance())
+        if found:
+            raise AirflowFailException("; ".join(found))
+        return found
+
+    release_dead_locks() >> purge() >> report_queue_depth() >> report_unconsumed()
 
 
 worker_maintenance()

@@ -89,3 +89,27 @@ def load_dag_file(name: str) -> Any:
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
+
+
+def run_steps(
+    job_type: Any,
+    db_url: str,
+    worker: str,
+    *,
+    conf: dict | None = None,
+    prepared: Any = None,
+    steps: range | None = None,
+    cron: dict | None = None,
+) -> list[dict]:
+    """The steps of one DAG run of a job type, in order, as its tasks run them (without detaching);
+    `prepared` stands for what a step's `prepare` would resolve through Airflow. Their summaries."""
+    from jobqueue.runtime import StepRun
+
+    def connect() -> psycopg.Connection:
+        return psycopg.connect(db_url)
+
+    def run(index: int) -> dict:
+        given = prepared if job_type.steps[index].prepare else None
+        return StepRun(job_type, index, worker, connect, given).run(conf, cron)
+
+    return [run(index) for index in (steps if steps is not None else range(len(job_type.steps)))]

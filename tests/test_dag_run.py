@@ -20,7 +20,7 @@ import importlib.util, sys
 spec = importlib.util.spec_from_file_location("send_email_dag", sys.argv[1])
 module = importlib.util.module_from_spec(spec)
 spec.loader.exec_module(module)
-run = module.send_email().test()
+run = module.send_email.dag.test()
 print("RUN-STATE", run.state)
 """
 

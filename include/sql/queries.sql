@@ -247,3 +247,34 @@ order by j.id;
 -- name: forget_step_values
 -- Drops what the steps of these jobs handed on (their outcome is recorded).
 delete from worker._job_steps where job_id = any(%(job_ids)s::bigint[]);
+
+-- name: consumers_seen
+-- A trigger watching these identifiers is alive (its heartbeat).
+insert into worker._consumers (identifier, seen_at)
+select unnest(%(identifiers)s::text[]), now()
+on conflict (identifier) do update set seen_at = excluded.seen_at;
+
+-- name: unconsumed_identifiers
+-- Identifiers whose jobs have waited `within` seconds and that no trigger watched in that time:
+-- nothing runs them. The identifiers waiting are found by a loose index scan (one probe each, not
+-- one row per job).
+with recursive waiting(identifier) as (
+    (select identifier from worker._jobs where state = 'waiting' order by identifier limit 1)
+    union all
+    select (
+        select j.identifier from worker._jobs j
+        where j.state = 'waiting' and j.identifier > w.identifier
+        order by j.identifier limit 1
+    )
+    from waiting w
+    where w.identifier is not null
+)
+select w.identifier, count(*) as jobs, min(j.created_at) as oldest
+from waiting w
+left join worker._consumers c on c.identifier = w.identifier
+join worker._jobs j on j.identifier = w.identifier and j.state = 'waiting'
+where w.identifier is not null
+  and (c.seen_at is null or c.seen_at < now() - make_interval(secs => %(within)s))
+group by w.identifier
+having min(j.created_at) < now() - make_interval(secs => %(within)s)
+order by w.identifier;

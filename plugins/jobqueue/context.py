@@ -39,6 +39,7 @@ class JobContext:
         self._payload = payload
         self._lock = threading.Lock()
         self._abandoned = False
+        self.touched = False  # the handler did something in the job's transaction
 
     @property
     def payload(self) -> Any:
@@ -62,7 +63,13 @@ class JobContext:
         with self._lock:
             if self._abandoned:
                 raise JobAbandoned(f"job {self.job.id} is past its time limit: nothing more is recorded")
+            self.touched = True
             return self._jobs
+
+    def rebind(self, jobs: JobManager) -> None:
+        """Goes on with a new connection (the old one was lost)."""
+        with self._lock:
+            self._jobs = jobs
 
     def abandon(self) -> None:
         with self._lock:

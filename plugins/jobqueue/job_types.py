@@ -17,17 +17,30 @@ Options are checked when the DAG file is parsed, so a wrong one is an import err
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import datetime
 import inspect
+import logging
 import typing
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 import pydantic
 
-from jobqueue import forms, payloads, runs, settings
+from jobqueue import forms, payloads, settings
 from jobqueue.exceptions import InvalidJobType
+from jobqueue.manager import JobManager
+
+log = logging.getLogger(__name__)
+JOB_DB_CONN_ID = "worker_db"
+
+DEFAULT_ARGS: dict[str, Any] = {
+    "owner": "jobqueue",
+    # A task retry is safe: it takes back the jobs its run holds and skips those already recorded.
+    "retries": 2,
+    "retry_delay": datetime.timedelta(seconds=5),
+}
 
 # A job that runs longer fails its attempt: without a limit one stuck job would hold its whole run,
 # and with WORKER_MAX_ACTIVE_RUNS runs its job type, for ever.
@@ -44,6 +57,8 @@ class Options:
     concurrency: int = 1  # jobs of a batch whose handler runs at once (async: tasks; sync: threads)
     tags: tuple[str, ...] = ()
     doc: str | None = None
+    schedule: str | None = None  # a cron expression: each tick enqueues one job (see CronPayload)
+    timezone: str = "UTC"  # the cron expression's time zone
 
     def __post_init__(self) -> None:
         for name in ("batch_size", "max_active_runs", "max_attempts", "concurrency"):
@@ -52,6 +67,8 @@ class Options:
                 raise InvalidJobType(f"{name} must be a whole number of at least 1, got {value!r}")
         if self.time_limit is not None and not self.time_limit > 0:
             raise InvalidJobType(f"time_limit must be a positive duration, got {self.time_limit!r}")
+        if self.schedule is not None:
+            _check_cron(self.schedule, self.timezone)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -61,6 +78,12 @@ class Step:
     function: Handler
     batch: bool = False
     name: str = ""
+    # Runs in a process of its own that outlives the task (detach.py): for an effect that cannot be
+    # undone, so a task killed mid-batch leaves it to finish and record what it did.
+    detached: bool = False
+    # Called in the task process before the step (before it detaches): what a batch handler finds
+    # as ctx.prepared, such as an Airflow connection, which a detached process cannot look up.
+    prepare: Callable[[], Any] | None = None
     input_adapter: pydantic.TypeAdapter[Any] | None = dataclasses.field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
@@ -80,11 +103,21 @@ class Step:
         return value if adapter is None else adapter.validate_python(value)
 
 
-def step(function: Handler | None = None, *, batch: bool = False, name: str | None = None) -> Any:
-    """A step of a chain; `batch=True`: the function takes the whole batch (runtime.BatchItem)."""
-    if function is None:
-        return lambda fn: Step(fn, batch=batch, name=name or "")
-    return Step(function, batch=batch, name=name or "")
+def step(
+    function: Handler | None = None,
+    *,
+    batch: bool = False,
+    name: str | None = None,
+    detached: bool = False,
+    prepare: Callable[[], Any] | None = None,
+) -> Any:
+    """A step of a chain. `batch=True`: the function takes (items, ctx), the whole batch as a list
+    of runtime.BatchItem; `detached`, `prepare`: see Step."""
+
+    def make(fn: Handler) -> Step:
+        return Step(fn, batch=batch, name=name or "", detached=detached, prepare=prepare)
+
+    return make if function is None else make(function)
 
 
 class JobType:
@@ -126,10 +159,18 @@ class JobType:
         """A task of the DAG: the step `index` for this run's batch."""
         from airflow.providers.postgres.hooks.postgres import PostgresHook
 
+        from jobqueue import detach
         from jobqueue.runtime import StepRun
 
-        hook = PostgresHook(postgres_conn_id=runs.JOB_DB_CONN_ID)
-        return StepRun(self, index, runs.worker_id(context), hook.get_conn).run(context["dag_run"].conf)
+        hook = PostgresHook(postgres_conn_id=JOB_DB_CONN_ID)
+        assert hook.connection is not None  # resolved here, through the task's supervisor
+        current = self.steps[index]
+        prepared = current.prepare() if current.prepare else None
+        work = StepRun(self, index, worker_id(context), hook.get_conn, prepared)
+        conf, tick = context["dag_run"].conf, cron_tick(context)
+        if current.detached:
+            return dict(detach.run_detached(lambda: work.run(conf, tick)))
+        return work.run(conf, tick)
 
     def _build_dag(self) -> Any:
         from airflow.providers.standard.operators.python import PythonOperator
@@ -138,9 +179,13 @@ class JobType:
         first = self.steps[0].function
         with DAG(
             dag_id=self.identifier,
+            **self._schedule(),
+            max_active_runs=self.options.max_active_runs or settings.max_active_runs(),
+            default_args=DEFAULT_ARGS,
+            on_failure_callback=self.release_run,
+            tags=["jobs", *self.options.tags],
             doc_md=self.options.doc or inspect.getdoc(first),
             params=forms.params(self.form_fields),
-            **runs.job_dag(self.identifier, *self.options.tags, max_active_runs=self.options.max_active_runs),
         ) as dag:
             chain(
                 *(
@@ -150,11 +195,102 @@ class JobType:
             )
         return dag
 
+    def _schedule(self) -> dict[str, Any]:
+        """Jobs waiting start a run; with a cron schedule, so does each tick (not the ticks missed
+        while paused: graphile-worker's crontab without `?fill=`; a backfill fills them)."""
+        asset = job_asset(self.identifier)
+        if self.options.schedule is None:
+            return {"schedule": [asset]}
+        from airflow.sdk import AssetOrTimeSchedule, CronTriggerTimetable
+
+        timetable = CronTriggerTimetable(self.options.schedule, timezone=self.options.timezone)
+        return {
+            "schedule": AssetOrTimeSchedule(timetable=timetable, assets=[asset]),
+            "start_date": datetime.datetime(2026, 1, 1, tzinfo=datetime.UTC),
+            "catchup": False,
+        }
+
+    def release_run(self, context: Any) -> None:
+        """on_failure_callback of the DAG: the run's jobs go back to the queue, attempts kept."""
+        from jobqueue.outcomes import Recorder, Retry
+
+        worker = worker_id(context)
+        recorder = Recorder(worker, step="", chained=len(self.steps) > 1)
+        with job_database() as jobs:
+            held = jobs.held_jobs(worker)
+            for job in held:
+                recorder.record(jobs, job, Retry(f"the DAG run {worker} failed before finishing this job"))
+        log.warning("released %d job(s) of failed run %s", len(held), worker)
+
     def _task(self, index: int) -> Callable[..., dict[str, int]]:
         def run(**context: Any) -> dict[str, int]:
             return self.run_step(index, context)
 
         return run
+
+
+def job_asset(identifier: str) -> Any:
+    """The asset whose watcher (the trigger on the job table) starts the job type's DAG runs."""
+    from airflow.sdk import Asset, AssetWatcher
+
+    from jobqueue.trigger import JobsWaitingTrigger
+
+    trigger = JobsWaitingTrigger(identifiers=[identifier], conn_id=JOB_DB_CONN_ID)
+    return Asset(
+        name=f"worker_jobs_{identifier}",
+        uri=f"worker-jobs://{identifier}",
+        watchers=[AssetWatcher(name=f"worker_jobs_{identifier}_waiting", trigger=trigger)],
+    )
+
+
+class CronTick(pydantic.BaseModel):
+    ts: datetime.datetime  # the tick's time (the DAG run's logical date)
+    backfilled: bool = False  # enqueued by a backfill, after its time
+
+
+class CronPayload(pydantic.BaseModel):
+    """The payload of a job a cron tick enqueued, as graphile-worker's crontab gives it:
+    `{"_cron": {"ts": "...", "backfilled": false}}`."""
+
+    model_config = pydantic.ConfigDict(frozen=True)
+
+    cron: CronTick = pydantic.Field(alias="_cron")
+
+
+def cron_tick(context: Any) -> dict[str, Any] | None:
+    """A run the schedule started (or a backfill) stands for a cron tick; any other run does not."""
+    run_type = str(getattr(context["dag_run"], "run_type", ""))  # a DagRunType, a str enum
+    if run_type not in ("scheduled", "backfill"):
+        return None
+    return {"ts": context["logical_date"].isoformat(), "backfilled": run_type == "backfill"}
+
+
+def _check_cron(expression: str, timezone: str) -> None:
+    # Airflow's own timetable checks the expression (validate) and the zone (its constructor).
+    from airflow.timetables.trigger import CronTriggerTimetable
+
+    try:
+        CronTriggerTimetable(expression, timezone=timezone).validate()
+    except Exception as exc:
+        raise InvalidJobType(f"schedule {expression!r} in time zone {timezone!r} is refused: {exc}") from exc
+
+
+def worker_id(context: Any) -> str:
+    """A DAG run is one worker: `<dag_id>/<run_id>`."""
+    return f"{context['dag'].dag_id}/{context['run_id']}"
+
+
+@contextlib.contextmanager
+def job_database(autocommit: bool = True) -> Iterator[JobManager]:
+    """One connection to the job database for a task of ours, through the `worker_db` connection."""
+    from airflow.providers.postgres.hooks.postgres import PostgresHook
+
+    conn: Any = PostgresHook(postgres_conn_id=JOB_DB_CONN_ID).get_conn()
+    conn.autocommit = autocommit
+    try:
+        yield JobManager(conn)
+    finally:
+        conn.close()
 
 
 def job_type(
@@ -169,12 +305,16 @@ def job_type(
     concurrency: int = 1,
     tags: Sequence[str] = (),
     doc: str | None = None,
+    schedule: str | None = None,
+    timezone: str = "UTC",
 ) -> Callable[[Handler], JobType]:
     """Makes `function(payload, ctx)` the job type `identifier`, and the DAG that consumes its jobs.
 
     The payload's model is the first parameter's annotation (a pydantic model), or `payload=`;
-    `batch=True`: the function takes the whole batch, a list of runtime.BatchItem."""
+    `batch=True`: the function takes the whole batch, a list of runtime.BatchItem. `schedule`: a
+    cron expression (in `timezone`); each tick enqueues a job whose payload is a CronPayload."""
     options = _options(batch_size, max_active_runs, max_attempts, time_limit, concurrency, tags, doc)
+    options = dataclasses.replace(options, schedule=schedule, timezone=timezone)
 
     def decorate(function: Handler) -> JobType:
         handler = Step(function, batch=batch)

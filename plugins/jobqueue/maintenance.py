@@ -91,3 +91,17 @@ def report_queue_depth(jobs: JobManager) -> list[dict]:
     for row in depth:
         log.info("queue depth: %-20s %-10s %d", row["identifier"], row["status"], row["jobs"])
     return depth
+
+
+def unconsumed(jobs: JobManager, config: settings.Maintenance) -> list[str]:
+    """What waits in silence: `no job type consumes 'foo' (3 jobs waiting since ...)`, one line per
+    identifier with waiting jobs whose job type's trigger has not been seen (no DAG, or not parsed)."""
+    found = []
+    for row in jobs.unconsumed_identifiers(config.unconsumed_after_seconds):
+        since = f"{row['oldest'].astimezone(datetime.UTC):%Y-%m-%d %H:%M} UTC"
+        found.append(
+            f"no job type consumes {row['identifier']!r} ({row['jobs']} job(s) waiting since {since})"
+        )
+    for line in found:
+        log.warning("%s", line)
+    return found

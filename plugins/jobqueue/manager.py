@@ -259,6 +259,11 @@ class JobManager:
         with self._executed("forget_step_values", {"job_ids": list(job_ids)}):
             pass
 
+    def unconsumed_identifiers(self, within_seconds: float) -> list[dict[str, Any]]:
+        """Identifiers with jobs waiting that no job type's trigger watched in that time:
+        [{"identifier", "jobs", "oldest"}]."""
+        return self.rows("unconsumed_identifiers", {"within": within_seconds})
+
     def get_job(self, job_id: int) -> Job | None:
         jobs = self._jobs("get_job", {"job_id": job_id})
         return jobs[0] if jobs else None

@@ -17,15 +17,25 @@ import dataclasses
 import inspect
 import logging
 import threading
+import time
 from collections.abc import Callable, Iterator, Sequence
 from typing import TYPE_CHECKING, Any
 
-from jobqueue import runs
 from jobqueue.context import JobContext
-from jobqueue.exceptions import PermanentJobError
+from jobqueue.exceptions import PermanentJobError, WorkerError
 from jobqueue.jobs import Job
 from jobqueue.manager import JobManager
-from jobqueue.outcomes import Failed, Outcome, Recorder, Retry, TimeLimitExceeded, of_exception, of_return
+from jobqueue.outcomes import (
+    Completed,
+    Failed,
+    HandedOn,
+    Outcome,
+    Recorder,
+    Retry,
+    TimeLimitExceeded,
+    of_exception,
+    of_return,
+)
 
 if TYPE_CHECKING:
     from jobqueue.job_types import JobType, Step
@@ -53,6 +63,25 @@ class Connections:
             self.opened.append(conn)
         return JobManager(conn)
 
+    def fresh(self) -> JobManager:
+        """A new autocommit connection, whatever became of the others."""
+        jobs = JobManager(self.connect())
+        jobs.conn.autocommit = True
+        with self.lock:
+            self.opened.append(jobs.conn)
+        return jobs
+
+    def replace(self, jobs: JobManager) -> JobManager:
+        """A new connection for one that was lost; None of its work survives."""
+        with contextlib.suppress(Exception):
+            jobs.conn.close()
+        try:
+            return self.take()
+        except Exception as exc:
+            if not connection_lost(exc):
+                raise
+            return jobs  # still down: the caller tries again, with this closed one failing at once
+
     def give_back(self, jobs: JobManager) -> None:
         with self.lock:
             self.idle.append(jobs)
@@ -62,6 +91,11 @@ class Connections:
             for conn in self.opened:
                 with contextlib.suppress(Exception):
                     conn.close()
+
+
+class OutcomeNotRecorded(WorkerError):
+    """A job's outcome could not be written (not a lost connection, which is waited for): the step
+    stops and its task fails, loudly, rather than go on doing work it cannot record."""
 
 
 @contextlib.contextmanager
@@ -78,7 +112,10 @@ def committed(jobs: JobManager) -> Iterator[JobManager]:
 class BatchItem:
     """One job of a batch handler's batch: its input and context, and how to report its outcome at
     once (`done`, `fail`, `retry`). A job not reported when the handler returns takes what the
-    handler returned for it (a list, one entry per job: a value, or an exception), else None."""
+    handler returned for it (a list, one entry per job: a value, or an exception), else None.
+
+    The jobs of a batch share one connection, whose transaction each report commits: what a job
+    enqueues through its `ctx` belongs to the next job reported, so report a job right after."""
 
     job: Job
     value: Any
@@ -99,9 +136,26 @@ class BatchItem:
         self._report(self, Retry(message))
 
 
+@dataclasses.dataclass(frozen=True)
+class StepContext:
+    """A batch handler's `ctx`: the run, a log, and what the step's `prepare` returned (resolved in
+    the task process, before a detached step leaves it)."""
+
+    worker_id: str
+    log: logging.Logger
+    prepared: Any = None
+
+
 class StepRun:
-    def __init__(self, job_type: JobType, index: int, worker_id: str, connect: Connect) -> None:
+    # A lost job database (a restart) is waited for this long when recording an outcome: failing the
+    # task instead would make its retry do again what was done (send a message twice).
+    RECONNECT_SECONDS = 120.0
+
+    def __init__(
+        self, job_type: JobType, index: int, worker_id: str, connect: Connect, prepared: Any = None
+    ) -> None:
         self.job_type = job_type
+        self.prepared = prepared
         self.step: Step = job_type.steps[index]
         self.index = index
         self.last = index == len(job_type.steps) - 1
@@ -110,17 +164,21 @@ class StepRun:
         options = job_type.options
         self.recorder = Recorder(worker_id, self.step.name, len(job_type.steps) > 1, options.max_attempts)
 
-    def run(self, conf: dict[str, Any] | None) -> dict[str, int]:
+    def run(self, conf: dict[str, Any] | None, cron: dict[str, Any] | None = None) -> dict[str, int]:
         try:
             control = self.connections.take()
             control.conn.autocommit = True  # claims and adoption are durable at once
-            items = self._inputs(control, conf)
+            if self.step.detached:
+                # A retried task's step waits here for the one its killed attempt left running.
+                control.lock_sends(self.worker_id)
+            items = self._inputs(control, conf, cron)
             if self.step.batch:
                 self._run_batch(items)
             else:
                 asyncio.run(self._run_each(items))
             if self.last:
-                self._release_leftovers(control)
+                # On a new connection: the handler may have outlived a restart of the database.
+                self._release_leftovers(self.connections.fresh())
         finally:
             self.connections.close()
         summary = {"jobs": len(items), **self.recorder.counts}
@@ -129,9 +187,13 @@ class StepRun:
 
     # -- what the step works on
 
-    def _inputs(self, control: JobManager, conf: dict[str, Any] | None) -> list[tuple[Job, Any]]:
+    def _inputs(
+        self, control: JobManager, conf: dict[str, Any] | None, cron: dict[str, Any] | None
+    ) -> list[tuple[Job, Any]]:
         already = {} if self.last else control.step_values(self.worker_id, self.step.name)
         if self.index == 0:
+            if cron is not None:
+                adopt_cron_job(control, self.job_type.identifier, self.worker_id, cron)
             return self._claimed(control, conf, already)
         handed = control.step_values(self.worker_id, self.job_type.steps[self.index - 1].name)
         return [
@@ -144,10 +206,10 @@ class StepRun:
         self, control: JobManager, conf: dict[str, Any] | None, already: dict[int, Any]
     ) -> list[tuple[Job, Any]]:
         job_type = self.job_type
-        runs.adopt_manual_job(
+        adopt_manual_job(
             control, job_type.identifier, self.worker_id, conf, job_type.parse, job_type.form_defaults
         )
-        batch = runs.claim_batch(control, job_type.identifier, self.worker_id, job_type.batch_size())
+        batch = claim_batch(control, job_type.identifier, self.worker_id, job_type.batch_size())
         items = []
         for job in batch:
             if job.id in already:
@@ -189,6 +251,8 @@ class StepRun:
             ctx = self._context(job, jobs)
             try:
                 outcome = self._outcome(await self._call(value, ctx))
+            except OutcomeNotRecorded:
+                raise
             except TimeLimitExceeded as exc:
                 outcome = Retry(str(exc))
                 if not self.step.is_async:  # its thread still runs, on its connection: leave both
@@ -196,27 +260,43 @@ class StepRun:
             except Exception as exc:
                 log.exception("job %d: step %s failed", job.id, self.step.name)
                 outcome = self._outcome(exc)
-            self._record(jobs, job, outcome)
+            jobs = self._record(jobs, job, outcome, ctx.touched)
             self.connections.give_back(jobs)
 
     def _outcome(self, answer: Any) -> Outcome:
         """What a handler's answer for one job means: a value, an exception, or an outcome."""
         if isinstance(answer, Outcome):
             return answer
-        return of_return(answer, self.last, f"step {self.step.name}")
+        try:
+            return of_return(answer, self.last, f"step {self.step.name}")
+        except Exception as exc:  # a value the job table cannot keep as JSON
+            return of_exception(exc, f"keeping what step {self.step.name} returned")
 
-    def _record(self, jobs: JobManager, job: Job, outcome: Outcome) -> None:
+    def _record(self, jobs: JobManager, job: Job, outcome: Outcome, touched: bool) -> JobManager:
+        """Records the outcome in the job's transaction and commits; returns the connection to go on
+        with. If the job database went away (a restart), waits for it on a new connection: what the
+        handler did through ctx went with the old one, so a job that touched it is retried."""
         if isinstance(outcome, Retry | Failed):
             jobs.conn.rollback()  # what the handler did through ctx goes with its failure
-        try:
-            with committed(jobs):
-                self.recorder.record(jobs, job, outcome)
-        except Exception as exc:  # the outcome could not be written (a result that is not JSON...)
-            if isinstance(outcome, Retry):
-                raise
-            log.exception("job %d: recording its outcome failed", job.id)
-            with committed(jobs):
-                self.recorder.record(jobs, job, of_exception(exc, "recording the outcome"))
+        deadline, backoff = time.monotonic() + self.RECONNECT_SECONDS, 0.5
+        while True:
+            try:
+                with committed(jobs):
+                    self.recorder.record(jobs, job, outcome)
+                return jobs
+            except Exception as exc:
+                if not connection_lost(exc) or time.monotonic() > deadline:
+                    raise OutcomeNotRecorded(
+                        f"job {job.id}: its outcome could not be recorded: {exc}"
+                    ) from exc
+                log.warning("job %d: recording its outcome: %s; retrying on a new connection", job.id, exc)
+                if touched and isinstance(outcome, Completed | HandedOn):
+                    outcome = Retry(
+                        f"the job database connection was lost before the outcome was recorded: {exc}"
+                    )
+            time.sleep(backoff)
+            backoff = min(backoff * 2, 10.0)
+            jobs = self.connections.replace(jobs)
 
     async def _call(self, value: Any, ctx: JobContext) -> Any:
         limit = self.job_type.options.time_limit
@@ -241,7 +321,7 @@ class StepRun:
     def _run_batch(self, items: Sequence[tuple[Job, Any]]) -> None:
         if not items:
             return
-        jobs = self.connections.take()
+        shared = [self.connections.take()]  # one transaction at a time: see BatchItem
         lock = threading.Lock()
 
         def report(item: BatchItem, answer: Any) -> None:
@@ -249,13 +329,20 @@ class StepRun:
                 if item.reported:
                     return
                 item.reported = True
-                self._record(jobs, item.job, self._outcome(answer))
+                jobs = self._record(shared[0], item.job, self._outcome(answer), item.ctx.touched)
+                if jobs is not shared[0]:  # reconnected: the other jobs go on with the new one
+                    shared[0] = jobs
+                    for each in batch:
+                        each.ctx.rebind(jobs)
 
-        batch = [BatchItem(job, value, self._context(job, jobs), report) for job, value in items]
+        batch = [BatchItem(job, value, self._context(job, shared[0]), report) for job, value in items]
+        ctx = StepContext(self.worker_id, log, self.prepared)
         try:
-            returned = self.step.function(batch)
+            returned = self.step.function(batch, ctx)
             if inspect.isawaitable(returned):
                 returned = asyncio.run(_awaited(returned))
+        except OutcomeNotRecorded:
+            raise  # the task fails: its jobs stay held by the run, for its retry
         except Exception as exc:
             log.exception("step %s: the batch handler failed", self.step.name)
             for item in batch:
@@ -264,6 +351,77 @@ class StepRun:
         answers = _per_job(returned, len(batch))
         for item, answer in zip(batch, answers, strict=True):
             report(item, answer)
+
+
+def claim_batch(jobs: JobManager, identifier: str, worker: str, batch_size: int) -> list[Job]:
+    """What the run holds already (a retried task), topped up to a batch with waiting jobs."""
+    held = jobs.held_jobs(worker)
+    room = batch_size - len(held)
+    claimed = jobs.claim_jobs([identifier], worker, max_jobs=room) if room > 0 else []
+    batch = held + claimed
+    if claimed and len(claimed) == room:
+        jobs.notify_more_waiting(identifier)
+    log.info(
+        "worker %s holds %d job(s) (%d taken back, %d claimed now): %s",
+        worker, len(batch), len(held), len(claimed), [job.id for job in batch],
+    )  # fmt: skip
+    return batch
+
+
+def adopt_manual_job(
+    jobs: JobManager,
+    identifier: str,
+    worker: str,
+    conf: dict[str, Any] | None,
+    parse: Callable[[Any], Any],
+    defaults: dict[str, Any] | None = None,
+) -> Job | None:
+    """A run triggered by hand (UI form or REST) with a payload as its conf: the payload becomes a
+    job of this run, so it shows in worker.jobs with its outcome. A payload `parse` refuses leaves a
+    failed job saying why, and fails the run at once (no retry can fix it). A conf that is exactly
+    the form's defaults (the UI's Trigger with nothing typed) is no payload: the run just takes
+    waiting jobs. A REST conf holds only what the caller sent, so any conf but that one counts."""
+    payload = {name: value for name, value in (conf or {}).items() if value not in (None, "")}
+    untouched = {name: value for name, value in (defaults or {}).items() if value is not None}
+    if not payload or payload == untouched:
+        return None
+    key = f"run:{worker}"
+    if jobs.job_key_exists(key):
+        return None  # a retried task: the job exists already, and is held
+    job = jobs.add_job_for_worker(identifier, payload, worker, job_key=key)
+    try:
+        parse(payload)
+    except PermanentJobError as exc:
+        jobs.fail_job(job.id, worker, str(exc), retry=False)
+        from airflow.sdk.exceptions import AirflowFailException
+
+        raise AirflowFailException(f"job {job.id} failed: {exc}") from exc
+    log.info("manual run %s: payload recorded as job %d", worker, job.id)
+    return job
+
+
+def adopt_cron_job(jobs: JobManager, identifier: str, worker: str, tick: dict[str, Any]) -> Job | None:
+    """A cron tick's job, enqueued already held by the run of that tick. Its key is the tick, so a
+    rerun or a retried task enqueues it once (a tick whose job completed is not run again)."""
+    key = f"{identifier}:cron:{tick['ts']}"
+    if jobs.job_key_exists(key):
+        return None
+    job = jobs.add_job_for_worker(identifier, {"_cron": tick}, worker, job_key=key)
+    log.info("cron tick %s: job %d", tick["ts"], job.id)
+    return job
+
+
+def connection_lost(exc: BaseException) -> bool:
+    import psycopg
+    import psycopg2
+
+    lost = (
+        psycopg.OperationalError,
+        psycopg.InterfaceError,
+        psycopg2.OperationalError,
+        psycopg2.InterfaceError,
+    )
+    return isinstance(exc, lost)
 
 
 def _per_job(returned: Any, count: int) -> list[Any]:

@@ -161,6 +161,7 @@ class Maintenance:
     failed_retention_days: float
     purge_batch_size: int
     purge_documents: bool
+    unconsumed_after_seconds: float
 
 
 def maintenance() -> Maintenance:
@@ -170,6 +171,8 @@ def maintenance() -> Maintenance:
         failed_retention_days=_float("WORKER_FAILED_RETENTION_DAYS", 30.0),
         purge_batch_size=_int("WORKER_PURGE_BATCH_SIZE", 5000),
         purge_documents=os.environ.get("WORKER_PURGE_DOCUMENTS", "false").lower() in ("1", "true", "yes"),
+        # Ten missed heartbeats of a job type's trigger (every 30 s): nothing consumes its jobs.
+        unconsumed_after_seconds=_float("WORKER_UNCONSUMED_AFTER_SECONDS", 300.0),
     )
 
 

@@ -11,15 +11,15 @@ from typing import Any, Literal
 
 import pydantic
 
-from jobqueue import mail
 from jobqueue.context import JobContext
+from jobqueue.emails.model import Address, SafeText
 
 
 class SignupPayload(pydantic.BaseModel):
     model_config = pydantic.ConfigDict(extra="forbid", frozen=True)
 
-    email: mail.Address
-    name: mail.SafeText
+    email: Address
+    name: SafeText
     locale: Literal["en", "fr"] = "en"
 
 

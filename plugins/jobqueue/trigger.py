@@ -28,6 +28,9 @@ from jobqueue import settings, wakeup
 from jobqueue.queries import query
 
 CHANNEL = "worker_jobs"
+# How often a trigger tells the job table it watches its identifiers (maintenance and the Jobs page
+# name the identifiers nobody watches).
+HEARTBEAT_SECONDS = 30.0
 
 
 @dataclasses.dataclass(frozen=True)
@@ -109,10 +112,13 @@ class JobsWaitingTrigger(BaseEventTrigger):
         async with await self._connect() as conn:
             await conn.execute(f"listen {CHANNEL}")
             self.log.info("watching %s for jobs %s", CHANNEL, self.identifiers)
-            last_fire = float("-inf")
+            last_fire = last_heartbeat = float("-inf")
             # On start, jobs may already wait (added while no trigger ran): look at once.
             new_work = True
             while True:
+                if time.monotonic() - last_heartbeat >= HEARTBEAT_SECONDS:
+                    await conn.execute(query("consumers_seen"), {"identifiers": self.identifiers})
+                    last_heartbeat = time.monotonic()
                 claimable, due_in = await self._summary(conn)
                 step = next_step(
                     claimable=claimable,

@@ -19,7 +19,7 @@ import pydantic
 from fastapi import Depends, FastAPI, HTTPException, Query, Request
 from fastapi.responses import HTMLResponse
 
-from jobqueue import paths, runs
+from jobqueue import job_types, paths, settings
 from jobqueue.exceptions import JobQueueError
 from jobqueue.jobs import Job, JobSpec
 from jobqueue.manager import JobManager
@@ -91,7 +91,7 @@ def dag_run_url(worker: str | None) -> str | None:
 @contextmanager
 def job_database() -> Iterator[JobManager]:
     """One transaction per request: an action and its record commit together."""
-    with runs.job_database(autocommit=False) as jobs:
+    with job_types.job_database(autocommit=False) as jobs:
         try:
             yield jobs
             jobs.conn.commit()
@@ -230,12 +230,13 @@ def create_app() -> FastAPI:
         with job_database() as jobs:
             found = jobs.search_jobs(**filters, limit=PAGE_SIZE + 1, offset=(page - 1) * PAGE_SIZE)
             counts = jobs.rows("job_counts")
+            unconsumed = jobs.unconsumed_identifiers(settings.maintenance().unconsumed_after_seconds)
         table: dict[str, dict[str, int]] = {}
         for row in counts:
             table.setdefault(row["identifier"], {})[row["status"]] = row["jobs"]
         return templates.get_template("jobs.html").render(
             jobs=found[:PAGE_SIZE], more=len(found) > PAGE_SIZE, page=page, filters=filters,
-            counts=table, statuses=STATUSES,
+            counts=table, statuses=STATUSES, unconsumed={row["identifier"]: row for row in unconsumed},
         )  # fmt: skip
 
     @app.get("/{job_id}", response_class=HTMLResponse, include_in_schema=False)

@@ -28,6 +28,24 @@ def run_state(api: str, password: str, run: dict) -> str:
     )
 
 
+def assert_only_summaries(stack_env: dict[str, str]) -> None:
+    metadata = f"postgresql://postgres@127.0.0.1:{stack_env['WORKER_PG_PORT']}/airflow"
+    with psycopg.connect(metadata) as airflow:
+        xcoms = airflow.execute(
+            "select task_id, value from xcom where dag_id = 'send_email' and key = 'return_value'"
+        ).fetchall()
+        rendered = airflow.execute(
+            "select rendered_fields::text from rendered_task_instance_fields where dag_id = 'send_email'"
+        ).fetchall()
+    assert {task for task, _ in xcoms} == {"render", "send"}
+    summary_keys = {"jobs", "handed_on", "completed", "failed", "retry"}
+    for task, value in xcoms:
+        assert isinstance(value, dict) and set(value) <= summary_keys, (task, value)
+    assert rendered and not [
+        fields for (fields,) in rendered if "@example.com" in fields or "welcome" in fields
+    ]
+
+
 def test_jobs_become_emails(stack_env, mail_stack):
     smtp, stack, database = mail_stack.smtp, mail_stack.stack, mail_stack.database
     try:
@@ -61,6 +79,9 @@ def test_jobs_become_emails(stack_env, mail_stack):
             api = f"http://127.0.0.1:{stack_env['AIRFLOW_API_PORT']}"
             runs = dag_runs(api, stack.password, "send_email")
             assert 2 <= len(runs) <= 8, [(r["dag_run_id"], r["state"]) for r in runs]
+            # What went between the steps stayed in the job database: Airflow's metadata holds
+            # only each task's count summary, no recipient, payload or message.
+            assert_only_summaries(stack_env)
 
             # The SMTP server goes away: jobs wait for a retry, with the error, then go out once.
             smtp.stop()

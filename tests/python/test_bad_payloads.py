@@ -23,11 +23,14 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from psycopg.types.json import Jsonb
 
-from jobqueue import document_chain, email_chain, mail, pdf, storage
+from jobqueue import storage
+from jobqueue.documents import pdf
+from jobqueue.emails import mime, model, rendering
 from jobqueue.exceptions import PermanentJobError
-from jobqueue.manager import JobManager
-from tests.helpers import INVOICE, job
-from tests.python.test_email_chain import connect_to
+from tests.helpers import INVOICE, job, load_dag_file, run_steps
+from tests.python.test_send_email import SEND_EMAIL, sending
+
+GENERATE_PDF = load_dag_file("generate_pdf").generate_pdf
 
 CORPUS = json.loads((Path(__file__).parent.parent / "corpus" / "payloads.json").read_text())
 WORKER = "send_email/manual__corpus"
@@ -73,15 +76,12 @@ def check_outcomes(conn: psycopg.Connection, added: dict[int, dict]) -> list[str
     return problems
 
 
-def test_email_corpus_in_one_batch(conn, smtp, document_storage):
+def test_email_corpus_in_one_batch(conn, db_url, smtp, document_storage):
     good = enqueue(
         conn, "send_email", [{"name": f"good {n}", "payload": GOOD, "error": None} for n in range(3)]
     )
     added = enqueue(conn, "send_email", CORPUS["email"])
-    jobs = JobManager(conn)
-    batch = email_chain.prepare(jobs, WORKER)
-    rendered = email_chain.render(jobs, WORKER, batch)
-    email_chain.send_batch(jobs, WORKER, rendered, connect=connect_to(smtp))
+    run_steps(SEND_EMAIL, db_url, WORKER, prepared=sending(smtp))
     assert check_outcomes(conn, {**good, **added}) == []
     html = {str(m["Message-ID"]): m.get_body(("html",)).get_content() for _, m in smtp.messages}
     for job_id, case in added.items():
@@ -92,11 +92,7 @@ def test_email_corpus_in_one_batch(conn, smtp, document_storage):
 def test_document_corpus_in_one_batch(conn, db_url, document_storage):
     good = {"name": "good", "payload": INVOICE, "error": None}
     added = enqueue(conn, "generate_pdf", [good, *CORPUS["documents"]])
-    with psycopg.connect(db_url, autocommit=True) as auto:
-        jobs = JobManager(auto)
-        rendered = document_chain.render_pdf(jobs, DOC_WORKER, document_chain.prepare(jobs, DOC_WORKER))
-    with psycopg.connect(db_url) as own:
-        document_chain.send(JobManager(own), DOC_WORKER, rendered)
+    run_steps(GENERATE_PDF, db_url, DOC_WORKER)
     assert check_outcomes(conn, added) == []
     for job_id, case in added.items():
         if case.get("pdf_contains"):
@@ -162,9 +158,9 @@ def no_attachments(url: str) -> bytes:
                       "attachments", "sender"]))  # fmt: skip
 def test_any_email_payload_fails_named_or_builds_a_message_with_only_its_own_headers(payload):
     try:
-        parsed = mail.parse_payload(payload)
-        rendered = mail.EmailRenderer().render(parsed)
-        message = mail.build_message(1, parsed, rendered, "jobs@example.org", no_attachments)
+        parsed = model.parse_payload(payload)
+        rendered = rendering.EmailRenderer().render(parsed)
+        message = mime.build_message(1, parsed, rendered, "jobs@example.org", no_attachments)
         sent = message_from_bytes(bytes(message), policy=policy.SMTP)
     except PermanentJobError as exc:
         refused_named(exc)

@@ -3,24 +3,29 @@ finish the batch and record it, and the retried task sends nothing twice (issue 
 
 from __future__ import annotations
 
-import json
 import os
 import signal
 import subprocess
 import sys
 import time
+import types
 
 import pytest
 
-from jobqueue import detach, email_chain, paths
-from jobqueue.manager import JobManager
-from tests.helpers import add, job
-from tests.python.test_email_chain import WORKER, welcome
+from jobqueue import detach, paths
+from tests.helpers import add, job, run_steps
+from tests.python.test_send_email import RENDER, SEND_EMAIL, WORKER, welcome
 
+# A send task, as Airflow runs it: the DAG file parsed, then its `send` task with its context.
 SEND = """
-import json, sys
-from jobqueue import email_chain
-email_chain.send_detached(sys.argv[1], json.load(open(sys.argv[2])))
+import sys, types
+from tests.helpers import load_dag_file
+context = {
+    "dag": types.SimpleNamespace(dag_id="send_email"),
+    "run_id": sys.argv[1],
+    "dag_run": types.SimpleNamespace(conf=None, run_type="manual"),
+}
+load_dag_file("send_email").send_email.run_step(1, context)
 """
 
 
@@ -43,16 +48,25 @@ def test_a_child_dying_without_a_result_is_an_error():
 
 def test_a_send_task_killed_mid_batch_sends_each_message_once(conn, db_url, smtp, tmp_path, monkeypatch):
     smtp.handler.delay = 0.02  # a slow server: the batch takes about a second
-    monkeypatch.setenv("AIRFLOW_CONN_WORKER_DB", db_url)
-    monkeypatch.setenv("AIRFLOW_CONN_SMTP_DEFAULT", smtp.airflow_uri)
-    monkeypatch.setenv("WORKER_SMTP_SESSIONS", "2")
-    jobs = JobManager(conn)
+    env = {
+        **os.environ,
+        "AIRFLOW_HOME": str(tmp_path),
+        "AIRFLOW_CONN_WORKER_DB": db_url,
+        "AIRFLOW_CONN_SMTP_DEFAULT": smtp.airflow_uri,
+        "WORKER_SMTP_SESSIONS": "2",
+        "PYTHONPATH": os.pathsep.join([str(paths.PROJECT_ROOT / "plugins"), str(paths.PROJECT_ROOT)]),
+    }
+    for name in (
+        "AIRFLOW_HOME",
+        "AIRFLOW_CONN_WORKER_DB",
+        "AIRFLOW_CONN_SMTP_DEFAULT",
+        "WORKER_SMTP_SESSIONS",
+    ):
+        monkeypatch.setenv(name, env[name])
     ids = [add(conn, "send_email", welcome(n))["id"] for n in range(100)]
-    rendered = email_chain.render(jobs, WORKER, email_chain.prepare(jobs, WORKER))
-    batch = tmp_path / "rendered.json"
-    batch.write_text(json.dumps(rendered))
-    env = {**os.environ, "PYTHONPATH": str(paths.PROJECT_ROOT / "plugins")}
-    task = subprocess.Popen([sys.executable, "-c", SEND, WORKER, str(batch)], env=env)
+    run_steps(SEND_EMAIL, db_url, WORKER, steps=RENDER)
+    run_id = WORKER.partition("/")[2]
+    task = subprocess.Popen([sys.executable, "-c", SEND, run_id], env=env)
     deadline = time.monotonic() + 60
     while len(smtp.messages) < 5 and task.poll() is None and time.monotonic() < deadline:
         time.sleep(0.01)
@@ -61,9 +75,14 @@ def test_a_send_task_killed_mid_batch_sends_each_message_once(conn, db_url, smtp
     killed_after = len(smtp.messages)
     assert 5 <= killed_after < len(ids), "the kill did not land mid-batch"
 
-    retry = email_chain.send_detached(WORKER, rendered)  # waits for the orphaned sender
+    context = {
+        "dag": types.SimpleNamespace(dag_id="send_email"),
+        "run_id": run_id,
+        "dag_run": types.SimpleNamespace(conf=None, run_type="manual"),
+    }
+    retry = SEND_EMAIL.run_step(1, context)  # the task's retry: waits for the orphaned sender
 
     # The orphan went on to the end of the batch: the retry, let in once it was done, had nothing left.
-    assert retry.sent == [] and retry.retry == {}
+    assert retry == {"jobs": 0}
     assert sorted(smtp.message_ids()) == sorted(f"<job-{i}@localhost>" for i in ids)
     assert {job(conn, i)["status"] for i in ids} == {"completed"}

@@ -7,6 +7,10 @@ from __future__ import annotations
 
 import asyncio
 import datetime
+import os
+import signal
+import subprocess
+import sys
 import threading
 import time
 
@@ -14,10 +18,11 @@ import psycopg
 import pydantic
 import pytest
 
-from jobqueue import PermanentJobError, forms, job_chain, job_type, step
+from jobqueue import PermanentJobError, forms, job_chain, job_type, paths, step
 from jobqueue.exceptions import InvalidJobType
 from jobqueue.runtime import StepRun
 from tests.helpers import add, all_jobs, job, load_dag_file, rows
+from tests.python import chained_jobs
 
 WORKER = "resize_image/manual__1"
 
@@ -197,7 +202,7 @@ def test_a_batch_handler_reports_an_outcome_per_job(conn, db_url):
     seen = []
 
     @job_type("send_sms", batch=True, payload=ResizeImage)
-    def send_sms(batch):
+    def send_sms(batch, ctx):
         seen.append([item.value.width for item in batch])
         batch[0].done({"sent": True})
         batch[1].fail("number refused")
@@ -220,7 +225,7 @@ def test_a_batch_handler_reports_an_outcome_per_job(conn, db_url):
 
 def test_a_batch_handler_that_raises_fails_the_jobs_it_did_not_report(conn, db_url):
     @job_type("fragile", batch=True)
-    def fragile(batch):
+    def fragile(batch, ctx):
         batch[0].done()
         raise OSError("session lost")
 
@@ -247,7 +252,7 @@ def deliver(rendered: Rendered, ctx) -> dict:
 
 
 @step(batch=True)
-def count(batch):
+def count(batch, ctx):
     return [{"count": item.value["delivered"]} for item in batch]
 
 
@@ -351,3 +356,47 @@ def test_the_trigger_form_comes_from_the_payload_model():
     assert set(resize_image.dag.params) == {"url", "width"}
     assert [task.task_id for task in resize_image.dag.tasks] == ["resize_image"]
     assert [task.task_id for task in CHAIN.dag.tasks] == ["render", "deliver", "count"]
+
+
+RUN_PARENTS = """
+import sys
+import psycopg
+from jobqueue.runtime import StepRun
+from tests.python.chained_jobs import parent
+StepRun(parent, 0, "parent/r1", lambda: psycopg.connect(sys.argv[1])).run(None)
+"""
+
+
+def test_a_step_killed_mid_batch_leaves_each_job_with_its_child_or_neither(conn, db_url, tmp_path):
+    ids = [add(conn, "parent", {"pause": 0.05})["id"] for _ in range(60)]
+    env = {
+        **os.environ,
+        "AIRFLOW_HOME": str(tmp_path),
+        "PYTHONPATH": os.pathsep.join([str(paths.PROJECT_ROOT / "plugins"), str(paths.PROJECT_ROOT)]),
+    }
+    task = subprocess.Popen([sys.executable, "-c", RUN_PARENTS, db_url], env=env)
+
+    def completed() -> int:
+        return conn.execute("select count(*) from worker.jobs where status = 'completed'").fetchone()[0]
+
+    deadline = time.monotonic() + 60
+    while completed() < 5 and task.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.01)
+    os.kill(task.pid, signal.SIGKILL)
+    task.wait()
+    assert 5 <= completed() < len(ids), "the kill did not land mid-batch"
+
+    def children() -> dict[int, int]:
+        found = rows(conn, "select payload from worker.jobs where identifier = 'child'")
+        counted: dict[int, int] = {}
+        for child in found:
+            counted[child["payload"]["parent"]] = counted.get(child["payload"]["parent"], 0) + 1
+        return counted
+
+    done = {j["id"] for j in all_jobs(conn) if j["identifier"] == "parent" and j["status"] == "completed"}
+    assert set(children()) == done  # a child exactly where its parent completed
+
+    # The task's retry (the same run) takes back what the killed attempt held.
+    run(chained_jobs.parent, db_url, worker="parent/r1")
+    assert {job(conn, i)["status"] for i in ids} == {"completed"}
+    assert children() == {i: 1 for i in ids}

@@ -12,7 +12,7 @@ from tests.helpers import OtherJobs, add, claim, job, rows
 
 CONFIG = settings.Maintenance(
     lock_timeout_minutes=30, completed_retention_days=7, failed_retention_days=30, purge_batch_size=3,
-    purge_documents=False,
+    purge_documents=False, unconsumed_after_seconds=300,
 )  # fmt: skip
 
 
@@ -98,3 +98,24 @@ def test_queue_depth_per_identifier_and_status(conn):
         ("other_done", "completed"): 1,
         ("other_failed", "failed"): 1,
     }
+
+
+def test_jobs_that_no_job_type_consumes_are_named(conn):
+    jobs = JobManager(conn)
+    for identifier in ("send_email", "foo", "stale", "fresh"):
+        add(conn, identifier)
+    add(conn, "foo")
+    rows(
+        conn, "update worker._jobs set created_at = now() - interval '10 minutes' where identifier <> 'fresh'"
+    )
+    rows(
+        conn,
+        "insert into worker._consumers values ('send_email', now()), ('stale', now() - interval '6 min')",
+    )
+    found = maintenance.unconsumed(jobs, CONFIG)
+    # send_email is watched; fresh has not waited long enough to tell.
+    assert [line.split(" (")[0] for line in found] == [
+        "no job type consumes 'foo'",
+        "no job type consumes 'stale'",
+    ]
+    assert "(2 job(s) waiting since " in found[0]

@@ -14,7 +14,8 @@ from typing import Any
 import pypdf
 import pytest
 
-from jobqueue import paths, pdf, settings
+from jobqueue import paths, settings
+from jobqueue.documents import pdf
 from jobqueue.exceptions import PermanentJobError
 
 EXAMPLE = json.loads((paths.INCLUDE_DIR / "examples" / "generate_pdf.json").read_text())

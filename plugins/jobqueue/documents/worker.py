@@ -1,5 +1,5 @@
 """A PDF render worker process: reads one JSON request per line on stdin, writes the PDF to the
-requested path and one JSON answer per line on stdout. Started by jobqueue.pdf.PdfRenderer."""
+requested path and one JSON answer per line on stdout. Started by jobqueue.documents.pdf.PdfRenderer."""
 
 from __future__ import annotations
 
@@ -7,7 +7,8 @@ import json
 import sys
 from pathlib import Path
 
-from jobqueue import pdf, settings
+from jobqueue import settings
+from jobqueue.documents import pdf
 from jobqueue.exceptions import PermanentJobError
 
 

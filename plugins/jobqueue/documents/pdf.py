@@ -28,42 +28,47 @@ from typing import Annotated, Any, Literal
 import jinja2
 import pydantic
 
-from jobqueue import mail, paths, payloads, settings
+from jobqueue import paths, payloads, settings
+from jobqueue.emails.model import Address
 from jobqueue.exceptions import PermanentJobError, RetryableJobError, WorkerError
 
 TEMPLATES_DIR = paths.INCLUDE_DIR / "templates" / "pdf"
 FONTS_DIR = paths.INCLUDE_DIR / "fonts"
+# What the trigger form offers.
+FORM_TEMPLATES: list[Any] = sorted(folder.name for folder in TEMPLATES_DIR.iterdir() if folder.is_dir())
 
 
 class EmailSpec(pydantic.BaseModel):
     model_config = pydantic.ConfigDict(extra="forbid", frozen=True)
 
-    to: mail.Address | list[mail.Address]
+    to: Address | list[Address]
     template: Annotated[str, pydantic.StringConstraints(pattern=r"^[a-z0-9_]+$", max_length=64)] = (
         "document_ready"
     )
     context: dict[str, Any] = {}
     locale: Literal["en", "fr"] | None = None
-    cc: list[mail.Address] = []
-    bcc: list[mail.Address] = []
-    reply_to: mail.Address | None = None
+    cc: list[Address] = []
+    bcc: list[Address] = []
+    reply_to: Address | None = None
 
 
 class DocumentPayload(pydantic.BaseModel):
     model_config = pydantic.ConfigDict(extra="forbid", frozen=True)
 
-    template: Annotated[str, pydantic.StringConstraints(pattern=r"^[a-z0-9_]+$", max_length=64)]
-    context: dict[str, Any] = {}
-    filename: Annotated[str, pydantic.StringConstraints(pattern=r"^[\w\-. ]+\.pdf$", max_length=200)]
-    locale: Literal["en", "fr"] = "fr"
-    email: EmailSpec | None = None
+    template: Annotated[str, pydantic.StringConstraints(pattern=r"^[a-z0-9_]+$", max_length=64)] = (
+        pydantic.Field(title="Template", json_schema_extra={"enum": FORM_TEMPLATES, "default": "invoice"})
+    )
+    context: dict[str, Any] = pydantic.Field({}, title="Document data")
+    filename: Annotated[str, pydantic.StringConstraints(pattern=r"^[\w\-. ]+\.pdf$", max_length=200)] = (
+        pydantic.Field(title="File name")
+    )
+    locale: Literal["en", "fr"] = pydantic.Field("fr", title="Language")
+    email: EmailSpec | None = pydantic.Field(
+        None, title="Mail it", description='{"to", "template", "context"}'
+    )
 
 
-def parse_payload(payload: Any) -> DocumentPayload:
-    try:
-        return DocumentPayload.model_validate(payload)
-    except pydantic.ValidationError as exc:
-        raise PermanentJobError(payloads.describe_validation_error(exc)) from exc
+parse_payload = payloads.parser(DocumentPayload)
 
 
 # --- Invoices: money in Decimal, computed here, not in the template. ---------------------------
@@ -245,7 +250,7 @@ def render_pdf(
 
 class PdfRenderer:
     """Renders many documents on all cores: worker processes of our own (`python -m
-    jobqueue.pdf_worker`, a fresh interpreter, not a fork of the task process with its threads and
+    jobqueue.documents.worker`, a fresh interpreter, not a fork of the task process with its threads and
     log sockets), one render at a time each, with the time limit; a worker past its limit is killed
     and replaced."""
 
@@ -288,7 +293,7 @@ class PdfRenderer:
 
 
 class _Worker:
-    """One `python -m jobqueue.pdf_worker` process: a JSON line in, a JSON line out per render.
+    """One `python -m jobqueue.documents.worker` process: a JSON line in, a JSON line out per render.
     It says when it is ready: its start-up never counts against a document's time limit."""
 
     STARTUP_TIMEOUT = 120.0
@@ -302,7 +307,7 @@ class _Worker:
             ),
         }
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "jobqueue.pdf_worker"],
+            [sys.executable, "-m", "jobqueue.documents.worker"],
             stdin=subprocess.PIPE, stdout=subprocess.PIPE, env=env, text=True,
         )  # fmt: skip
         self.ready = False

@@ -1,4 +1,5 @@
-"""The generate_pdf steps against a real PostgreSQL, real WeasyPrint and the document storage."""
+"""The generate_pdf job type (render_pdf >> enqueue_email) against a real PostgreSQL, real WeasyPrint
+and the document storage."""
 
 from __future__ import annotations
 
@@ -6,29 +7,24 @@ import copy
 import io
 import json
 
-import psycopg
 import pypdf
 
-from jobqueue import document_chain, paths
-from jobqueue.manager import JobManager
-from tests.helpers import add, job
+from jobqueue import paths
+from tests.helpers import add, job, load_dag_file, rows, run_steps
 
 EXAMPLE = json.loads((paths.INCLUDE_DIR / "examples" / "generate_pdf.json").read_text())
 WORKER = "generate_pdf/manual__test"
+GENERATE_PDF = load_dag_file("generate_pdf").generate_pdf
 
 
-def run_chain(db_url: str) -> dict:
-    with psycopg.connect(db_url, autocommit=True) as conn:
-        jobs = JobManager(conn)
-        rendered = document_chain.render_pdf(jobs, WORKER, document_chain.prepare(jobs, WORKER))
-    with psycopg.connect(db_url) as conn:
-        return document_chain.send(JobManager(conn), WORKER, rendered)
+def run_chain(db_url: str, steps: range | None = None) -> list[dict]:
+    return run_steps(GENERATE_PDF, db_url, WORKER, steps=steps)
 
 
 def test_invoice_is_stored_and_mailed_through_send_email(conn, db_url, document_storage):
     document = add(conn, "generate_pdf", EXAMPLE)["id"]
     stored_only = add(conn, "generate_pdf", {k: v for k, v in EXAMPLE.items() if k != "email"})["id"]
-    assert run_chain(db_url) == {"completed": 2}
+    assert run_chain(db_url) == [{"jobs": 2, "handed_on": 2}, {"jobs": 2, "completed": 2}]
 
     done = job(conn, document)
     assert done["status"] == "completed"
@@ -49,6 +45,7 @@ def test_invoice_is_stored_and_mailed_through_send_email(conn, db_url, document_
 
     alone = job(conn, stored_only)
     assert alone["status"] == "completed" and "email_job" not in alone["result"]
+    assert rows(conn, "select * from worker._job_steps") == []
 
 
 def test_bad_documents_fail_for_good_naming_the_problem(conn, db_url, document_storage):
@@ -64,12 +61,10 @@ def test_bad_documents_fail_for_good_naming_the_problem(conn, db_url, document_s
     assert job(conn, good)["status"] == "completed"
 
 
-def test_a_retried_send_enqueues_no_second_email(conn, db_url, document_storage):
+def test_a_retried_step_renders_nothing_twice_and_enqueues_no_second_email(conn, db_url, document_storage):
     add(conn, "generate_pdf", EXAMPLE)
-    with psycopg.connect(db_url, autocommit=True) as autocommit:
-        jobs = JobManager(autocommit)
-        rendered = document_chain.render_pdf(jobs, WORKER, document_chain.prepare(jobs, WORKER))
-    with psycopg.connect(db_url) as transactional:
-        assert document_chain.send(JobManager(transactional), WORKER, rendered) == {"completed": 1}
-        assert document_chain.send(JobManager(transactional), WORKER, rendered) == {"completed": 0}
+    assert run_chain(db_url, range(1)) == [{"jobs": 1, "handed_on": 1}]
+    assert run_chain(db_url, range(1)) == [{"jobs": 0}]
+    assert run_chain(db_url, range(1, 2)) == [{"jobs": 1, "completed": 1}]
+    assert run_chain(db_url, range(1, 2)) == [{"jobs": 0}]
     assert conn.execute("select count(*) from worker.jobs where identifier = 'send_email'").fetchone() == (1,)

@@ -1,3 +1,5 @@
+-- What the job-type runtime keeps beside the jobs.
+--
 -- What a job's step hands to the next step of its chain (`render` to `send`), kept beside the job
 -- rather than in Airflow's XCom: XCom travels through the API server and stays in Airflow's
 -- metadata, with every recipient and message body in it.
@@ -17,4 +19,14 @@ create table worker._job_steps (
 
 revoke all on worker._job_steps from public;
 
-insert into worker.migrations (name) values ('0005_job_steps');
+-- Who consumes which identifiers: each job type's trigger, in Airflow's triggerer, says so every
+-- half minute. A job whose identifier no trigger watches would wait in silence: the maintenance DAG
+-- and the Jobs page name it (worker.unconsumed_identifiers in queries.sql).
+create table worker._consumers (
+    identifier text primary key,
+    seen_at timestamptz not null
+);
+
+revoke all on worker._consumers from public;
+
+insert into worker.migrations (name) values ('0005_job_types');

@@ -7,20 +7,21 @@ from email import message_from_bytes, policy
 
 import pytest
 
-from jobqueue import mail, paths
+from jobqueue import paths
+from jobqueue.emails import mime, model, rendering
 from jobqueue.exceptions import PermanentJobError
 
 VALID = {"to": "ana@example.com", "template": "welcome", "context": {"name": "Ana"}}
 
 
-def render(payload: dict) -> mail.RenderedEmail:
-    return mail.EmailRenderer().render(mail.parse_payload(payload))
+def render(payload: dict) -> rendering.RenderedEmail:
+    return rendering.EmailRenderer().render(model.parse_payload(payload))
 
 
 def build(payload: dict, job_id: int = 7, read=lambda url: b"") -> bytes:
-    parsed = mail.parse_payload(payload)
-    rendered = mail.EmailRenderer().render(parsed)
-    return bytes(mail.build_message(job_id, parsed, rendered, "jobs@example.org", read))
+    parsed = model.parse_payload(payload)
+    rendered = rendering.EmailRenderer().render(parsed)
+    return bytes(mime.build_message(job_id, parsed, rendered, "jobs@example.org", read))
 
 
 @pytest.mark.parametrize(
@@ -57,7 +58,7 @@ def build(payload: dict, job_id: int = 7, read=lambda url: b"") -> bytes:
 )
 def test_bad_payload_names_the_field(payload, problem):
     with pytest.raises(PermanentJobError) as error:
-        mail.parse_payload(payload)
+        model.parse_payload(payload)
     assert str(error.value).startswith("invalid payload: ")
     assert problem in str(error.value)
 
@@ -77,7 +78,7 @@ def test_bad_payload_names_the_field(payload, problem):
 )
 def test_header_injection_is_refused(payload):
     with pytest.raises(PermanentJobError, match="invalid payload"):
-        mail.parse_payload(payload)
+        model.parse_payload(payload)
 
 
 def test_subject_injection_from_context_is_refused():
@@ -133,8 +134,8 @@ def test_message_has_both_parts_and_a_stable_message_id():
 
 
 def test_bcc_is_in_the_envelope_not_the_headers():
-    payload = mail.parse_payload({**VALID, "cc": ["c@example.com"], "bcc": ["hidden@example.com"]})
-    assert mail.envelope_recipients(payload) == ["ana@example.com", "c@example.com", "hidden@example.com"]
+    payload = model.parse_payload({**VALID, "cc": ["c@example.com"], "bcc": ["hidden@example.com"]})
+    assert mime.envelope_recipients(payload) == ["ana@example.com", "c@example.com", "hidden@example.com"]
     assert b"hidden@example.com" not in build({**VALID, "bcc": ["hidden@example.com"]})
 
 

@@ -1,0 +1,64 @@
+"""The steps of the `generate_pdf` job type: render_pdf >> enqueue_email.
+
+`render_pdf` takes the batch at once, to render it on all cores, and stores each PDF. `enqueue_email`
+does not mail the PDF itself: it enqueues a `send_email` job with the PDF as attachment, committed
+with the document job's completion. So there is one e-mail code path (templates, Message-ID,
+retries, the SMTP session), a document is rendered once even when the SMTP server is down for an
+hour, and the e-mail shows in worker.jobs on its own.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from jobqueue import payloads, storage
+from jobqueue.context import JobContext
+from jobqueue.documents import pdf
+from jobqueue.exceptions import PermanentJobError, WorkerError
+from jobqueue.runtime import BatchItem, StepContext
+
+log = logging.getLogger(__name__)
+
+
+def render_pdf(items: list[BatchItem], ctx: StepContext) -> None:
+    """Each document's HTML, then every PDF of the batch on all cores; hands on where each is."""
+    html: dict[int, tuple[str, str]] = {}
+    by_id = {item.job.id: item for item in items}
+    for item in items:
+        try:
+            html[item.job.id] = (pdf.render_html(item.value), item.value.template)
+        except PermanentJobError as exc:
+            item.fail(str(exc))
+        except Exception as exc:  # a bug shown by one job's data: retrying the same data cannot help
+            log.exception("job %d: rendering the HTML failed", item.job.id)
+            item.fail(payloads.unexpected(exc, "rendering the document"))
+    for job_id, outcome in pdf.PdfRenderer().render_all(html).items():
+        item = by_id[job_id]
+        if isinstance(outcome, PermanentJobError):
+            item.fail(str(outcome))
+        elif isinstance(outcome, WorkerError):
+            item.retry(str(outcome))
+        else:
+            document = storage.write_document(f"{job_id}/{item.value.filename}", outcome.content)
+            if outcome.refused_urls:
+                item.ctx.log.warning("refused to fetch %s", outcome.refused_urls)
+            item.done({"document": document, "refused_urls": outcome.refused_urls})
+
+
+def enqueue_email(rendered: dict[str, Any], ctx: JobContext) -> dict[str, Any]:
+    """The document's e-mail, when its payload asks for one; the job's result says where all is."""
+    result = dict(rendered)
+    email = email_payload(ctx.payload, rendered["document"])
+    if email is not None:
+        result["email_job"] = ctx.add_job("send_email", email, job_key=f"document:{ctx.job.id}").id
+    return result
+
+
+def email_payload(payload: pdf.DocumentPayload, document: str) -> dict[str, Any] | None:
+    if payload.email is None:
+        return None
+    spec = payload.email.model_dump(mode="json", exclude_none=True)
+    spec.setdefault("locale", payload.locale)
+    spec["attachments"] = [{"url": document, "filename": payload.filename}]
+    return spec

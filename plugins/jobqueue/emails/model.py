@@ -1,0 +1,79 @@
+"""The e-mail job's payload: defined once, validated once, and the trigger form made from it."""
+
+from __future__ import annotations
+
+import re
+from typing import Annotated, Any, Literal
+
+import pydantic
+
+from jobqueue import paths, payloads
+
+TEMPLATES_DIR = paths.INCLUDE_DIR / "templates" / "email"
+# What the trigger form offers; a payload may name any template with the right folders.
+FORM_TEMPLATES: list[Any] = sorted(folder.name for folder in TEMPLATES_DIR.iterdir() if folder.is_dir())
+
+# A header value holds no line break, as Python's email package counts them (str.splitlines: CR, LF,
+# and also VT, FF, FS, GS, RS, NEL, U+2028, U+2029) and no other control character but tab.
+NO_NEWLINES = re.compile(r"^[^\x00-\x08\x0a-\x1f\x7f\x85\u2028\u2029]*$")
+SafeText = Annotated[str, pydantic.StringConstraints(pattern=NO_NEWLINES, min_length=1, max_length=998)]
+
+
+def _ascii_address(value: str) -> str:
+    """An address as a header and the SMTP envelope can carry it without SMTPUTF8: its domain in
+    ASCII (IDNA) form. Python's email package would put a Unicode domain in the To header as an
+    RFC 2047 encoded word, folded mid-address: a broken header. A local part outside ASCII would
+    need SMTPUTF8, which not every server speaks: refused."""
+    import email_validator
+
+    try:
+        checked = email_validator.validate_email(value, check_deliverability=False)
+    except email_validator.EmailNotValidError as exc:
+        raise ValueError(f"value is not a valid email address: {exc}") from exc
+    if checked.ascii_email is None:
+        raise ValueError("value is not a valid email address: the part before the @ must be ASCII")
+    return str(checked.ascii_email)
+
+
+Address = Annotated[str, pydantic.AfterValidator(_ascii_address)]
+
+
+class Attachment(pydantic.BaseModel):
+    model_config = pydantic.ConfigDict(extra="forbid", frozen=True)
+
+    url: Annotated[str, pydantic.StringConstraints(min_length=1)]
+    filename: Annotated[
+        SafeText,
+        pydantic.StringConstraints(pattern=r"^[^/\\\x00-\x1f\x7f\x85\u2028\u2029]+$", max_length=255),
+    ]
+
+
+class EmailPayload(pydantic.BaseModel):
+    model_config = pydantic.ConfigDict(extra="forbid", frozen=True)
+
+    to: Address | list[Address] = pydantic.Field(title="To", description="An address, or a list")
+    template: Annotated[str, pydantic.StringConstraints(pattern=r"^[a-z0-9_]+$", max_length=64)] = (
+        pydantic.Field(title="Template", json_schema_extra={"enum": FORM_TEMPLATES, "default": "welcome"})
+    )
+    context: dict[str, Any] = pydantic.Field({}, title="Template variables")
+    locale: Literal["en", "fr"] = pydantic.Field("en", title="Language")
+    cc: list[Address] = pydantic.Field([], title="Cc")
+    bcc: list[Address] = pydantic.Field([], title="Bcc")
+    reply_to: Address | None = pydantic.Field(None, title="Reply-To")
+    attachments: list[Attachment] = pydantic.Field(
+        [], title="Attachments", description='[{"url", "filename"}]'
+    )
+
+    @property
+    def recipients(self) -> list[str]:
+        return [self.to] if isinstance(self.to, str) else list(self.to)
+
+    @pydantic.field_validator("to")
+    @classmethod
+    def _at_least_one(cls, value: str | list[str]) -> str | list[str]:
+        if isinstance(value, list) and not value:
+            raise ValueError("must name at least one recipient")
+        return value
+
+
+parse_payload = payloads.parser(EmailPayload)

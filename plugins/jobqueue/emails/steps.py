@@ -1,0 +1,84 @@
+"""The steps of the `send_email` job type: render >> send.
+
+`render` runs per job and hands the rendered subject and bodies to `send` (kept beside the job, not
+in XCom). `send` takes the batch at once, over up to WORKER_SMTP_SESSIONS SMTP sessions, in a
+process that outlives the task (a detached step), and records each job as its message is accepted.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import smtplib
+from collections.abc import Callable
+from typing import Any
+
+from jobqueue import settings, storage
+from jobqueue.context import JobContext
+from jobqueue.emails import mime, smtp
+from jobqueue.emails.model import EmailPayload
+from jobqueue.emails.rendering import RenderedEmail, renderer
+from jobqueue.exceptions import PermanentJobError
+from jobqueue.runtime import BatchItem, StepContext
+
+
+def render(payload: EmailPayload, ctx: JobContext) -> RenderedEmail:
+    return renderer().render(payload)
+
+
+@dataclasses.dataclass(frozen=True)
+class Sending:
+    """What `send` needs from outside, resolved in the task process before the step detaches."""
+
+    connect: smtp.Connect
+    sessions: int
+    sender: str
+
+
+def prepare_send(conn_id: str = "smtp_default") -> Sending:
+    from airflow.providers.smtp.hooks.smtp import SmtpHook
+
+    connection = SmtpHook.get_connection(conn_id)
+    return Sending(lambda: smtp.smtp_session(connection), settings.smtp_sessions(), settings.mail_from())
+
+
+def send(items: list[BatchItem], ctx: StepContext) -> None:
+    sending: Sending = ctx.prepared
+    by_id = {item.job.id: item for item in items}
+
+    def sent(job_id: int, message: Any) -> None:
+        by_id[job_id].done({"message_id": str(message["Message-ID"])})
+
+    try:
+        with smtp.open_sessions(sending.connect, sending.sessions, len(items)) as clients:
+            result = smtp.send_messages(
+                clients,
+                [(item.job.id, _builder(item, sending.sender)) for item in items],
+                on_sent=lambda job_id, message: by_id[job_id].done(
+                    {"message_id": str(message["Message-ID"])}
+                ),
+            )
+    except (smtplib.SMTPException, OSError) as exc:  # refused, timed out, TLS or login failure
+        for item in items:
+            item.retry(f"SMTP server unreachable: {exc}")
+        return
+    for job_id, error in result.failed.items():
+        by_id[job_id].fail(error)
+    for job_id, error in result.retry.items():
+        by_id[job_id].retry(error)
+    ctx.log.info(
+        "sent %d, failed for good %d, to retry %d", len(result.sent), len(result.failed), len(result.retry)
+    )
+
+
+def _builder(item: BatchItem, sender: str) -> Callable[[], tuple[Any, list[str]]]:
+    def build() -> tuple[Any, list[str]]:
+        payload: EmailPayload = item.ctx.payload
+        try:
+            message = mime.build_message(
+                item.job.id, payload, RenderedEmail(**item.value), sender, storage.read_document
+            )
+        except storage.StorageError as exc:
+            raise PermanentJobError(str(exc)) from exc
+        return message, mime.envelope_recipients(payload)
+
+    return build

@@ -1,0 +1,90 @@
+"""A team's own job type on the real stack: one DAG file of a few lines, using only the public
+contract (`job_type`, `PermanentJobError`, `ctx`), dropped into the DAG folder, runs its jobs: a
+result kept, a plain exception retried (attempts 2), PermanentJobError failing for good with its
+message, and a job enqueued through ctx.add_job exactly when its parent completed. The child's
+identifier has no job type: the Jobs page says so."""
+
+from __future__ import annotations
+
+import shutil
+import time
+import urllib.request
+
+import psycopg
+import pytest
+from psycopg.types.json import Jsonb
+
+from jobqueue import paths
+from tests.e2e.conftest import RunningStack, access_token, wait_for
+
+pytestmark = pytest.mark.e2e
+
+RESIZE_IMAGE = """\
+from jobqueue import PermanentJobError, job_type
+
+
+@job_type("resize_image")
+def resize_image(payload: dict, ctx) -> dict:
+    if payload["width"] > 10_000:
+        raise PermanentJobError("width over 10000")
+    if payload["url"] == "flaky" and ctx.job.attempts == 1:
+        raise ConnectionError("image server went away")
+    ctx.add_job("notify", {"image": payload["url"]}, job_key=f"resized:{ctx.job.id}")
+    return {"width": payload["width"], "attempts": ctx.job.attempts}
+"""
+
+JOB = "select status, attempts, last_error, result from worker.jobs where id = %s"
+CHILDREN = "select payload->>'image' from worker.jobs where identifier = 'notify' order by id"
+
+
+def test_a_dag_file_of_a_few_lines_is_a_working_job_type(stack_env, tmp_path):
+    assert len(RESIZE_IMAGE.splitlines()) < 15
+    dags = tmp_path / "dags"
+    shutil.copytree(paths.PROJECT_ROOT / "dags", dags)
+    (dags / "resize_image.py").write_text(RESIZE_IMAGE)
+    stack_env["WORKER_DAGS_FOLDER"] = str(dags)
+    stack_env["WORKER_UNCONSUMED_AFTER_SECONDS"] = "5"
+    stack = RunningStack(stack_env)
+    database = f"postgresql://postgres@127.0.0.1:{stack_env['WORKER_PG_PORT']}/worker"
+    try:
+        with psycopg.connect(database, autocommit=True) as conn:
+
+            def add(payload: dict) -> int:
+                return conn.execute(
+                    "select id from worker.add_job('resize_image', %s)", [Jsonb(payload)]
+                ).fetchone()[0]  # type: ignore[index]
+
+            ok = add({"url": "a.png", "width": 800})
+            too_wide = add({"url": "b.png", "width": 20_000})
+            flaky = add({"url": "flaky", "width": 64})
+            first_try = wait_for(
+                conn, JOB, [flaky], lambda v: v[0][1] == 1 and v[0][0] == "scheduled", 180, "a retry"
+            )
+            assert "ConnectionError: image server went away" in first_try[0][2]
+            assert "flaky" not in [image for (image,) in conn.execute(CHILDREN).fetchall()]
+
+            done = wait_for(conn, JOB, [flaky], lambda v: v[0][0] == "completed", 120, "the retried job")
+            assert done[0][1] == 2 and done[0][3] == {"width": 64, "attempts": 2}
+            assert conn.execute(JOB, [ok]).fetchone() == ("completed", 1, None, {"width": 800, "attempts": 1})
+            assert conn.execute(JOB, [too_wide]).fetchone()[:3] == ("failed", 25, "width over 10000")  # type: ignore[index]
+            # One child for each completed parent, none for the one that failed for good.
+            assert sorted(image for (image,) in conn.execute(CHILDREN).fetchall()) == ["a.png", "flaky"]
+
+            # Nothing consumes `notify`: the Jobs page says so, once its jobs have waited a while.
+            api = f"http://127.0.0.1:{stack_env['AIRFLOW_API_PORT']}"
+            request = urllib.request.Request(
+                f"{api}/jobs/", headers={"Authorization": f"Bearer {access_token(api, stack.password)}"}
+            )
+            deadline = time.monotonic() + 60
+            while True:
+                with urllib.request.urlopen(request, timeout=10) as response:
+                    page = response.read().decode()
+                if "no job type consumes 'notify'" in page or time.monotonic() > deadline:
+                    break
+                time.sleep(1)
+            assert "no job type consumes 'notify': 2 job(s) waiting" in page
+            # Its own trigger says it watches resize_image.
+            watched = "select count(*) from worker._consumers where identifier = 'resize_image'"
+            assert conn.execute(watched).fetchone() == (1,)
+    finally:
+        stack.stop_with("sigint")
