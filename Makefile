@@ -5,25 +5,25 @@ PYTHON ?= python3.11
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-$(shell sha1sum requirements.txt | cut -c1-12)
-export PYTHONPATH := $(CURDIR)/plugins
+export PYTHONPATH := $(CURDIR)/plugins:$(CURDIR)
 
 .PHONY: run stop psql test lint venv check-system clean-data test-deps bench soak
 
 run: $(STAMP)
-	$(BIN)/python -m jobqueue.stack run
+	$(BIN)/python -m devtools.stack run
 
 stop: $(STAMP)
-	$(BIN)/python -m jobqueue.stack stop
+	$(BIN)/python -m devtools.stack stop
 
 psql: $(STAMP)
-	@$(BIN)/python -m jobqueue.stack psql
+	@$(BIN)/python -m devtools.stack psql
 
 test: $(STAMP) lint test-deps
 	$(BIN)/python -m pytest
 
 # Our stack and graphile-worker side by side (BENCH_QUICK=1: a small version in a few minutes).
 bench: $(STAMP) test-deps
-	PYTHONPATH=$(CURDIR):$$PYTHONPATH $(BIN)/python bench/run.py
+	$(BIN)/python bench/run.py
 
 # The fault suite of `make test` played many times on one stack under load, faults drawn at random:
 # WORKER_SOAK_ROUNDS (20), WORKER_SOAK_SEED (to replay a run), WORKER_SOAK_FAULTS (e.g. "task,SMTP").
@@ -31,8 +31,8 @@ soak: $(STAMP) test-deps
 	WORKER_SOAK_ROUNDS=$${WORKER_SOAK_ROUNDS:-20} $(BIN)/python -m pytest tests/e2e/test_faults.py -k soak -p no:cacheprovider
 
 lint: $(STAMP)
-	$(BIN)/ruff check plugins dags tests bench
-	$(BIN)/ruff format --check plugins dags tests bench
+	$(BIN)/ruff check plugins dags devtools tests bench
+	$(BIN)/ruff format --check plugins dags devtools tests bench
 	$(BIN)/mypy
 	$(BIN)/check-jsonschema --builtin-schema vendor.compose-spec docker-compose.yaml
 
@@ -55,7 +55,7 @@ $(STAMP): requirements.txt
 
 check-system:
 	@$(BIN)/python -c "import weasyprint" 2>/dev/null || { echo "error: WeasyPrint cannot load Pango. On Debian: apt-get install libpango-1.0-0 libpangoft2-1.0-0 libharfbuzz-subset0"; exit 1; }
-	@$(BIN)/python -c "from jobqueue.localpg import find_bin_dir; find_bin_dir()" 2>/dev/null || [ -n "$$WORKER_DATABASE_URL" ] || { echo "error: PostgreSQL server binaries not found. On Debian: apt-get install postgresql (or set WORKER_DATABASE_URL)"; exit 1; }
+	@$(BIN)/python -c "from devtools.localpg import find_bin_dir; find_bin_dir()" 2>/dev/null || [ -n "$$WORKER_DATABASE_URL" ] || { echo "error: PostgreSQL server binaries not found. On Debian: apt-get install postgresql (or set WORKER_DATABASE_URL)"; exit 1; }
 
 # What the tests run besides Python: Debian's Chromium for the Jobs page (Playwright drives it and
 # never downloads a browser), redis-server for the CeleryExecutor test, npm for graphile-worker.

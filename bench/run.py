@@ -42,9 +42,8 @@ import psycopg
 from psycopg.types.json import Jsonb
 
 from bench import trickle
+from devtools.harness import RunningStack, free_port, stack_environment
 from jobqueue import paths, settings
-from tests.conftest import free_port
-from tests.e2e.conftest import RunningStack, stack_environment
 
 QUICK = os.environ.get("BENCH_QUICK") == "1"
 N = int(os.environ.get("BENCH_N") or (300 if QUICK else 10_000))
@@ -445,12 +444,12 @@ def machine() -> dict:
             name: os.environ.get(name, "default")
             for name in ("WORKER_BATCH_SIZE", "WORKER_MAX_ACTIVE_RUNS", "WORKER_SMTP_SESSIONS")
         }
-        | {"airflow": "jobqueue.airflow_env (LocalExecutor, parallelism 4, idle sleep 1 s with wakeup)"},
+        | {"airflow": "devtools.airflow_env (LocalExecutor, parallelism 4, idle sleep 1 s with wakeup)"},
     }
 
 
 def _pg_bin() -> str:
-    from jobqueue.localpg import find_bin_dir
+    from devtools.localpg import find_bin_dir
 
     return str(find_bin_dir())
 

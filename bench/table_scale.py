@@ -12,7 +12,6 @@ from __future__ import annotations
 import argparse
 import json
 import shutil
-import socket
 import statistics
 import tempfile
 import time
@@ -20,7 +19,8 @@ from pathlib import Path
 
 import psycopg
 
-from jobqueue.localpg import LocalCluster
+from devtools.harness import free_port
+from devtools.localpg import LocalCluster
 from jobqueue.migrations import apply_migrations
 
 FILL = [
@@ -37,12 +37,6 @@ select (array['send_email', 'generate_pdf', 'other'])[1 + i %% 3], jsonb_build_o
 from generate_series(1, %(waiting)s) i
 """,
 ]
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def timed(conn: psycopg.Connection, statement: str, samples: int, complete: bool) -> dict[str, float]:

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import socket
 import tempfile
 import uuid
 from collections.abc import Iterator
@@ -19,17 +18,12 @@ import psycopg
 import pytest
 from psycopg import sql
 
-from jobqueue.localpg import LocalCluster
+from devtools.harness import free_port
+from devtools.localpg import LocalCluster
 from jobqueue.migrations import apply_migrations
 from tests import graphile
 
 TEMPLATE = "worker_test_template"
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def _with_database(url: str, database: str) -> str:

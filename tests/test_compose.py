@@ -7,6 +7,7 @@ import re
 
 import yaml
 
+from devtools import airflow_env
 from jobqueue import paths
 
 COMPOSE = (paths.PROJECT_ROOT / "docker-compose.yaml").read_text()
@@ -36,3 +37,31 @@ def test_compose_runs_every_airflow_component_with_celery():
     assert commands["airflow-triggerer"] == "python -m jobqueue.component triggerer"
     assert commands["airflow-worker"] == "python -m jobqueue.component celery worker"
     assert {"postgres", "redis", "mailpit", "airflow-init"} <= set(services)
+
+
+# What depends on where Airflow runs (hosts, files, secrets, the executor), not on how it behaves.
+DEPLOYMENT = {
+    "AIRFLOW__CORE__EXECUTOR",
+    "AIRFLOW__CORE__EXECUTION_API_SERVER_URL",
+    "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE",
+    "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN",
+    "AIRFLOW__CELERY__RESULT_BACKEND",
+    "AIRFLOW__CELERY__BROKER_URL",
+    "AIRFLOW__API_AUTH__JWT_SECRET",
+    "AIRFLOW__API__SECRET_KEY",
+}
+
+
+def test_compose_sets_airflow_as_make_run_does():
+    compose = yaml.safe_load(COMPOSE)["x-airflow-common"]["environment"]
+    wanted = airflow_env.behaviour()
+    differ = {
+        name: (value, compose.get(name))
+        for name, value in wanted.items()
+        if str(compose.get(name)).lower() != value.lower()
+    }
+    assert differ == {}, "docker-compose.yaml and devtools/airflow_env.py disagree (make run's, compose's)"
+    only_compose = {name for name in compose if name.startswith("AIRFLOW__")} - set(wanted) - DEPLOYMENT
+    assert only_compose == set(), (
+        "settings only docker-compose.yaml makes: move them to airflow_env.behaviour"
+    )

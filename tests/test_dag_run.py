@@ -10,7 +10,8 @@ import uuid
 
 import pytest
 
-from jobqueue import airflow_env, paths
+from devtools import airflow_env
+from jobqueue import paths
 from tests.conftest import create_database, drop_database
 from tests.helpers import add, all_jobs
 from tests.smtp import SmtpServer

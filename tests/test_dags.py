@@ -6,7 +6,8 @@ import os
 import subprocess
 import sys
 
-from jobqueue import airflow_env, paths
+from devtools import airflow_env
+from jobqueue import paths
 
 CHECK = """
 import json, sys

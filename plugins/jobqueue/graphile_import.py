@@ -18,8 +18,8 @@ import psycopg
 
 from jobqueue import paths, settings
 from jobqueue.exceptions import MigrationError
+from jobqueue.manager import JobManager
 from jobqueue.migrations import apply_migrations
-from jobqueue.queries import query
 
 FORWARDERS = paths.SQL_DIR / "graphile_forwarders.sql"
 
@@ -60,24 +60,25 @@ class ImportReport:
 def import_graphile(database_url: str, dry_run: bool = False) -> ImportReport:
     apply_migrations(database_url)
     with psycopg.connect(database_url) as conn:
-        if not conn.execute(query("graphile_schema_exists")).fetchone()[0]:  # type: ignore[index]
+        jobs = JobManager(conn)
+        if not jobs.graphile_schema_exists():
             raise MigrationError("no graphile-worker schema (graphile_worker._private_jobs) in this database")
-        waiting, failed, running = conn.execute(query("graphile_summary")).fetchone()  # type: ignore[misc]
+        waiting, failed, running = jobs.graphile_summary()
         try:
-            moved = [row[0] for row in conn.execute(query("graphile_move_jobs"))]
+            moved = jobs.move_graphile_jobs()
         except psycopg.errors.UniqueViolation as exc:
             detail = exc.diag.message_detail
             raise MigrationError(
                 f"a job key is in both graphile_worker and worker (not completed): {detail}"
             ) from exc
-        conn.execute(query("notify_identifiers"), {"identifiers": sorted(set(moved))})
-        replace = not conn.execute(query("graphile_already_forwarded")).fetchone()[0]  # type: ignore[index]
+        jobs.notify_identifiers(sorted(set(moved)))
+        replace = not jobs.graphile_already_forwarded()
         if replace:
-            conn.execute(FORWARDERS.read_text().encode())
+            jobs.run_script(FORWARDERS.read_text())
         if dry_run:
-            conn.rollback()
+            jobs.rollback()
         else:
-            conn.commit()
+            jobs.commit()
     return ImportReport(
         waiting=waiting,
         failed=failed,

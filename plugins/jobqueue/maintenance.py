@@ -21,7 +21,7 @@ def release_dead_locks(jobs: JobManager, run_state: RunState, config: settings.M
     whose lock is older than the timeout. Returns {worker: why}."""
     cutoff = datetime.datetime.now(datetime.UTC) - datetime.timedelta(minutes=config.lock_timeout_minutes)
     released = {}
-    for holder in jobs.rows("lock_holders"):
+    for holder in jobs.lock_holders():
         worker = holder["locked_by"]
         reason = _why_dead(worker, holder["oldest_lock"], cutoff, run_state, config)
         if reason:
@@ -61,9 +61,7 @@ def purge(jobs: JobManager, config: settings.Maintenance) -> dict[str, int]:
         cutoff = now - datetime.timedelta(days=days)
         total = 0
         while True:
-            batch = jobs.rows(
-                "purge_batch", {"state": state, "cutoff": cutoff, "batch_size": config.purge_batch_size}
-            )
+            batch = jobs.purge_batch(state, cutoff, config.purge_batch_size)
             if config.purge_documents:
                 _delete_documents(batch)
             total += len(batch)
@@ -87,7 +85,7 @@ def _delete_documents(batch: list[dict]) -> None:
 
 
 def report_queue_depth(jobs: JobManager) -> list[dict]:
-    depth = jobs.rows("queue_depth")
+    depth = jobs.queue_depth()
     for row in depth:
         log.info("queue depth: %-20s %-10s %d", row["identifier"], row["status"], row["jobs"])
     return depth

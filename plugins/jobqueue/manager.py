@@ -153,8 +153,70 @@ class JobManager:
         with self._executed("force_unlock_workers", {"worker_ids": list(worker_ids), "reason": reason}):
             pass
 
-    def rows(self, name: str, params: dict[str, Any] | None = None) -> list[dict[str, Any]]:
-        """A named query's rows as dicts, for the worker side's own reads (maintenance, reports)."""
+    @contextlib.contextmanager
+    def transaction(self) -> Iterator[JobManager]:
+        """What runs inside is committed together, or rolled back on an exception: the one place
+        a connection of ours is committed (the connection is not in autocommit)."""
+        try:
+            yield self
+            self.conn.commit()
+        except BaseException:
+            self.conn.rollback()
+            raise
+
+    def commit(self) -> None:
+        self.conn.commit()
+
+    def rollback(self) -> None:
+        self.conn.rollback()
+
+    def _execute(self, name: str, params: dict[str, Any] | None = None) -> None:
+        with self._executed(name, params or {}):
+            pass
+
+    def _scalar(self, name: str, params: dict[str, Any] | None = None) -> Any:
+        with self._executed(name, params or {}) as cursor:
+            return cursor.fetchone()[0]
+
+    # -- the schema (migrations.py) and the move from graphile-worker (graphile_import.py)
+
+    def run_script(self, script: str) -> None:
+        """A whole SQL file (a migration), in the caller's transaction."""
+        with connection(self.conn) as conn:
+            conn.cursor().execute(script.encode())
+
+    def migrations_applied(self) -> set[str]:
+        if not self._scalar("migrations_table_exists"):
+            return set()
+        return {row["name"] for row in self._rows("applied_migrations")}
+
+    def lock_migrations(self) -> None:
+        self._execute("lock_migrations")
+
+    def unlock_migrations(self) -> None:
+        self._execute("unlock_migrations")
+
+    def graphile_schema_exists(self) -> bool:
+        return bool(self._scalar("graphile_schema_exists"))
+
+    def graphile_summary(self) -> tuple[int, int, int]:
+        """graphile-worker's jobs: (waiting, failed, running)."""
+        [row] = self._rows("graphile_summary")
+        waiting, failed, running = row.values()
+        return waiting, failed, running
+
+    def move_graphile_jobs(self) -> list[str]:
+        """Moves graphile-worker's waiting and failed jobs into ours; the identifier of each."""
+        return [row["identifier"] for row in self._rows("graphile_move_jobs")]
+
+    def graphile_already_forwarded(self) -> bool:
+        return bool(self._scalar("graphile_already_forwarded"))
+
+    def notify_identifiers(self, identifiers: Sequence[str]) -> None:
+        self._execute("notify_identifiers", {"identifiers": list(identifiers)})
+
+    def _rows(self, name: str, params: dict[str, Any] | None = None) -> list[dict[str, Any]]:
+        """A named query's rows as dicts."""
         with self._executed(name, params or {}) as cursor:
             columns = [column[0] for column in cursor.description]
             return [dict(zip(columns, row, strict=True)) for row in cursor.fetchall()]
@@ -228,8 +290,7 @@ class JobManager:
         return self._jobs("search_jobs", params)
 
     def notify_more_waiting(self, identifier: str) -> None:
-        with self._executed("notify_more_waiting", {"identifier": identifier}):
-            pass
+        self._execute("notify_more_waiting", {"identifier": identifier})
 
     def lock_sends(self, worker_id: str) -> None:
         """Waits until no other process sends for this worker (a DAG run), then keeps the others
@@ -262,8 +323,53 @@ class JobManager:
     def unconsumed_identifiers(self, within_seconds: float) -> list[dict[str, Any]]:
         """Identifiers with jobs waiting that no job type's trigger watched in that time:
         [{"identifier", "jobs", "oldest"}]."""
-        return self.rows("unconsumed_identifiers", {"within": within_seconds})
+        return self._rows("unconsumed_identifiers", {"within": within_seconds})
+
+    def lock_holders(self) -> list[dict[str, Any]]:
+        """Every worker holding running jobs: [{"locked_by", "oldest_lock", "jobs"}]."""
+        return self._rows("lock_holders")
+
+    def purge_batch(self, state: str, cutoff: datetime.datetime, batch_size: int) -> list[dict[str, Any]]:
+        """Deletes up to batch_size jobs of one status finished before the cutoff: [{"id", "identifier",
+        "result"}]."""
+        return self._rows("purge_batch", {"state": state, "cutoff": cutoff, "batch_size": batch_size})
+
+    def queue_depth(self) -> list[dict[str, Any]]:
+        """Jobs per identifier and status, finished ones over the last day."""
+        return self._rows("queue_depth")
+
+    def job_counts(self) -> list[dict[str, Any]]:
+        """Jobs per identifier and status: [{"identifier", "status", "jobs"}]."""
+        return self._rows("job_counts")
+
+    def job_actions(self, job_id: int) -> list[dict[str, Any]]:
+        """What was done to a job by hand, oldest first."""
+        return self._rows("job_actions", {"job_id": job_id})
 
     def get_job(self, job_id: int) -> Job | None:
         jobs = self._jobs("get_job", {"job_id": job_id})
         return jobs[0] if jobs else None
+
+
+class AsyncJobManager:
+    """The queries the trigger runs, in the triggerer's event loop, on a psycopg AsyncConnection
+    in autocommit: the only async callers of the job queries."""
+
+    def __init__(self, conn: Any) -> None:
+        self.conn = conn
+
+    async def listen(self, channel: str) -> None:
+        from psycopg import sql
+
+        await self.conn.execute(sql.SQL("listen {}").format(sql.Identifier(channel)))
+
+    async def waiting_summary(self, identifiers: Sequence[str]) -> tuple[bool, float | None]:
+        """(whether a job a claimer could take waits, seconds until the next scheduled one)."""
+        cursor = await self.conn.execute(query("waiting_summary"), {"identifiers": list(identifiers)})
+        row = await cursor.fetchone()
+        claimable, next_run_at, db_now = row
+        due_in = (next_run_at - db_now).total_seconds() if next_run_at else None
+        return bool(claimable), due_in
+
+    async def consumers_seen(self, identifiers: Sequence[str]) -> None:
+        await self.conn.execute(query("consumers_seen"), {"identifiers": list(identifiers)})

@@ -16,7 +16,7 @@ import psycopg
 
 from jobqueue import paths, settings
 from jobqueue.exceptions import MigrationError
-from jobqueue.queries import query
+from jobqueue.manager import JobManager
 
 _NAME = re.compile(r"^\d{4}_[a-z0-9_]+\.sql$")
 
@@ -29,33 +29,29 @@ def migration_files(directory: Path = paths.MIGRATIONS_DIR) -> list[Path]:
     return files
 
 
-def _applied(conn: psycopg.Connection) -> set[str]:
-    if not conn.execute(query("migrations_table_exists")).fetchone()[0]:  # type: ignore[index]
-        return set()
-    return {row[0] for row in conn.execute(query("applied_migrations"))}
-
-
 def apply_migrations(database_url: str, directory: Path = paths.MIGRATIONS_DIR) -> list[str]:
     """Applies what is missing; returns the names applied now. Safe to run twice or concurrently."""
     applied_now = []
     with psycopg.connect(database_url, autocommit=True) as conn:
-        conn.execute(query("lock_migrations"))
+        schema = JobManager(conn)
+        schema.lock_migrations()
         try:
-            done = _applied(conn)
+            done = schema.migrations_applied()
             for path in migration_files(directory):
                 if path.stem not in done:
                     _apply_one(conn, path)
                     applied_now.append(path.stem)
         finally:
-            conn.execute(query("unlock_migrations"))
+            schema.unlock_migrations()
     return applied_now
 
 
 def _apply_one(conn: psycopg.Connection, path: Path) -> None:
     try:
         with conn.transaction():
-            conn.execute(path.read_text().encode())
-            if path.stem not in _applied(conn):
+            schema = JobManager(conn)
+            schema.run_script(path.read_text())
+            if path.stem not in schema.migrations_applied():
                 raise MigrationError(f"{path.name} does not record itself in worker.migrations")
     except psycopg.Error as exc:
         raise MigrationError(f"{path.name} failed: {exc}") from exc

@@ -18,7 +18,7 @@ import inspect
 import logging
 import threading
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
 from jobqueue.context import JobContext
@@ -96,16 +96,6 @@ class Connections:
 class OutcomeNotRecorded(WorkerError):
     """A job's outcome could not be written (not a lost connection, which is waited for): the step
     stops and its task fails, loudly, rather than go on doing work it cannot record."""
-
-
-@contextlib.contextmanager
-def committed(jobs: JobManager) -> Iterator[JobManager]:
-    try:
-        yield jobs
-        jobs.conn.commit()
-    except BaseException:
-        jobs.conn.rollback()
-        raise
 
 
 @dataclasses.dataclass
@@ -277,11 +267,11 @@ class StepRun:
         with. If the job database went away (a restart), waits for it on a new connection: what the
         handler did through ctx went with the old one, so a job that touched it is retried."""
         if isinstance(outcome, Retry | Failed):
-            jobs.conn.rollback()  # what the handler did through ctx goes with its failure
+            jobs.rollback()  # what the handler did through ctx goes with its failure
         deadline, backoff = time.monotonic() + self.RECONNECT_SECONDS, 0.5
         while True:
             try:
-                with committed(jobs):
+                with jobs.transaction():
                     self.recorder.record(jobs, job, outcome)
                 return jobs
             except Exception as exc:

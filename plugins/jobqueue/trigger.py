@@ -25,9 +25,9 @@ import psycopg
 from airflow.triggers.base import BaseEventTrigger, TriggerEvent
 
 from jobqueue import settings, wakeup
-from jobqueue.queries import query
+from jobqueue.channel import CHANNEL, conninfo
+from jobqueue.manager import AsyncJobManager
 
-CHANNEL = "worker_jobs"
 # How often a trigger tells the job table it watches its identifiers (maintenance and the Jobs page
 # name the identifiers nobody watches).
 HEARTBEAT_SECONDS = 30.0
@@ -59,18 +59,6 @@ def next_step(
     if due_in is not None:
         wait = min(wait, max(0.0, due_in))
     return Step(False, wait)
-
-
-def conninfo(conn: Any) -> str:
-    """A libpq connection string from an Airflow Connection."""
-    return psycopg.conninfo.make_conninfo(
-        host=conn.host or "127.0.0.1",
-        port=str(conn.port or 5432),
-        user=conn.login or None,
-        password=conn.password or None,
-        dbname=conn.schema or None,
-        application_name="jobqueue-trigger",
-    )
 
 
 class JobsWaitingTrigger(BaseEventTrigger):
@@ -110,16 +98,17 @@ class JobsWaitingTrigger(BaseEventTrigger):
     async def _watch(self) -> AsyncIterator[TriggerEvent]:
         tunables = settings.trigger_tunables()
         async with await self._connect() as conn:
-            await conn.execute(f"listen {CHANNEL}")
+            jobs = AsyncJobManager(conn)
+            await jobs.listen(CHANNEL)
             self.log.info("watching %s for jobs %s", CHANNEL, self.identifiers)
             last_fire = last_heartbeat = float("-inf")
             # On start, jobs may already wait (added while no trigger ran): look at once.
             new_work = True
             while True:
                 if time.monotonic() - last_heartbeat >= HEARTBEAT_SECONDS:
-                    await conn.execute(query("consumers_seen"), {"identifiers": self.identifiers})
+                    await jobs.consumers_seen(self.identifiers)
                     last_heartbeat = time.monotonic()
-                claimable, due_in = await self._summary(conn)
+                claimable, due_in = await jobs.waiting_summary(self.identifiers)
                 step = next_step(
                     claimable=claimable,
                     new_work=new_work,
@@ -141,14 +130,6 @@ class JobsWaitingTrigger(BaseEventTrigger):
                     new_work = True
                 elif due_in is not None and due_in <= step.wait:
                     new_work = True  # a scheduled job has come due
-
-    async def _summary(self, conn: psycopg.AsyncConnection[Any]) -> tuple[bool, float | None]:
-        cursor = await conn.execute(query("waiting_summary"), {"identifiers": self.identifiers})
-        row = await cursor.fetchone()
-        assert row is not None
-        claimable, next_run_at, db_now = row
-        due_in = (next_run_at - db_now).total_seconds() if next_run_at else None
-        return bool(claimable), due_in
 
     async def _wait_for_news(self, conn: psycopg.AsyncConnection[Any], timeout: float) -> bool:
         """Waits up to `timeout` for a notification that concerns our identifiers."""

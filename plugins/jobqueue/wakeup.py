@@ -110,7 +110,7 @@ class _SchedulerSleep:
     def _listen(self) -> None:
         import psycopg
 
-        from jobqueue.trigger import CHANNEL
+        from jobqueue.channel import CHANNEL
 
         backoff = 1.0
         while not self.closed.is_set():
@@ -139,7 +139,7 @@ def install_scheduler(conn_id: str = "worker_db") -> bool:
     from airflow.models.connection import Connection
 
     from jobqueue import settings
-    from jobqueue.trigger import conninfo
+    from jobqueue.channel import conninfo
 
     source = inspect.getsource(scheduler_job_runner.SchedulerJobRunner._run_scheduler_loop)
     if (
@@ -154,5 +154,6 @@ def install_scheduler(conn_id: str = "worker_db") -> bool:
         log.warning("scheduler wake-up off: no connection %r (%s)", conn_id, exc)
         return False
     hot_seconds, hot_sleep = settings.scheduler_hot()
-    scheduler_job_runner.time = _SchedulerSleep(conninfo(connection), hot_seconds, hot_sleep)  # type: ignore[assignment]
+    listen_to = conninfo(connection, application_name="jobqueue-scheduler-wakeup")
+    scheduler_job_runner.time = _SchedulerSleep(listen_to, hot_seconds, hot_sleep)  # type: ignore[assignment]
     return True

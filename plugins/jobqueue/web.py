@@ -91,13 +91,8 @@ def dag_run_url(worker: str | None) -> str | None:
 @contextmanager
 def job_database() -> Iterator[JobManager]:
     """One transaction per request: an action and its record commit together."""
-    with job_types.job_database(autocommit=False) as jobs:
-        try:
-            yield jobs
-            jobs.conn.commit()
-        except BaseException:
-            jobs.conn.rollback()
-            raise
+    with job_types.job_database(autocommit=False) as jobs, jobs.transaction():
+        yield jobs
 
 
 def require_action_header(request: Request) -> None:
@@ -169,7 +164,7 @@ def create_app() -> FastAPI:
     @app.get("/api/counts", summary="Jobs per identifier and status")
     def counts() -> list[dict[str, Any]]:
         with job_database() as jobs:
-            return jobs.rows("job_counts")
+            return jobs.job_counts()
 
     @app.get("/api/jobs/{job_id}", response_model=JobOut, summary="One job")
     def get_job(job_id: int) -> JobOut:
@@ -229,7 +224,7 @@ def create_app() -> FastAPI:
         filters = {name: value or None for name, value in filters.items()}
         with job_database() as jobs:
             found = jobs.search_jobs(**filters, limit=PAGE_SIZE + 1, offset=(page - 1) * PAGE_SIZE)
-            counts = jobs.rows("job_counts")
+            counts = jobs.job_counts()
             unconsumed = jobs.unconsumed_identifiers(settings.maintenance().unconsumed_after_seconds)
         table: dict[str, dict[str, int]] = {}
         for row in counts:
@@ -243,7 +238,7 @@ def create_app() -> FastAPI:
     def detail(job_id: int) -> str:
         with job_database() as jobs:
             job = jobs.get_job(job_id)
-            actions = jobs.rows("job_actions", {"job_id": job_id})
+            actions = jobs.job_actions(job_id)
         if job is None:
             raise HTTPException(404, f"no job {job_id}")
         return templates.get_template("job.html").render(job=job, actions=actions)

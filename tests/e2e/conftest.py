@@ -3,68 +3,16 @@
 from __future__ import annotations
 
 import json
-import os
-import re
-import signal
-import subprocess
-import sys
-import tempfile
 import time
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
-from contextlib import contextmanager
-from pathlib import Path
 
 import psutil
 import pytest
 
-from jobqueue import paths
-from tests.conftest import free_port
+from devtools.harness import RunningStack, own_stack_environment
 from tests.smtp import SmtpServer
-
-STARTUP_TIMEOUT = 300
-
-
-class RunningStack:
-    def __init__(self, env: dict[str, str]) -> None:
-        self.env = env
-        self.process = subprocess.Popen(
-            [sys.executable, "-m", "jobqueue.stack", "run"],
-            env=env,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            text=True,
-        )
-        self.output: list[str] = []
-        self.password = self._wait_for_banner()
-        self.pids = {p.pid for p in psutil.Process(self.process.pid).children(recursive=True)}
-
-    def _wait_for_banner(self) -> str:
-        deadline = time.monotonic() + STARTUP_TIMEOUT
-        assert self.process.stdout is not None
-        while time.monotonic() < deadline:
-            line = self.process.stdout.readline()
-            if not line and self.process.poll() is not None:
-                break
-            self.output.append(line)
-            if match := re.match(r"\s+Password:\s+(\S+)", line):
-                password = match.group(1)
-            if line.startswith("Ctrl-C or `make stop`"):
-                return password
-        raise AssertionError("the stack did not come up:\n" + "".join(self.output))
-
-    def stop_with(self, how: str) -> None:
-        if self.process.returncode is not None:
-            return
-        if how == "sigint":
-            self.process.send_signal(signal.SIGINT)
-        else:
-            subprocess.run(
-                [sys.executable, "-m", "jobqueue.stack", "stop"], env=self.env, check=True, timeout=120
-            )
-        rest, _ = self.process.communicate(timeout=120)
-        self.output.append(rest)
 
 
 def survivors(pids: set[int]) -> list[str]:
@@ -137,31 +85,6 @@ def wait_for(conn, sql: str, params, predicate, timeout: float, what: str):
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out waiting for {what}: {value}")
         time.sleep(0.5)
-
-
-def stack_environment(prefix: str) -> dict[str, str]:
-    """The environment of a stack of its own: a fresh data dir, free ports, no outside settings."""
-    data = Path(tempfile.mkdtemp(prefix=prefix))
-    data.chmod(0o755)  # PostgreSQL may run as another user
-    return {
-        **{k: v for k, v in os.environ.items() if not k.startswith(("AIRFLOW", "WORKER_"))},
-        "PYTHONPATH": str(paths.PROJECT_ROOT / "plugins"),
-        "WORKER_DATA_DIR": str(data),
-        "WORKER_PG_PORT": str(free_port()),
-        "WORKER_SMTP_PORT": str(free_port()),
-        "AIRFLOW_API_PORT": str(free_port()),
-    }
-
-
-@contextmanager
-def own_stack_environment(prefix: str) -> Iterator[dict[str, str]]:
-    """stack_environment(prefix), and afterwards whatever was started in it stopped and its data gone."""
-    env = stack_environment(prefix)
-    try:
-        yield env
-    finally:
-        subprocess.run([sys.executable, "-m", "jobqueue.stack", "stop"], env=env, timeout=120)
-        subprocess.run(["rm", "-rf", env["WORKER_DATA_DIR"]], check=False)
 
 
 @pytest.fixture

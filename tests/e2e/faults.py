@@ -23,7 +23,7 @@ import psutil
 import psycopg
 from psycopg.types.json import Jsonb
 
-from jobqueue.localpg import LocalCluster
+from devtools.localpg import LocalCluster
 from tests.e2e.conftest import MailStack
 from tests.helpers import invoice
 

@@ -13,8 +13,9 @@ from collections.abc import Iterator
 
 import pytest
 
+from devtools.harness import own_stack_environment
 from tests.e2e import faults
-from tests.e2e.conftest import MailStack, own_stack_environment
+from tests.e2e.conftest import MailStack
 
 pytestmark = pytest.mark.e2e
 SOAK_ROUNDS = int(os.environ.get("WORKER_SOAK_ROUNDS") or 0)

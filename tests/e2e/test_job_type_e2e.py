@@ -14,8 +14,9 @@ import psycopg
 import pytest
 from psycopg.types.json import Jsonb
 
+from devtools.harness import RunningStack
 from jobqueue import paths
-from tests.e2e.conftest import RunningStack, access_token, wait_for
+from tests.e2e.conftest import access_token, wait_for
 
 pytestmark = pytest.mark.e2e
 

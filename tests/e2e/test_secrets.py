@@ -12,7 +12,7 @@ import psycopg
 import pytest
 from psycopg.types.json import Jsonb
 
-from tests.e2e.conftest import RunningStack
+from devtools.harness import RunningStack
 from tests.smtp import SmtpServer
 
 pytestmark = pytest.mark.e2e

@@ -12,7 +12,8 @@ import psutil
 import psycopg
 import pytest
 
-from tests.e2e.conftest import RunningStack, survivors, token, trigger_dag
+from devtools.harness import RunningStack
+from tests.e2e.conftest import survivors, token, trigger_dag
 
 pytestmark = pytest.mark.e2e
 

@@ -7,7 +7,8 @@ import os
 import subprocess
 import sys
 
-from jobqueue import airflow_env, paths
+from devtools import airflow_env
+from jobqueue import paths
 from tests.helpers import load_dag_file, rows, run_steps
 
 RECIPIENTS = [

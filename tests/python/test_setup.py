@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import pytest
 
-from jobqueue import airflow_env, settings
+from devtools import airflow_env
+from devtools.localpg import find_bin_dir
+from jobqueue import settings
 from jobqueue.exceptions import ConfigurationError
-from jobqueue.localpg import find_bin_dir
 
 
 def test_missing_postgresql_says_what_to_install(tmp_path, monkeypatch):

@@ -9,9 +9,9 @@ import sys
 import psycopg
 import pytest
 
+from devtools.localpg import find_bin_dir
 from jobqueue import paths
 from jobqueue.exceptions import MigrationError
-from jobqueue.localpg import find_bin_dir
 from jobqueue.migrations import apply_migrations, migration_files
 
 ALL = [path.stem for path in migration_files()]

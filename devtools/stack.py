@@ -1,6 +1,6 @@
 """The whole system on one machine: `make run`, `make stop`, `make psql`.
 
-    python -m jobqueue.stack run|stop|psql|url
+    python -m devtools.stack run|stop|psql|url
 
 `run` starts a local PostgreSQL (unless WORKER_DATABASE_URL names one), applies the migrations,
 starts the SMTP sink (unless AIRFLOW_CONN_SMTP_DEFAULT names a server) and Airflow's api-server, scheduler,
@@ -24,9 +24,10 @@ import urllib.request
 from pathlib import Path
 from typing import IO
 
-from jobqueue import airflow_env, migrations, settings
+from devtools import airflow_env
+from devtools.localpg import LocalCluster
+from jobqueue import migrations, paths, settings
 from jobqueue.exceptions import ConfigurationError, WorkerError
-from jobqueue.localpg import LocalCluster
 
 STOP_GRACE_SECONDS = 20
 READY_TIMEOUT_SECONDS = 240
@@ -107,8 +108,15 @@ class Stack:
         applied = migrations.apply_migrations(settings.job_database_url())
         log(f"migrations applied: {', '.join(applied) if applied else 'none needed'}")
         env = {**os.environ, **airflow_env.airflow_environment()}
+        # The job package for Airflow's components, the tooling for the mail sink.
         env["PYTHONPATH"] = os.pathsep.join(
-            p for p in (env["AIRFLOW__CORE__PLUGINS_FOLDER"], os.environ.get("PYTHONPATH")) if p
+            p
+            for p in (
+                env["AIRFLOW__CORE__PLUGINS_FOLDER"],
+                str(paths.PROJECT_ROOT),
+                os.environ.get("PYTHONPATH"),
+            )
+            if p
         )
         airflow_env.passwords_file().write_text(json.dumps({"admin": airflow_env.admin_password()}) + "\n")
         airflow_env.passwords_file().chmod(0o600)
@@ -151,7 +159,7 @@ class Stack:
             mail_dir = self.data_dir / "mail"
             commands = {
                 "mail-sink": [
-                    sys.executable, "-m", "jobqueue.mailsink", str(mail_dir), str(settings.smtp_port())
+                    sys.executable, "-m", "devtools.mailsink", str(mail_dir), str(settings.smtp_port())
                 ],
                 **commands,
             }  # fmt: skip
@@ -297,7 +305,7 @@ class Stack:
 def main(argv: list[str]) -> int:
     commands = {"run": Stack.run, "stop": Stack.stop_other, "psql": Stack.psql}
     if len(argv) != 1 or argv[0] not in {*commands, "url"}:
-        print(f"usage: python -m jobqueue.stack {{{'|'.join([*commands, 'url'])}}}", file=sys.stderr)
+        print(f"usage: python -m devtools.stack {{{'|'.join([*commands, 'url'])}}}", file=sys.stderr)
         return 2
     if argv[0] == "url":
         print(settings.job_database_url())

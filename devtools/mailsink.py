@@ -1,6 +1,6 @@
 """A local SMTP server that keeps every message it accepts as one .eml file.
 
-Usage: python -m jobqueue.mailsink DIRECTORY [PORT]. It listens on 127.0.0.1 only.
+Usage: python -m devtools.mailsink DIRECTORY [PORT]. It listens on 127.0.0.1 only.
 """
 
 from __future__ import annotations

@@ -72,37 +72,25 @@ def dag_parsing() -> dict[str, str]:
     """How Airflow finds the DAG files: what the stack and a test parsing dags/ share."""
     return {
         "AIRFLOW__CORE__DAGS_FOLDER": str(settings.dags_folder()),
+        **{name: value for name, value in behaviour().items() if name in _PARSING},
+    }
+
+
+_PARSING = ("AIRFLOW__CORE__LOAD_EXAMPLES", "AIRFLOW__CORE__MIGHT_CONTAIN_DAG_CALLABLE")
+
+
+def behaviour() -> dict[str, str]:
+    """How Airflow must behave for the job queue, wherever it runs: `make run` applies these, and
+    docker-compose.yaml says the same (tests/test_compose.py holds them together)."""
+    return {
         "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
         # A DAG file of job types may name neither "airflow" nor "dag": Airflow's own guess would
         # skip it.
         "AIRFLOW__CORE__MIGHT_CONTAIN_DAG_CALLABLE": "jobqueue.job_types.might_contain_job_types",
-    }
-
-
-def airflow_environment() -> dict[str, str]:
-    home = airflow_home()
-    api = f"http://127.0.0.1:{settings.api_port()}"
-    return {
-        **_executor_settings(),
-        "AIRFLOW_HOME": str(home),
-        **dag_parsing(),
-        "AIRFLOW__CORE__PLUGINS_FOLDER": str(paths.PROJECT_ROOT / "plugins"),
         # Job DAGs must run as soon as they are parsed, not wait for someone to unpause them.
         "AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION": "False",
-        "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": _sqlalchemy_url(settings.airflow_database_url()),
-        # The UI and REST API on loopback only; moving the port moves the base and execution URLs.
-        "AIRFLOW__API__HOST": "127.0.0.1",
-        "AIRFLOW__API__PORT": str(settings.api_port()),
-        "AIRFLOW__API__BASE_URL": api,
-        "AIRFLOW__CORE__EXECUTION_API_SERVER_URL": f"{api}/execution/",
-        # One API worker: each costs a few hundred MB and a 2-core machine gains nothing from more.
-        "AIRFLOW__API__WORKERS": "1",
-        # Every component signs and checks task tokens with the same secret (64+ bytes).
-        "AIRFLOW__API_AUTH__JWT_SECRET": _secret(home / "jwt-secret", 64),
-        "AIRFLOW__API__SECRET_KEY": _secret(home / "api-secret-key", 32),
-        # User `admin`, with the password we write to this file before the API server starts.
+        # User `admin`, with the password written to the passwords file before the API server starts.
         "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS": "admin:admin",
-        "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE": str(passwords_file()),
         # The scheduler's idle sleep: Airflow's default, 1 s, cheap when nothing happens. While jobs
         # are about, jobqueue.wakeup shortens it to 0.1 s and ends it when a job arrives.
         "AIRFLOW__SCHEDULER__SCHEDULER_IDLE_SLEEP_TIME": "1",
@@ -119,6 +107,30 @@ def airflow_environment() -> dict[str, str]:
         "AIRFLOW__TRIGGERER__TRIGGERER_HEALTH_CHECK_THRESHOLD": "15",
         # New or changed DAG files are seen in 30 s instead of 5 minutes.
         "AIRFLOW__DAG_PROCESSOR__REFRESH_INTERVAL": "30",
+    }
+
+
+def airflow_environment() -> dict[str, str]:
+    home = airflow_home()
+    api = f"http://127.0.0.1:{settings.api_port()}"
+    return {
+        **_executor_settings(),
+        **behaviour(),
+        "AIRFLOW_HOME": str(home),
+        **dag_parsing(),
+        "AIRFLOW__CORE__PLUGINS_FOLDER": str(paths.PROJECT_ROOT / "plugins"),
+        "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": _sqlalchemy_url(settings.airflow_database_url()),
+        # The UI and REST API on loopback only; moving the port moves the base and execution URLs.
+        "AIRFLOW__API__HOST": "127.0.0.1",
+        "AIRFLOW__API__PORT": str(settings.api_port()),
+        "AIRFLOW__API__BASE_URL": api,
+        "AIRFLOW__CORE__EXECUTION_API_SERVER_URL": f"{api}/execution/",
+        # One API worker: each costs a few hundred MB and a 2-core machine gains nothing from more.
+        "AIRFLOW__API__WORKERS": "1",
+        # Every component signs and checks task tokens with the same secret (64+ bytes).
+        "AIRFLOW__API_AUTH__JWT_SECRET": _secret(home / "jwt-secret", 64),
+        "AIRFLOW__API__SECRET_KEY": _secret(home / "api-secret-key", 32),
+        "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE": str(passwords_file()),
         # Connections the job DAGs use: the job database and the SMTP server.
         "AIRFLOW_CONN_WORKER_DB": settings.job_database_url(),
         "AIRFLOW_CONN_SMTP_DEFAULT": _smtp_connection(),
