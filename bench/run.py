@@ -370,19 +370,19 @@ def graphile() -> dict:
 
 
 def _warm_render(html: str) -> float:
-    from jobqueue.documents import pdf
+    from jobqueue.documents import rendering
 
     start = time.perf_counter()
-    pdf.render_pdf(html, INVOICE["template"], settings.pdf_limits())
+    rendering.render_pdf(html, INVOICE["template"], settings.pdf_limits())
     return time.perf_counter() - start
 
 
 def raw_weasyprint() -> dict:
     """Our invoice's HTML rendered by WeasyPrint alone, one process per core, after a warm-up:
     the most PDFs per second this machine can make of it."""
-    from jobqueue.documents import pdf
+    from jobqueue.documents import model, rendering
 
-    html = pdf.render_html(pdf.parse_payload(INVOICE))
+    html = rendering.render_html(model.parse_payload(INVOICE))
     cores = os.cpu_count() or 1
     count = 20 if QUICK else 200
     with multiprocessing.get_context("spawn").Pool(cores) as pool:

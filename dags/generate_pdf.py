@@ -6,14 +6,14 @@
 from __future__ import annotations
 
 from jobqueue import job_chain, step
-from jobqueue.documents import pdf
+from jobqueue.documents import model
 from jobqueue.documents.steps import enqueue_email, render_pdf
 
 generate_pdf = job_chain(
     "generate_pdf",
     step(render_pdf, batch=True),
     enqueue_email,
-    payload=pdf.DocumentPayload,
+    payload=model.DocumentPayload,
     tags=["documents"],
     doc=__doc__,
 )

@@ -24,7 +24,8 @@ from hypothesis import strategies as st
 from psycopg.types.json import Jsonb
 
 from jobqueue import storage
-from jobqueue.documents import pdf
+from jobqueue.documents import model as documents
+from jobqueue.documents import rendering as document_rendering
 from jobqueue.emails import mime, model, rendering
 from jobqueue.exceptions import PermanentJobError
 from tests.helpers import INVOICE, job, load_dag_file, run_steps
@@ -178,8 +179,8 @@ def test_any_email_payload_fails_named_or_builds_a_message_with_only_its_own_hea
                          "context.date", "context.lines", "context.seller", "context.notes"]))  # fmt: skip
 def test_any_document_payload_fails_named_or_renders_escaped_html(payload):
     try:
-        parsed = pdf.parse_payload(payload)
-        html = pdf.render_html(parsed)
+        parsed = documents.parse_payload(payload)
+        html = document_rendering.render_html(parsed)
     except PermanentJobError as exc:
         message = str(exc)
         assert message.startswith(

@@ -15,16 +15,18 @@ import pypdf
 import pytest
 
 from jobqueue import paths, settings
-from jobqueue.documents import pdf
+from jobqueue.documents import model, pool, rendering
 from jobqueue.exceptions import PermanentJobError
 
 EXAMPLE = json.loads((paths.INCLUDE_DIR / "examples" / "generate_pdf.json").read_text())
 LIMITS = settings.PdfLimits(timeout_seconds=60, max_bytes=20_000_000, max_html_bytes=5_000_000)
 
 
-def render(payload: dict, limits: settings.PdfLimits = LIMITS) -> tuple[pypdf.PdfReader, pdf.RenderedPdf]:
-    parsed = pdf.parse_payload(payload)
-    rendered = pdf.render_pdf(pdf.render_html(parsed), parsed.template, limits)
+def render(
+    payload: dict, limits: settings.PdfLimits = LIMITS
+) -> tuple[pypdf.PdfReader, rendering.RenderedPdf]:
+    parsed = model.parse_payload(payload)
+    rendered = rendering.render_pdf(rendering.render_html(parsed), parsed.template, limits)
     return pypdf.PdfReader(io.BytesIO(rendered.content)), rendered
 
 
@@ -32,9 +34,9 @@ def text(reader: pypdf.PdfReader) -> str:
     return "\n".join(page.extract_text() for page in reader.pages)
 
 
-def raw_html(body: str) -> pdf.RenderedPdf:
+def raw_html(body: str) -> rendering.RenderedPdf:
     html = f"<!DOCTYPE html><html><head><meta charset='utf-8'></head><body><p>visible</p>{body}</body></html>"
-    return pdf.render_pdf(html, "invoice", LIMITS)
+    return rendering.render_pdf(html, "invoice", LIMITS)
 
 
 def fonts(reader: pypdf.PdfReader) -> set[str]:
@@ -180,15 +182,15 @@ def test_data_urls_are_allowed():
 def test_huge_document_hits_the_time_limit():
     payload = copy.deepcopy(EXAMPLE)
     payload["context"]["lines"] = payload["context"]["lines"] * 2000
-    parsed = pdf.parse_payload(payload)
+    parsed = model.parse_payload(payload)
     limits = settings.PdfLimits(timeout_seconds=2, max_bytes=20_000_000, max_html_bytes=50_000_000)
-    small = pdf.parse_payload(EXAMPLE)
-    results = pdf.PdfRenderer(workers=2, limits=limits).render_all(
-        {1: (pdf.render_html(parsed), "invoice"), 2: (pdf.render_html(small), "invoice")}
+    small = model.parse_payload(EXAMPLE)
+    results = pool.PdfRenderer(workers=2, limits=limits).render_all(
+        {1: (rendering.render_html(parsed), "invoice"), 2: (rendering.render_html(small), "invoice")}
     )
-    assert isinstance(results[1], pdf.RenderTimeout)
+    assert isinstance(results[1], pool.RenderTimeout)
     assert "longer than the limit of 2 s" in str(results[1])
-    assert isinstance(results[2], pdf.RenderedPdf)  # the rest of the batch is unharmed
+    assert isinstance(results[2], rendering.RenderedPdf)  # the rest of the batch is unharmed
 
 
 def test_huge_html_hits_the_input_limit():
@@ -206,10 +208,12 @@ def test_big_pdf_hits_the_size_limit():
 
 
 def test_renderer_renders_a_batch_in_parallel():
-    html = pdf.render_html(pdf.parse_payload(EXAMPLE))
-    results = pdf.PdfRenderer(workers=2).render_all({n: (html, "invoice") for n in range(4)})
+    html = rendering.render_html(model.parse_payload(EXAMPLE))
+    results = pool.PdfRenderer(workers=2).render_all({n: (html, "invoice") for n in range(4)})
     assert sorted(results) == [0, 1, 2, 3]
-    assert all(isinstance(r, pdf.RenderedPdf) and r.content.startswith(b"%PDF") for r in results.values())
+    assert all(
+        isinstance(r, rendering.RenderedPdf) and r.content.startswith(b"%PDF") for r in results.values()
+    )
 
 
 def test_a_workers_start_up_does_not_count_against_the_first_documents_limit(monkeypatch, tmp_path):
@@ -218,6 +222,8 @@ def test_a_workers_start_up_does_not_count_against_the_first_documents_limit(mon
     (tmp_path / "sitecustomize.py").write_text("import time; time.sleep(3)")  # a slow start
     monkeypatch.setenv("PYTHONPATH", f"{tmp_path}{os.pathsep}{os.environ.get('PYTHONPATH', '')}")
     limits = settings.PdfLimits(timeout_seconds=2, max_bytes=20_000_000, max_html_bytes=5_000_000)
-    small = pdf.parse_payload(EXAMPLE)
-    results = pdf.PdfRenderer(workers=1, limits=limits).render_all({1: (pdf.render_html(small), "invoice")})
-    assert isinstance(results[1], pdf.RenderedPdf), results[1]
+    small = model.parse_payload(EXAMPLE)
+    results = pool.PdfRenderer(workers=1, limits=limits).render_all(
+        {1: (rendering.render_html(small), "invoice")}
+    )
+    assert isinstance(results[1], rendering.RenderedPdf), results[1]

@@ -14,7 +14,7 @@ from typing import Any
 
 from jobqueue import payloads, storage
 from jobqueue.context import JobContext
-from jobqueue.documents import pdf
+from jobqueue.documents import model, pool, rendering
 from jobqueue.exceptions import PermanentJobError, WorkerError
 from jobqueue.runtime import BatchItem, StepContext
 
@@ -27,13 +27,13 @@ def render_pdf(items: list[BatchItem], ctx: StepContext) -> None:
     by_id = {item.job.id: item for item in items}
     for item in items:
         try:
-            html[item.job.id] = (pdf.render_html(item.value), item.value.template)
+            html[item.job.id] = (rendering.render_html(item.value), item.value.template)
         except PermanentJobError as exc:
             item.fail(str(exc))
         except Exception as exc:  # a bug shown by one job's data: retrying the same data cannot help
             log.exception("job %d: rendering the HTML failed", item.job.id)
             item.fail(payloads.unexpected(exc, "rendering the document"))
-    for job_id, outcome in pdf.PdfRenderer().render_all(html).items():
+    for job_id, outcome in pool.PdfRenderer().render_all(html).items():
         item = by_id[job_id]
         if isinstance(outcome, PermanentJobError):
             item.fail(str(outcome))
@@ -55,7 +55,7 @@ def enqueue_email(rendered: dict[str, Any], ctx: JobContext) -> dict[str, Any]:
     return result
 
 
-def email_payload(payload: pdf.DocumentPayload, document: str) -> dict[str, Any] | None:
+def email_payload(payload: model.DocumentPayload, document: str) -> dict[str, Any] | None:
     if payload.email is None:
         return None
     spec = payload.email.model_dump(mode="json", exclude_none=True)

@@ -8,20 +8,20 @@ import sys
 from pathlib import Path
 
 from jobqueue import settings
-from jobqueue.documents import pdf
+from jobqueue.documents import rendering
 from jobqueue.exceptions import PermanentJobError
 
 
 def serve() -> None:
     # stdout carries the protocol: anything else printed goes to stderr.
     protocol, sys.stdout = sys.stdout, sys.stderr
-    pdf.warm_up()  # imports and fonts: not counted against the first document's time limit
+    rendering.warm_up()  # imports and fonts: not counted against the first document's time limit
     protocol.write(json.dumps({"ready": True}) + "\n")
     protocol.flush()
     for line in sys.stdin:
         request = json.loads(line)
         try:
-            rendered = pdf.render_pdf(
+            rendered = rendering.render_pdf(
                 request["html"], request["template"], settings.PdfLimits(**request["limits"])
             )
             Path(request["output"]).write_bytes(rendered.content)

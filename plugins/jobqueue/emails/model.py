@@ -48,21 +48,20 @@ class Attachment(pydantic.BaseModel):
     ]
 
 
-class EmailPayload(pydantic.BaseModel):
+TemplateName = Annotated[str, pydantic.StringConstraints(pattern=r"^[a-z0-9_]+$", max_length=64)]
+
+
+class EmailBase(pydantic.BaseModel):
+    """What every e-mail a job asks for has: its recipients and its template's variables. The
+    e-mail job's payload adds the template and attachments; a document's `email` its defaults."""
+
     model_config = pydantic.ConfigDict(extra="forbid", frozen=True)
 
     to: Address | list[Address] = pydantic.Field(title="To", description="An address, or a list")
-    template: Annotated[str, pydantic.StringConstraints(pattern=r"^[a-z0-9_]+$", max_length=64)] = (
-        pydantic.Field(title="Template", json_schema_extra={"enum": FORM_TEMPLATES, "default": "welcome"})
-    )
     context: dict[str, Any] = pydantic.Field({}, title="Template variables")
-    locale: Literal["en", "fr"] = pydantic.Field("en", title="Language")
     cc: list[Address] = pydantic.Field([], title="Cc")
     bcc: list[Address] = pydantic.Field([], title="Bcc")
     reply_to: Address | None = pydantic.Field(None, title="Reply-To")
-    attachments: list[Attachment] = pydantic.Field(
-        [], title="Attachments", description='[{"url", "filename"}]'
-    )
 
     @property
     def recipients(self) -> list[str]:
@@ -74,6 +73,16 @@ class EmailPayload(pydantic.BaseModel):
         if isinstance(value, list) and not value:
             raise ValueError("must name at least one recipient")
         return value
+
+
+class EmailPayload(EmailBase):
+    template: TemplateName = pydantic.Field(
+        title="Template", json_schema_extra={"enum": FORM_TEMPLATES, "default": "welcome"}
+    )
+    locale: Literal["en", "fr"] = pydantic.Field("en", title="Language")
+    attachments: list[Attachment] = pydantic.Field(
+        [], title="Attachments", description='[{"url", "filename"}]'
+    )
 
 
 parse_payload = payloads.parser(EmailPayload)

@@ -1,0 +1,147 @@
+"""Many documents rendered on all cores: render processes of our own, each with a time limit."""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import json
+import os
+import queue
+import select
+import subprocess
+import sys
+import tempfile
+import threading
+from pathlib import Path
+
+from jobqueue import paths, settings
+from jobqueue.documents.rendering import RenderedPdf
+from jobqueue.exceptions import PermanentJobError, RetryableJobError, WorkerError
+
+
+class PdfRenderer:
+    """Renders many documents on all cores: worker processes of our own (`python -m
+    jobqueue.documents.worker`, a fresh interpreter, not a fork of the task process with its threads and
+    log sockets), one render at a time each, with the time limit; a worker past its limit is killed
+    and replaced."""
+
+    def __init__(self, workers: int | None = None, limits: settings.PdfLimits | None = None) -> None:
+        self.workers = workers or settings.pdf_workers()
+        self.limits = limits or settings.pdf_limits()
+
+    def render_all(self, jobs: dict[int, tuple[str, str]]) -> dict[int, RenderedPdf | WorkerError]:
+        """{job_id: (html, template)} -> {job_id: the PDF, or why it failed}."""
+        results: dict[int, RenderedPdf | WorkerError] = {}
+        pending = queue.SimpleQueue[tuple[int, str, str]]()
+        for job_id, (html, template) in jobs.items():
+            pending.put((job_id, html, template))
+        with tempfile.TemporaryDirectory(prefix="jobqueue-pdf-") as scratch:
+            threads = [
+                threading.Thread(target=self._drain, args=(pending, results, Path(scratch)), daemon=True)
+                for _ in range(min(self.workers, len(jobs)))
+            ]
+            for thread in threads:
+                thread.start()
+            for thread in threads:
+                thread.join()
+        return results
+
+    def _drain(self, pending: queue.SimpleQueue[tuple[int, str, str]], results: dict, scratch: Path) -> None:
+        worker: _Worker | None = None
+        try:
+            while True:
+                try:
+                    job_id, html, template = pending.get_nowait()
+                except queue.Empty:
+                    return
+                worker = worker or _Worker(self.limits)
+                results[job_id] = worker.render(job_id, html, template, scratch)
+                if not worker.alive:
+                    worker = None
+        finally:
+            if worker:
+                worker.close()
+
+
+class _Worker:
+    """One `python -m jobqueue.documents.worker` process: a JSON line in, a JSON line out per render.
+    It says when it is ready: its start-up never counts against a document's time limit."""
+
+    STARTUP_TIMEOUT = 120.0
+
+    def __init__(self, limits: settings.PdfLimits) -> None:
+        self.limits = limits
+        env = {
+            **os.environ,
+            "PYTHONPATH": os.pathsep.join(
+                filter(None, [str(paths.PROJECT_ROOT / "plugins"), os.environ.get("PYTHONPATH")])
+            ),
+        }
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "jobqueue.documents.worker"],
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, env=env, text=True,
+        )  # fmt: skip
+        self.ready = False
+
+    def _wait_ready(self) -> WorkerError | None:
+        assert self.process.stdout is not None
+        ready, _, _ = select.select([self.process.stdout], [], [], self.STARTUP_TIMEOUT)
+        line = self.process.stdout.readline() if ready else ""
+        if not line or not json.loads(line).get("ready"):
+            self._kill()
+            return RetryableJobError(f"the PDF worker process did not start in {self.STARTUP_TIMEOUT:g} s")
+        self.ready = True
+        return None
+
+    @property
+    def alive(self) -> bool:
+        return self.process.poll() is None
+
+    def render(self, job_id: int, html: str, template: str, scratch: Path) -> RenderedPdf | WorkerError:
+        if not self.ready and (error := self._wait_ready()) is not None:
+            return error
+        output = scratch / f"{job_id}.pdf"
+        request = {
+            "html": html,
+            "template": template,
+            "output": str(output),
+            "limits": dataclasses.asdict(self.limits),
+        }
+        assert self.process.stdin is not None and self.process.stdout is not None
+        try:
+            self.process.stdin.write(json.dumps(request) + "\n")
+            self.process.stdin.flush()
+        except BrokenPipeError:
+            return RetryableJobError("the PDF worker process died")
+        ready, _, _ = select.select([self.process.stdout], [], [], self.limits.timeout_seconds)
+        if not ready:
+            self._kill()
+            return RenderTimeout(f"rendering took longer than the limit of {self.limits.timeout_seconds:g} s")
+        line = self.process.stdout.readline()
+        if not line:
+            self._kill()
+            return RetryableJobError(f"the PDF worker process died (exit code {self.process.returncode})")
+        answer = json.loads(line)
+        if "error" in answer:
+            error_type = PermanentJobError if answer["permanent"] else RetryableJobError
+            return error_type(answer["error"])
+        return RenderedPdf(output.read_bytes(), answer["refused_urls"])
+
+    def close(self) -> None:
+        """Lets the worker finish (end of its input), or kills it after 10 s."""
+        with contextlib.suppress(BrokenPipeError):
+            self.process.stdin.close()  # type: ignore[union-attr]
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            self.process.wait(timeout=10)
+        self._kill()
+
+    def _kill(self) -> None:
+        self.process.kill()
+        self.process.wait()
+        for pipe in (self.process.stdin, self.process.stdout):
+            with contextlib.suppress(BrokenPipeError):
+                pipe.close()  # type: ignore[union-attr]
+
+
+class RenderTimeout(PermanentJobError):
+    """The render ran past its time limit."""
