@@ -7,13 +7,9 @@ import threading
 from collections.abc import Callable, Iterable, MutableMapping
 from typing import Any
 
-from jobqueue.exceptions import WorkerError
+from jobqueue.exceptions import JobAbandoned
 from jobqueue.jobs import Job, JobSpec, JsonValue
 from jobqueue.manager import JobManager
-
-
-class JobAbandoned(WorkerError):
-    """The job's time limit passed: what its handler still does is thrown away."""
 
 
 class JobLog(logging.LoggerAdapter):

@@ -22,11 +22,7 @@ import signal
 from collections.abc import Callable
 from typing import Any
 
-from jobqueue.exceptions import WorkerError
-
-
-class DetachedError(WorkerError):
-    """The detached process failed, or died without a result."""
+from jobqueue.exceptions import DetachedError
 
 
 def run_detached(work: Callable[[], Any]) -> Any:

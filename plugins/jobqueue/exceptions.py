@@ -17,6 +17,34 @@ class RetryableJobError(WorkerError):
     exception a handler raises means the same; this one says so on purpose."""
 
 
+class JobTimeLimitExceeded(WorkerError):
+    """A job's handler ran past its job type's time limit: a failed attempt, retried."""
+
+    def __init__(self, seconds: float) -> None:
+        super().__init__(f"the job took longer than its time limit of {seconds:g} s")
+
+
+class JobAbandoned(WorkerError):
+    """The job's time limit passed: what its handler still does through ctx is refused."""
+
+
+class OutcomeNotRecorded(WorkerError):
+    """A job's outcome could not be written (not a lost connection, which is waited for): the step
+    stops and its task fails, loudly, rather than go on doing work it cannot record."""
+
+
+class RenderTimeout(PermanentJobError):
+    """A document's render ran past its time limit: the same data would again."""
+
+
+class StorageError(WorkerError):
+    """A document's URL is outside the document storage, or names nothing there."""
+
+
+class DetachedError(WorkerError):
+    """The detached process failed, or died without a result."""
+
+
 class JobQueueError(WorkerError):
     """The database refused a call; `sqlstate` is one of the project's codes (README, "Errors")."""
 

@@ -8,6 +8,7 @@ import logging
 from collections.abc import Callable
 
 from jobqueue import settings, storage
+from jobqueue.exceptions import StorageError
 from jobqueue.manager import JobManager
 
 log = logging.getLogger(__name__)
@@ -80,7 +81,7 @@ def _delete_documents(batch: list[dict]) -> None:
                 path = storage.resolve(document)
                 if path.exists():
                     path.unlink()
-            except storage.StorageError as exc:
+            except StorageError as exc:
                 log.warning("job %d: not deleting its document: %s", row["id"], exc)
 
 

@@ -14,7 +14,7 @@ import logging
 from typing import Any
 
 from jobqueue import payloads
-from jobqueue.exceptions import PermanentJobError
+from jobqueue.exceptions import JobTimeLimitExceeded, PermanentJobError
 from jobqueue.jobs import Job, JsonValue
 from jobqueue.manager import JobManager
 
@@ -44,16 +44,11 @@ class Failed:
 Outcome = Completed | HandedOn | Retry | Failed
 
 
-class TimeLimitExceeded(Exception):
-    def __init__(self, seconds: float) -> None:
-        super().__init__(f"the job took longer than its time limit of {seconds:g} s")
-
-
 def of_exception(exc: BaseException, doing: str) -> Outcome:
     """What an exception out of a handler means for its job."""
     if isinstance(exc, PermanentJobError):
         return Failed(str(exc) or type(exc).__name__)
-    if isinstance(exc, TimeLimitExceeded):
+    if isinstance(exc, JobTimeLimitExceeded):
         return Retry(str(exc))
     return Retry(payloads.unexpected(exc, doing))
 

@@ -22,7 +22,7 @@ from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
 from jobqueue.context import JobContext
-from jobqueue.exceptions import PermanentJobError, WorkerError
+from jobqueue.exceptions import JobTimeLimitExceeded, OutcomeNotRecorded, PermanentJobError
 from jobqueue.jobs import Job
 from jobqueue.manager import JobManager
 from jobqueue.outcomes import (
@@ -32,7 +32,6 @@ from jobqueue.outcomes import (
     Outcome,
     Recorder,
     Retry,
-    TimeLimitExceeded,
     of_exception,
     of_return,
 )
@@ -91,11 +90,6 @@ class Connections:
             for conn in self.opened:
                 with contextlib.suppress(Exception):
                     conn.close()
-
-
-class OutcomeNotRecorded(WorkerError):
-    """A job's outcome could not be written (not a lost connection, which is waited for): the step
-    stops and its task fails, loudly, rather than go on doing work it cannot record."""
 
 
 @dataclasses.dataclass
@@ -197,7 +191,7 @@ class StepRun:
     ) -> list[tuple[Job, Any]]:
         job_type = self.job_type
         adopt_manual_job(
-            control, job_type.identifier, self.worker_id, conf, job_type.parse, job_type.form_defaults
+            control, job_type.identifier, self.recorder, conf, job_type.parse, job_type.form_defaults
         )
         batch = claim_batch(control, job_type.identifier, self.worker_id, job_type.batch_size())
         items = []
@@ -243,7 +237,7 @@ class StepRun:
                 outcome = self._outcome(await self._call(value, ctx))
             except OutcomeNotRecorded:
                 raise
-            except TimeLimitExceeded as exc:
+            except JobTimeLimitExceeded as exc:
                 outcome = Retry(str(exc))
                 if not self.step.is_async:  # its thread still runs, on its connection: leave both
                     jobs = self.connections.take()
@@ -297,13 +291,13 @@ class StepRun:
                     return await self.step.function(value, ctx)
             except TimeoutError:
                 if deadline.expired():  # else the handler's own time-out, for its own error
-                    raise TimeLimitExceeded(limit or 0) from None
+                    raise JobTimeLimitExceeded(limit or 0) from None
                 raise
         future = _in_thread(lambda: self.step.function(value, ctx), f"job-{ctx.job.id}")
         done, _ = await asyncio.wait({future}, timeout=limit)
         if future not in done:
             ctx.abandon()
-            raise TimeLimitExceeded(limit or 0)
+            raise JobTimeLimitExceeded(limit or 0)
         return future.result()
 
     # -- one handler call for the whole batch
@@ -361,7 +355,7 @@ def claim_batch(jobs: JobManager, identifier: str, worker: str, batch_size: int)
 def adopt_manual_job(
     jobs: JobManager,
     identifier: str,
-    worker: str,
+    recorder: Recorder,
     conf: dict[str, Any] | None,
     parse: Callable[[Any], Any],
     defaults: dict[str, Any] | None = None,
@@ -375,6 +369,7 @@ def adopt_manual_job(
     untouched = {name: value for name, value in (defaults or {}).items() if value is not None}
     if not payload or payload == untouched:
         return None
+    worker = recorder.worker_id
     key = f"run:{worker}"
     if jobs.job_key_exists(key):
         return None  # a retried task: the job exists already, and is held
@@ -382,7 +377,7 @@ def adopt_manual_job(
     try:
         parse(payload)
     except PermanentJobError as exc:
-        jobs.fail_job(job.id, worker, str(exc), retry=False)
+        recorder.record(jobs, job, of_exception(exc, "reading the payload"))
         from airflow.sdk.exceptions import AirflowFailException
 
         raise AirflowFailException(f"job {job.id} failed: {exc}") from exc

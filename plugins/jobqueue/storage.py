@@ -5,11 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from jobqueue import settings
-from jobqueue.exceptions import WorkerError
-
-
-class StorageError(WorkerError):
-    """A document path outside the storage root, or one that does not exist."""
+from jobqueue.exceptions import StorageError
 
 
 def storage_root() -> Any:

@@ -13,6 +13,7 @@ import types
 import pytest
 
 from jobqueue import detach, paths
+from jobqueue.exceptions import DetachedError
 from tests.helpers import add, job, run_steps
 from tests.python.test_send_email import RENDER, SEND_EMAIL, WORKER, welcome
 
@@ -37,12 +38,12 @@ def test_an_error_comes_back_named():
     def fails():
         raise ValueError("no such template")
 
-    with pytest.raises(detach.DetachedError, match="failed: ValueError: no such template"):
+    with pytest.raises(DetachedError, match="failed: ValueError: no such template"):
         detach.run_detached(fails)
 
 
 def test_a_child_dying_without_a_result_is_an_error():
-    with pytest.raises(detach.DetachedError, match="died without a result"):
+    with pytest.raises(DetachedError, match="died without a result"):
         detach.run_detached(lambda: os.kill(os.getpid(), signal.SIGKILL))
 
 

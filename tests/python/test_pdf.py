@@ -16,7 +16,7 @@ import pytest
 
 from jobqueue import paths, settings
 from jobqueue.documents import model, pool, rendering
-from jobqueue.exceptions import PermanentJobError
+from jobqueue.exceptions import PermanentJobError, RenderTimeout
 
 EXAMPLE = json.loads((paths.INCLUDE_DIR / "examples" / "generate_pdf.json").read_text())
 LIMITS = settings.PdfLimits(timeout_seconds=60, max_bytes=20_000_000, max_html_bytes=5_000_000)
@@ -188,7 +188,7 @@ def test_huge_document_hits_the_time_limit():
     results = pool.PdfRenderer(workers=2, limits=limits).render_all(
         {1: (rendering.render_html(parsed), "invoice"), 2: (rendering.render_html(small), "invoice")}
     )
-    assert isinstance(results[1], pool.RenderTimeout)
+    assert isinstance(results[1], RenderTimeout)
     assert "longer than the limit of 2 s" in str(results[1])
     assert isinstance(results[2], rendering.RenderedPdf)  # the rest of the batch is unharmed
 

@@ -11,7 +11,7 @@ import psycopg
 import pytest
 
 from jobqueue.emails.steps import Sending
-from jobqueue.runtime import OutcomeNotRecorded
+from jobqueue.exceptions import OutcomeNotRecorded
 from tests.helpers import add, all_jobs, job, load_dag_file, run_steps
 from tests.smtp import SmtpServer
 

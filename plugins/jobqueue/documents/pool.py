@@ -16,7 +16,7 @@ from pathlib import Path
 
 from jobqueue import paths, settings
 from jobqueue.documents.rendering import RenderedPdf
-from jobqueue.exceptions import PermanentJobError, RetryableJobError, WorkerError
+from jobqueue.exceptions import PermanentJobError, RenderTimeout, RetryableJobError, WorkerError
 
 
 class PdfRenderer:
@@ -141,7 +141,3 @@ class _Worker:
         for pipe in (self.process.stdin, self.process.stdout):
             with contextlib.suppress(BrokenPipeError):
                 pipe.close()  # type: ignore[union-attr]
-
-
-class RenderTimeout(PermanentJobError):
-    """The render ran past its time limit."""

@@ -17,7 +17,7 @@ from jobqueue.context import JobContext
 from jobqueue.emails import mime, smtp
 from jobqueue.emails.model import EmailPayload
 from jobqueue.emails.rendering import RenderedEmail, renderer
-from jobqueue.exceptions import PermanentJobError
+from jobqueue.exceptions import PermanentJobError, StorageError
 from jobqueue.runtime import BatchItem, StepContext
 
 
@@ -77,7 +77,7 @@ def _builder(item: BatchItem, sender: str) -> Callable[[], tuple[Any, list[str]]
             message = mime.build_message(
                 item.job.id, payload, RenderedEmail(**item.value), sender, storage.read_document
             )
-        except storage.StorageError as exc:
+        except StorageError as exc:
             raise PermanentJobError(str(exc)) from exc
         return message, mime.envelope_recipients(payload)
 
