@@ -27,6 +27,7 @@ from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 import pydantic
+from typing_extensions import Unpack
 
 from jobqueue import forms, payloads, settings
 from jobqueue.exceptions import InvalidJobType
@@ -293,33 +294,38 @@ def job_database(autocommit: bool = True) -> Iterator[JobManager]:
         conn.close()
 
 
+class OptionArgs(typing.TypedDict, total=False):
+    """The options `job_type` and `job_chain` share (see Options and the README)."""
+
+    batch_size: int | None
+    max_active_runs: int | None
+    max_attempts: int | None
+    time_limit: float | datetime.timedelta | None
+    concurrency: int
+    tags: Sequence[str]
+    doc: str | None
+    schedule: str | None
+    timezone: str
+
+
 def job_type(
     identifier: str,
     *,
     payload: type[pydantic.BaseModel] | None = None,
     batch: bool = False,
-    batch_size: int | None = None,
-    max_active_runs: int | None = None,
-    max_attempts: int | None = None,
-    time_limit: float | datetime.timedelta | None = DEFAULT_TIME_LIMIT,
-    concurrency: int = 1,
-    tags: Sequence[str] = (),
-    doc: str | None = None,
-    schedule: str | None = None,
-    timezone: str = "UTC",
+    **options: Unpack[OptionArgs],
 ) -> Callable[[Handler], JobType]:
     """Makes `function(payload, ctx)` the job type `identifier`, and the DAG that consumes its jobs.
 
     The payload's model is the first parameter's annotation (a pydantic model), or `payload=`;
     `batch=True`: the function takes the whole batch, a list of runtime.BatchItem. `schedule`: a
     cron expression (in `timezone`); each tick enqueues a job whose payload is a CronPayload."""
-    options = _options(batch_size, max_active_runs, max_attempts, time_limit, concurrency, tags, doc)
-    options = dataclasses.replace(options, schedule=schedule, timezone=timezone)
+    checked = _options(options)
 
     def decorate(function: Handler) -> JobType:
         handler = Step(function, batch=batch)
         model = payload or (None if batch else _payload_model(function))
-        return JobType(identifier, [handler], model, options)
+        return JobType(identifier, [handler], model, checked)
 
     return decorate
 
@@ -328,13 +334,7 @@ def job_chain(
     identifier: str,
     *steps: Handler | Step,
     payload: type[pydantic.BaseModel] | None = None,
-    batch_size: int | None = None,
-    max_active_runs: int | None = None,
-    max_attempts: int | None = None,
-    time_limit: float | datetime.timedelta | None = DEFAULT_TIME_LIMIT,
-    concurrency: int = 1,
-    tags: Sequence[str] = (),
-    doc: str | None = None,
+    **options: Unpack[OptionArgs],
 ) -> JobType:
     """A job type of several steps, one task each, in this order: each step gets what the step
     before returned for the job (kept in the job database, not in XCom), the last step's value is
@@ -342,23 +342,21 @@ def job_chain(
     chain = [each if isinstance(each, Step) else Step(each) for each in steps]
     first = chain[0] if chain else None
     model = payload or (_payload_model(first.function) if first and not first.batch else None)
-    options = _options(batch_size, max_active_runs, max_attempts, time_limit, concurrency, tags, doc)
-    return JobType(identifier, chain, model, options)
+    return JobType(identifier, chain, model, _options(options))
 
 
-def _options(
-    batch_size: int | None,
-    max_active_runs: int | None,
-    max_attempts: int | None,
-    time_limit: float | datetime.timedelta | None,
-    concurrency: int,
-    tags: Sequence[str],
-    doc: str | None,
-) -> Options:
-    seconds = time_limit.total_seconds() if isinstance(time_limit, datetime.timedelta) else time_limit
+def _options(given: OptionArgs) -> Options:
+    unknown = set(given) - set(OptionArgs.__annotations__)
+    if unknown:
+        raise InvalidJobType(f"no such option: {', '.join(sorted(unknown))}")
+    values: dict[str, Any] = dict(given)
+    limit = values.get("time_limit", DEFAULT_TIME_LIMIT)
+    values["time_limit"] = limit.total_seconds() if isinstance(limit, datetime.timedelta) else limit
+    tags = values.get("tags", ())
     if isinstance(tags, str):
         raise InvalidJobType(f"tags must be a list of names, got the string {tags!r}")
-    return Options(batch_size, max_active_runs, max_attempts, seconds, concurrency, tuple(tags), doc)
+    values["tags"] = tuple(tags)
+    return Options(**values)
 
 
 def _first_annotation(function: Handler) -> Any:

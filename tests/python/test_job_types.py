@@ -345,6 +345,12 @@ def test_options_are_checked_when_the_dag_file_is_parsed():
         job_type("x", tags="email")(handler)
     with pytest.raises(InvalidJobType, match="two steps are named alike"):
         job_chain("x", render, render)
+    with pytest.raises(InvalidJobType, match="no such option: batchsize"):
+        job_type("x", batchsize=3)(handler)  # type: ignore[call-arg]
+    with pytest.raises(InvalidJobType, match=r"schedule '61 \* \* \* \*' in time zone 'UTC' is refused"):
+        job_type("x", schedule="61 * * * *")(handler)
+    with pytest.raises(InvalidJobType, match="in time zone 'Mars/Olympus' is refused"):
+        job_type("x", schedule="0 8 * * *", timezone="Mars/Olympus")(handler)
 
 
 def test_the_trigger_form_comes_from_the_payload_model():
