@@ -179,12 +179,18 @@ class StepRun:
             if cron is not None:
                 adopt_cron_job(control, self.job_type.identifier, self.worker_id, cron)
             return self._claimed(control, conf, already)
-        handed = control.step_values(self.worker_id, self.job_type.steps[self.index - 1].name)
-        return [
-            (job, self.step.parse_input(handed[job.id]))
-            for job in control.held_jobs(self.worker_id)
-            if job.id in handed and job.id not in already
-        ]
+        before = self.job_type.steps[self.index - 1].name
+        handed = control.step_values(self.worker_id, before)
+        items = []
+        for job in control.held_jobs(self.worker_id):
+            if job.id not in handed or job.id in already:
+                continue
+            try:
+                items.append((job, self.step.parse_input(handed[job.id])))
+            except Exception as exc:  # the two steps disagree: the same value would again
+                problem = f"what step {before} handed on does not fit step {self.step.name}: {exc}"
+                self.recorder.record(control, job, Failed(problem.splitlines()[0][:500]))
+        return items
 
     def _claimed(
         self, control: JobManager, conf: dict[str, Any] | None, already: dict[int, Any]

@@ -406,3 +406,20 @@ def test_a_step_killed_mid_batch_leaves_each_job_with_its_child_or_neither(conn,
     run(chained_jobs.parent, db_url, worker="parent/r1")
     assert {job(conn, i)["status"] for i in ids} == {"completed"}
     assert children() == {i: 1 for i in ids}
+
+
+def test_a_value_the_next_step_refuses_fails_that_job_alone(conn, db_url):
+    def count_words(payload, ctx):
+        return {"subject": "s", "words": "many" if payload["bad"] else 3}
+
+    def report(rendered: Rendered, ctx):
+        return rendered.words
+
+    chain = job_chain("mismatch", count_words, report)
+    bad = add(conn, "mismatch", {"bad": True})["id"]
+    good = add(conn, "mismatch", {"bad": False})["id"]
+    run(chain, db_url, worker="mismatch/r1")
+    refused = job(conn, bad)
+    assert refused["status"] == "failed"
+    assert refused["last_error"].startswith("what step count_words handed on does not fit step report: ")
+    assert (job(conn, good)["status"], job(conn, good)["result"]) == ("completed", 3)
