@@ -66,7 +66,10 @@ class Options:
             value = getattr(self, name)
             if value is not None and (not isinstance(value, int) or isinstance(value, bool) or value < 1):
                 raise InvalidJobType(f"{name} must be a whole number of at least 1, got {value!r}")
-        if self.time_limit is not None and not self.time_limit > 0:
+        limit = self.time_limit
+        if limit is not None and (
+            not isinstance(limit, int | float) or isinstance(limit, bool) or limit <= 0
+        ):
             raise InvalidJobType(f"time_limit must be a positive duration, got {self.time_limit!r}")
         if self.schedule is not None:
             _check_cron(self.schedule, self.timezone)

@@ -341,6 +341,8 @@ def test_options_are_checked_when_the_dag_file_is_parsed():
         job_type("x", concurrency=0)(handler)
     with pytest.raises(InvalidJobType, match="time_limit must be a positive duration"):
         job_type("x", time_limit=-1)(handler)
+    with pytest.raises(InvalidJobType, match="time_limit must be a positive duration, got '10s'"):
+        job_type("x", time_limit="10s")(handler)  # type: ignore[arg-type]
     with pytest.raises(InvalidJobType, match="tags must be a list"):
         job_type("x", tags="email")(handler)
     with pytest.raises(InvalidJobType, match="two steps are named alike"):
