@@ -230,10 +230,12 @@ returning identifier;
 -- Wakes the consumers of these identifiers.
 select worker._notify(%(identifiers)s::text[]);
 
--- name: save_step_value
--- What one step of a chain hands to the next for one job (its current attempt).
+-- name: save_step_values
+-- What one step of a chain hands to the next, for each of these jobs (at its current attempt).
 insert into worker._job_steps (job_id, step, attempt, value)
-select id, %(step)s, attempts, %(value)s::jsonb from worker._jobs where id = %(job_id)s
+select j.id, %(step)s, j.attempts, u.value
+from unnest(%(job_ids)s::bigint[], %(step_values)s::jsonb[]) as u(id, value)
+join worker._jobs j on j.id = u.id
 on conflict (job_id, step) do update set attempt = excluded.attempt, value = excluded.value;
 
 -- name: step_values

@@ -125,7 +125,7 @@ class JobManager:
 
     def complete_each(self, results: dict[int, JsonValue]) -> list[Job]:
         """Completes several jobs in one statement, each with its own result."""
-        encoded = [_to_json(result, "result") for result in results.values()]
+        encoded = [None if result is None else _to_json(result, "result") for result in results.values()]
         return self._jobs("complete_jobs_each", {"job_ids": list(results), "results": encoded})
 
     def permanently_fail_jobs(self, job_ids: Sequence[int], reason: str | None = None) -> list[Job]:
@@ -306,10 +306,10 @@ class JobManager:
         with self._executed("job_key_exists", {"job_key": job_key}) as cursor:
             return bool(cursor.fetchone()[0])
 
-    def save_step_value(self, job_id: int, step: str, value: JsonValue) -> None:
-        params = {"job_id": job_id, "step": step, "value": _to_json(value, f"what step {step!r} returned")}
-        with self._executed("save_step_value", params):
-            pass
+    def save_step_values(self, step: str, values: dict[int, JsonValue]) -> None:
+        """What `step` hands to the next step, for each job: {job_id: value}."""
+        encoded = [_to_json(value, f"what step {step!r} returned") for value in values.values()]
+        self._execute("save_step_values", {"step": step, "job_ids": list(values), "step_values": encoded})
 
     def step_values(self, worker_id: str, step: str) -> dict[int, JsonValue]:
         """What `step` handed on for each job the worker holds, from the job's current attempt."""

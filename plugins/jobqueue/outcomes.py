@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+from collections.abc import Sequence
 from typing import Any
 
 from jobqueue import payloads
@@ -61,41 +62,51 @@ def of_return(value: Any, last_step: bool, doing: str) -> Outcome:
 
 @dataclasses.dataclass
 class Recorder:
-    """Records outcomes for one step of one DAG run (a worker), and counts them for its summary."""
+    """Records outcomes for one step of one DAG run (a worker)."""
 
     worker_id: str
     step: str
     chained: bool  # the job type has several steps, so values are kept between them
     max_attempts: int | None = None
-    counts: dict[str, int] = dataclasses.field(default_factory=dict)
 
-    def record(self, jobs: JobManager, job: Job, outcome: Outcome) -> None:
+    def record(self, jobs: JobManager, job: Job, outcome: Outcome) -> dict[str, int]:
         """Runs inside the caller's transaction (the job's own), which the caller commits."""
-        match outcome:
-            case Completed(result):
-                jobs.complete_jobs([job.id], result)
-                self._forget(jobs, job)
-                self._count("completed")
-            case HandedOn(value):
-                jobs.save_step_value(job.id, self.step, value)
-                self._count("handed_on")
-            case Retry(error) if self._attempts_left(job):
-                jobs.fail_job(job.id, self.worker_id, error)
-                self._forget(jobs, job)
-                self._count("retry")
-                log.warning("job %d failed, to be retried: %s", job.id, error)
-            case Retry(error) | Failed(error):
-                jobs.fail_job(job.id, self.worker_id, error, retry=False)
-                self._forget(jobs, job)
-                self._count("failed")
-                log.warning("job %d failed for good: %s", job.id, error)
+        return self.record_many(jobs, [(job, outcome)])
+
+    def record_many(self, jobs: JobManager, outcomes: Sequence[tuple[Job, Outcome]]) -> dict[str, int]:
+        """Several jobs' outcomes in the caller's transaction: the completions in one statement, the
+        values handed on in another, each failure on its own (they are few). Returns how many of
+        each kind, for the caller to count once its transaction is committed."""
+        counts: dict[str, int] = {}
+        completed: dict[int, JsonValue] = {}
+        handed: dict[int, JsonValue] = {}
+        finished: list[int] = []
+        for job, outcome in outcomes:
+            match outcome:
+                case Completed(result):
+                    completed[job.id] = result
+                    finished.append(job.id)
+                case HandedOn(value):
+                    handed[job.id] = value
+                case Retry(error) if self._attempts_left(job):
+                    jobs.fail_job(job.id, self.worker_id, error)
+                    finished.append(job.id)
+                    counts["retry"] = counts.get("retry", 0) + 1
+                    log.warning("job %d failed, to be retried: %s", job.id, error)
+                case Retry(error) | Failed(error):
+                    jobs.fail_job(job.id, self.worker_id, error, retry=False)
+                    finished.append(job.id)
+                    counts["failed"] = counts.get("failed", 0) + 1
+                    log.warning("job %d failed for good: %s", job.id, error)
+        if completed:
+            jobs.complete_each(completed)
+            counts["completed"] = len(completed)
+        if handed:
+            jobs.save_step_values(self.step, handed)
+            counts["handed_on"] = len(handed)
+        if finished and self.chained:
+            jobs.forget_step_values(finished)
+        return counts
 
     def _attempts_left(self, job: Job) -> bool:
         return self.max_attempts is None or job.attempts < self.max_attempts
-
-    def _forget(self, jobs: JobManager, job: Job) -> None:
-        if self.chained:
-            jobs.forget_step_values([job.id])
-
-    def _count(self, what: str) -> None:
-        self.counts[what] = self.counts.get(what, 0) + 1

@@ -37,9 +37,22 @@ def _as_is(payload: Any) -> Any:
 
 def to_json(value: Any) -> Any:
     """What a handler returns, as the job table keeps it: models and dataclasses as JSON."""
+    if value is None or isinstance(value, str | int | float | bool):
+        return value
     if isinstance(value, pydantic.BaseModel):
         return value.model_dump(mode="json")
-    return pydantic.TypeAdapter(type(value)).dump_python(value, mode="json") if value is not None else None
+    return _adapter(type(value)).dump_python(value, mode="json")
+
+
+_ADAPTERS: dict[type, pydantic.TypeAdapter[Any]] = {}
+
+
+def _adapter(kind: type) -> pydantic.TypeAdapter[Any]:
+    # Building an adapter costs about half a millisecond: once per type, not once per job.
+    adapter = _ADAPTERS.get(kind)
+    if adapter is None:
+        adapter = _ADAPTERS[kind] = pydantic.TypeAdapter(kind)
+    return adapter
 
 
 def unexpected(exc: BaseException, doing: str) -> str:

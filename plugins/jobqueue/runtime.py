@@ -16,6 +16,7 @@ import contextlib
 import dataclasses
 import inspect
 import logging
+import queue
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -147,6 +148,9 @@ class StepRun:
         self.connections = Connections(connect)
         options = job_type.options
         self.recorder = Recorder(worker_id, self.step.name, len(job_type.steps) > 1, options.max_attempts)
+        self.counts: dict[str, int] = {}
+        self.counts_lock = threading.Lock()
+        self.writer = OutcomeWriter(self)
 
     def run(self, conf: dict[str, Any] | None, cron: dict[str, Any] | None = None) -> dict[str, int]:
         try:
@@ -156,16 +160,19 @@ class StepRun:
                 # A retried task's step waits here for the one its killed attempt left running.
                 control.lock_sends(self.worker_id)
             items = self._inputs(control, conf, cron)
+            self.writer.start()
             if self.step.batch:
                 self._run_batch(items)
             else:
                 asyncio.run(self._run_each(items))
+            self.writer.close()
             if self.last:
                 # On a new connection: the handler may have outlived a restart of the database.
                 self._release_leftovers(self.connections.fresh())
         finally:
+            self.writer.finish()
             self.connections.close()
-        summary = {"jobs": len(items), **self.recorder.counts}
+        summary = {"jobs": len(items), **self.counts}
         log.info("step %s of %s: %s", self.step.name, self.worker_id, summary)
         return summary
 
@@ -189,7 +196,7 @@ class StepRun:
                 items.append((job, self.step.parse_input(handed[job.id])))
             except Exception as exc:  # the two steps disagree: the same value would again
                 problem = f"what step {before} handed on does not fit step {self.step.name}: {exc}"
-                self.recorder.record(control, job, Failed(problem.splitlines()[0][:500]))
+                self._count(self.recorder.record(control, job, Failed(problem.splitlines()[0][:500])))
         return items
 
     def _claimed(
@@ -207,7 +214,7 @@ class StepRun:
             try:
                 items.append((job, job_type.parse(job.payload)))
             except PermanentJobError as exc:
-                self.recorder.record(control, job, of_exception(exc, "reading the payload"))
+                self._count(self.recorder.record(control, job, of_exception(exc, "reading the payload")))
         return items
 
     def _release_leftovers(self, control: JobManager) -> None:
@@ -215,7 +222,7 @@ class StepRun:
         locked would wait for maintenance): it goes back to the queue."""
         for job in control.held_jobs(self.worker_id):
             error = f"the DAG run {self.worker_id} ended without an outcome for this job"
-            self.recorder.record(control, job, Retry(error))
+            self._count(self.recorder.record(control, job, Retry(error)))
 
     def _context(self, job: Job, jobs: JobManager) -> JobContext:
         cap = self.job_type.options.max_attempts
@@ -263,30 +270,48 @@ class StepRun:
             return of_exception(exc, f"keeping what step {self.step.name} returned")
 
     def _record(self, jobs: JobManager, job: Job, outcome: Outcome, touched: bool) -> JobManager:
-        """Records the outcome in the job's transaction and commits; returns the connection to go on
-        with. If the job database went away (a restart), waits for it on a new connection: what the
-        handler did through ctx went with the old one, so a job that touched it is retried."""
+        """A job's outcome: in the job's own transaction when its handler did something through
+        ctx (a success commits that work with it, a failure rolls it back), else handed to the
+        writer, which records it with others. Returns the connection to go on with."""
+        if not touched:
+            self.writer.put(job, outcome)
+            return jobs
         if isinstance(outcome, Retry | Failed):
             jobs.rollback()  # what the handler did through ctx goes with its failure
+            self.writer.put(job, outcome)
+            return jobs
+        return self.write(jobs, [(job, outcome)], touched=True)
+
+    def write(self, jobs: JobManager, outcomes: list[tuple[Job, Outcome]], touched: bool) -> JobManager:
+        """Records outcomes in one transaction and commits; returns the connection to go on with.
+        If the job database went away (a restart), waits for it on a new connection: what a handler
+        did through ctx went with the old one, so a job that `touched` it is retried instead."""
         deadline, backoff = time.monotonic() + self.RECONNECT_SECONDS, 0.5
         while True:
             try:
                 with jobs.transaction():
-                    self.recorder.record(jobs, job, outcome)
+                    counts = self.recorder.record_many(jobs, outcomes)
+                self._count(counts)
                 return jobs
             except Exception as exc:
                 if not connection_lost(exc) or time.monotonic() > deadline:
-                    raise OutcomeNotRecorded(
-                        f"job {job.id}: its outcome could not be recorded: {exc}"
-                    ) from exc
-                log.warning("job %d: recording its outcome: %s; retrying on a new connection", job.id, exc)
-                if touched and isinstance(outcome, Completed | HandedOn):
-                    outcome = Retry(
-                        f"the job database connection was lost before the outcome was recorded: {exc}"
-                    )
+                    names = ", ".join(str(job.id) for job, _ in outcomes[:10])
+                    raise OutcomeNotRecorded(f"job(s) {names}: outcome not recorded: {exc}") from exc
+                log.warning("recording %d outcome(s): %s; retrying on a new connection", len(outcomes), exc)
+                if touched:
+                    lost = f"the job database went away before the outcome was recorded: {exc}"
+                    outcomes = [
+                        (job, Retry(lost) if isinstance(outcome, Completed | HandedOn) else outcome)
+                        for job, outcome in outcomes
+                    ]
             time.sleep(backoff)
             backoff = min(backoff * 2, 10.0)
             jobs = self.connections.replace(jobs)
+
+    def _count(self, counts: dict[str, int]) -> None:
+        with self.counts_lock:
+            for kind, how_many in counts.items():
+                self.counts[kind] = self.counts.get(kind, 0) + how_many
 
     async def _call(self, value: Any, ctx: JobContext) -> Any:
         limit = self.job_type.options.time_limit
@@ -341,6 +366,63 @@ class StepRun:
         answers = _per_job(returned, len(batch))
         for item, answer in zip(batch, answers, strict=True):
             report(item, answer)
+
+
+class OutcomeWriter:
+    """Records, from a thread of its own, the outcomes that need no transaction of their job's
+    (its handler did nothing through ctx): as many as have come in, in one transaction. So neither
+    handlers nor SMTP sessions wait for a commit, and a burst costs a few statements per group, not
+    two per job. An outcome lags its job's work by at most the statement being written: the
+    window in which a crash makes that job run again, as it would if the crash came just before
+    the work ended. A lost database is waited for (StepRun.write); any other error stops the
+    step: `put` raises it, so nothing more is done that could not be recorded."""
+
+    def __init__(self, step: StepRun) -> None:
+        self.step = step
+        self.queue: queue.SimpleQueue[tuple[Job, Outcome] | None] = queue.SimpleQueue()
+        self.error: BaseException | None = None
+        self.thread = threading.Thread(target=self._run, name="outcomes", daemon=True)
+
+    def start(self) -> None:
+        self.thread.start()
+
+    def put(self, job: Job, outcome: Outcome) -> None:
+        if self.error is not None:
+            raise self.error
+        self.queue.put((job, outcome))
+
+    def close(self) -> None:
+        """Waits until every outcome put is recorded; raises what stopped the writer."""
+        self.queue.put(None)
+        self.thread.join()
+        if self.error is not None:
+            raise self.error
+
+    def finish(self) -> None:
+        """On the way out after an error: still write what was done (a job whose work is done but
+        unrecorded would be done again), then stop."""
+        if self.thread.is_alive():
+            self.queue.put(None)
+            self.thread.join(timeout=self.step.RECONNECT_SECONDS)
+
+    def _run(self) -> None:
+        jobs = self.step.connections.take()
+        done = False
+        while not done:
+            item = self.queue.get()
+            group = []
+            while item is not None:
+                group.append(item)
+                try:
+                    item = self.queue.get_nowait()
+                except queue.Empty:
+                    break
+            done = item is None
+            if group and self.error is None:
+                try:
+                    jobs = self.step.write(jobs, group, touched=False)
+                except BaseException as exc:
+                    self.error = exc
 
 
 def claim_batch(jobs: JobManager, identifier: str, worker: str, batch_size: int) -> list[Job]:
