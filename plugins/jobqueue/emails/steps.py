@@ -53,9 +53,7 @@ def send(items: list[BatchItem], ctx: StepContext) -> None:
             result = smtp.send_messages(
                 clients,
                 [(item.job.id, _builder(item, sending.sender)) for item in items],
-                on_sent=lambda job_id, message: by_id[job_id].done(
-                    {"message_id": str(message["Message-ID"])}
-                ),
+                on_sent=sent,
             )
     except (smtplib.SMTPException, OSError) as exc:  # refused, timed out, TLS or login failure
         for item in items:
