@@ -106,8 +106,8 @@ class JobsWaitingTrigger(BaseEventTrigger):
             new_work = True
             while True:
                 if time.monotonic() - last_heartbeat >= HEARTBEAT_SECONDS:
-                    await jobs.consumers_seen(self.identifiers)
                     last_heartbeat = time.monotonic()
+                    await self._heartbeat(jobs)
                 claimable, due_in = await jobs.waiting_summary(self.identifiers)
                 step = next_step(
                     claimable=claimable,
@@ -130,6 +130,16 @@ class JobsWaitingTrigger(BaseEventTrigger):
                     new_work = True
                 elif due_in is not None and due_in <= step.wait:
                     new_work = True  # a scheduled job has come due
+
+    async def _heartbeat(self, jobs: AsyncJobManager) -> None:
+        """Says the identifiers are watched. Best effort: a heartbeat that cannot be written (a
+        schema older than 0005) must not stop the pickup; a lost connection goes to run()'s retry."""
+        try:
+            await jobs.consumers_seen(self.identifiers)
+        except psycopg.OperationalError:
+            raise
+        except psycopg.Error as exc:
+            self.log.warning("cannot say that %s are watched: %s", self.identifiers, exc)
 
     async def _wait_for_news(self, conn: psycopg.AsyncConnection[Any], timeout: float) -> bool:
         """Waits up to `timeout` for a notification that concerns our identifiers."""

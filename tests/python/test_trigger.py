@@ -139,3 +139,20 @@ def test_the_trigger_reconnects_when_its_connection_dies(watcher, conn, db_url):
     add(conn, "send_email")
     # It reconnects (after about a second) and finds the job waiting.
     assert watcher.events(4.0), "no event after the connection died"
+
+
+def test_it_says_it_watches_its_identifiers_and_a_failed_heartbeat_stops_nothing(conn, db_url, fast):
+    add(conn, "send_email")
+    w = Watcher(db_url, ["send_email"])
+    try:
+        assert len(w.events(0.8)) == 1
+        seen = rows(conn, "select identifier from worker._consumers")
+        assert seen == [{"identifier": "send_email"}]
+    finally:
+        w.close()
+    conn.execute("drop table worker._consumers")  # a heartbeat that cannot be written
+    w = Watcher(db_url, ["send_email"])
+    try:
+        assert len(w.events(0.8)) == 1
+    finally:
+        w.close()
