@@ -150,8 +150,7 @@ class JobManager:
         return self._jobs("reschedule_jobs", params)
 
     def force_unlock_workers(self, worker_ids: Sequence[str], reason: str | None = None) -> None:
-        with self._executed("force_unlock_workers", {"worker_ids": list(worker_ids), "reason": reason}):
-            pass
+        self._execute("force_unlock_workers", {"worker_ids": list(worker_ids), "reason": reason})
 
     @contextlib.contextmanager
     def transaction(self) -> Iterator[JobManager]:
@@ -159,9 +158,9 @@ class JobManager:
         a connection of ours is committed (the connection is not in autocommit)."""
         try:
             yield self
-            self.conn.commit()
+            self.commit()
         except BaseException:
-            self.conn.rollback()
+            self.rollback()
             raise
 
     def commit(self) -> None:
@@ -264,8 +263,7 @@ class JobManager:
             "actor": actor,
             "detail": None if detail is None else _to_json(detail, "detail"),
         }
-        with self._executed("record_job_action", params):
-            pass
+        self._execute("record_job_action", params)
 
     def search_jobs(
         self,
@@ -295,16 +293,14 @@ class JobManager:
     def lock_sends(self, worker_id: str) -> None:
         """Waits until no other process sends for this worker (a DAG run), then keeps the others
         out until this connection closes: a task's retry and the sender its killed attempt left."""
-        with self._executed("lock_sends", {"worker_id": worker_id}):
-            pass
+        self._execute("lock_sends", {"worker_id": worker_id})
 
     def held_jobs(self, worker_id: str) -> list[Job]:
         return self._jobs("held_jobs", {"worker_id": worker_id})
 
     def job_key_exists(self, job_key: str) -> bool:
         """Whether any job, finished or not, carries this key."""
-        with self._executed("job_key_exists", {"job_key": job_key}) as cursor:
-            return bool(cursor.fetchone()[0])
+        return bool(self._scalar("job_key_exists", {"job_key": job_key}))
 
     def save_step_values(self, step: str, values: dict[int, JsonValue]) -> None:
         """What `step` hands to the next step, for each job: {job_id: value}."""
@@ -317,8 +313,7 @@ class JobManager:
             return {job_id: value for job_id, value in cursor.fetchall()}
 
     def forget_step_values(self, job_ids: Sequence[int]) -> None:
-        with self._executed("forget_step_values", {"job_ids": list(job_ids)}):
-            pass
+        self._execute("forget_step_values", {"job_ids": list(job_ids)})
 
     def unconsumed_identifiers(self, within_seconds: float) -> list[dict[str, Any]]:
         """Identifiers with jobs waiting that no job type's trigger watched in that time:

@@ -57,19 +57,18 @@ class Connections:
         with self.lock:
             if self.idle:
                 return self.idle.pop()
-        conn = self.connect()
-        conn.autocommit = False
-        with self.lock:
-            self.opened.append(conn)
-        return JobManager(conn)
+        return self._open(autocommit=False)
 
     def fresh(self) -> JobManager:
         """A new autocommit connection, whatever became of the others."""
-        jobs = JobManager(self.connect())
-        jobs.conn.autocommit = True
+        return self._open(autocommit=True)
+
+    def _open(self, autocommit: bool) -> JobManager:
+        conn = self.connect()
+        conn.autocommit = autocommit
         with self.lock:
-            self.opened.append(jobs.conn)
-        return jobs
+            self.opened.append(conn)
+        return JobManager(conn)
 
     def replace(self, jobs: JobManager) -> JobManager:
         """A new connection for one that was lost; None of its work survives."""
