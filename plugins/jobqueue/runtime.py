@@ -433,10 +433,24 @@ def claim_batch(jobs: JobManager, identifier: str, worker: str, batch_size: int)
     if claimed and len(claimed) == room:
         jobs.notify_more_waiting(identifier)
     log.info(
-        "worker %s holds %d job(s) (%d taken back, %d claimed now): %s",
-        worker, len(batch), len(held), len(claimed), [job.id for job in batch],
+        "worker %s holds %d job(s) (%d taken back, %d claimed now)%s",
+        worker, len(batch), len(held), len(claimed), _id_ranges([job.id for job in batch]),
     )  # fmt: skip
     return batch
+
+
+def _id_ranges(ids: list[int]) -> str:
+    """`: 1-500, 733` for the log: a batch's ids in a few characters, not thousands."""
+    if not ids:
+        return ""
+    spans: list[list[int]] = []
+    for job_id in sorted(ids):
+        if spans and job_id == spans[-1][1] + 1:
+            spans[-1][1] = job_id
+        else:
+            spans.append([job_id, job_id])
+    shown = ", ".join(str(a) if a == b else f"{a}-{b}" for a, b in spans[:20])
+    return ": " + shown + (f" and {len(spans) - 20} more ranges" if len(spans) > 20 else "")
 
 
 def adopt_manual_job(

@@ -9,9 +9,9 @@ import queue
 import smtplib
 import threading
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from email.message import EmailMessage
 from typing import Any
 
+from jobqueue.emails.mime import Outgoing
 from jobqueue.exceptions import PermanentJobError
 
 
@@ -22,13 +22,13 @@ class SendResult:
     retry: dict[int, str] = dataclasses.field(default_factory=dict)
 
 
-BuildMessage = Callable[[], tuple[EmailMessage, list[str]]]
+BuildMessage = Callable[[], Outgoing]
 
 
 def send_messages(
     clients: Sequence[smtplib.SMTP],
     messages: Iterable[tuple[int, BuildMessage]],
-    on_sent: Callable[[int, EmailMessage], object],
+    on_sent: Callable[[int, Outgoing], object],
 ) -> SendResult:
     """Sends over the given sessions, one thread each, every session taking the next message when
     it is free (so one slow answer holds up one session, not the batch). `on_sent` records a job as
@@ -54,12 +54,12 @@ def send_messages(
             except queue.Empty:
                 return
             try:
-                message, recipients = build()
+                message = build()
             except PermanentJobError as exc:
                 with lock:
                     result.failed[job_id] = str(exc)
                 continue
-            outcome = _send_one(client, message, recipients)
+            outcome = _send_one(client, message)
             if outcome is None:
                 try:
                     on_sent(job_id, message)
@@ -96,10 +96,10 @@ def send_messages(
     return result
 
 
-def _send_one(client: smtplib.SMTP, message: EmailMessage, recipients: list[str]) -> tuple[str, str] | None:
+def _send_one(client: smtplib.SMTP, message: Outgoing) -> tuple[str, str] | None:
     """None when the server accepted the message, else ("failed" | "retry" | "lost", why)."""
     try:
-        client.send_message(message, to_addrs=recipients)
+        client.sendmail(message.sender, message.recipients, message.data)
     except smtplib.SMTPRecipientsRefused as exc:
         refused = ", ".join(
             f"{addr} ({code} {reason.decode(errors='replace')})"

@@ -9,8 +9,6 @@ from __future__ import annotations
 
 import dataclasses
 import smtplib
-from collections.abc import Callable
-from typing import Any
 
 from jobqueue import settings, storage
 from jobqueue.context import JobContext
@@ -45,8 +43,8 @@ def send(items: list[BatchItem], ctx: StepContext) -> None:
     sending: Sending = ctx.prepared
     by_id = {item.job.id: item for item in items}
 
-    def sent(job_id: int, message: Any) -> None:
-        by_id[job_id].done({"message_id": str(message["Message-ID"])})
+    def sent(job_id: int, message: mime.Outgoing) -> None:
+        by_id[job_id].done({"message_id": message.message_id})
 
     try:
         with smtp.open_sessions(sending.connect, sending.sessions, len(items)) as clients:
@@ -68,15 +66,14 @@ def send(items: list[BatchItem], ctx: StepContext) -> None:
     )
 
 
-def _builder(item: BatchItem, sender: str) -> Callable[[], tuple[Any, list[str]]]:
-    def build() -> tuple[Any, list[str]]:
+def _builder(item: BatchItem, sender: str) -> smtp.BuildMessage:
+    def build() -> mime.Outgoing:
         payload: EmailPayload = item.ctx.payload
         try:
-            message = mime.build_message(
+            return mime.build_message(
                 item.job.id, payload, RenderedEmail(**item.value), sender, storage.read_document
             )
         except StorageError as exc:
             raise PermanentJobError(str(exc)) from exc
-        return message, mime.envelope_recipients(payload)
 
     return build
