@@ -117,6 +117,20 @@ select
 -- The running jobs a worker holds (a retried task takes back what its first attempt claimed).
 select * from worker.jobs where status = 'running' and locked_by = %(worker_id)s order by id;
 
+-- name: waiting_and_runs
+-- For sizing a run's share of a burst: jobs of one identifier a claim could take now, counted up
+-- to `most` (over the claim index), and how many other workers hold jobs of it. A hint: queues
+-- and flags are the claim's to weigh.
+select
+    (select count(*) from (
+        select 1 from worker._jobs j
+        where j.state = 'waiting' and j.identifier = %(identifier)s and j.run_at <= now()
+        limit %(most)s
+    ) as runnable) as waiting,
+    (select count(distinct j.locked_by) from worker._jobs j
+     where j.state = 'running' and j.identifier = %(identifier)s and j.locked_by <> %(worker_id)s
+    ) as other_runs;
+
 -- name: notify_more_waiting
 -- A run that claimed a full batch tells the trigger more jobs may wait, so it fires again at once.
 select worker._notify(array[%(identifier)s]::text[]);

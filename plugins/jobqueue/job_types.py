@@ -50,8 +50,25 @@ Handler = Callable[..., Any]
 
 
 @dataclasses.dataclass(frozen=True)
+class BatchSize:
+    """How many jobs a run claims: `least` when that many wait; when more do, its share of them
+    with the runs that may still start (of `runs` at once), up to `most`."""
+
+    least: int
+    most: int
+    runs: int
+
+    def share(self, waiting: int, other_runs: int) -> int:
+        free = max(1, self.runs - other_runs)
+        return max(self.least, min(self.most, -(-waiting // free)))
+
+
+@dataclasses.dataclass(frozen=True)
 class Options:
     batch_size: int | None = None  # jobs one run claims; None: WORKER_BATCH_SIZE, read at run time
+    # When more wait, a run takes its share of them (waiting / max_active_runs), up to this many:
+    # Airflow's cost of a run is paid once per few thousand jobs in a burst. None: WORKER_MAX_BATCH_SIZE
+    max_batch_size: int | None = None
     max_active_runs: int | None = None  # runs at once; None: WORKER_MAX_ACTIVE_RUNS
     max_attempts: int | None = None  # caps each job's own max_attempts (25 unless add_job says)
     time_limit: float | None = DEFAULT_TIME_LIMIT.total_seconds()  # per job, None for no limit
@@ -62,7 +79,7 @@ class Options:
     timezone: str = "UTC"  # the cron expression's time zone
 
     def __post_init__(self) -> None:
-        for name in ("batch_size", "max_active_runs", "max_attempts", "concurrency"):
+        for name in ("batch_size", "max_batch_size", "max_active_runs", "max_attempts", "concurrency"):
             value = getattr(self, name)
             if value is not None and (not isinstance(value, int) or isinstance(value, bool) or value < 1):
                 raise InvalidJobType(f"{name} must be a whole number of at least 1, got {value!r}")
@@ -156,8 +173,10 @@ class JobType:
     def __repr__(self) -> str:
         return f"<job type {self.identifier!r}: {' >> '.join(each.name for each in self.steps)}>"
 
-    def batch_size(self) -> int:
-        return self.options.batch_size or settings.batch_size()
+    def batch_size(self) -> BatchSize:
+        least = self.options.batch_size or settings.batch_size()
+        most = max(least, self.options.max_batch_size or settings.max_batch_size())
+        return BatchSize(least, most, self.options.max_active_runs or settings.max_active_runs())
 
     def run_step(self, index: int, context: dict[str, Any]) -> dict[str, int]:
         """A task of the DAG: the step `index` for this run's batch."""
@@ -301,6 +320,7 @@ class OptionArgs(typing.TypedDict, total=False):
     """The options `job_type` and `job_chain` share (see Options and the README)."""
 
     batch_size: int | None
+    max_batch_size: int | None
     max_active_runs: int | None
     max_attempts: int | None
     time_limit: float | datetime.timedelta | None

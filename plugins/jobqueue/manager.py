@@ -287,6 +287,13 @@ class JobManager:
         }
         return self._jobs("search_jobs", params)
 
+    def waiting_and_runs(self, identifier: str, worker_id: str, most: int) -> tuple[int, int]:
+        """(jobs of `identifier` that could be claimed now, counted up to `most`; other workers
+        holding jobs of it)."""
+        params = {"identifier": identifier, "worker_id": worker_id, "most": most}
+        [row] = self._rows("waiting_and_runs", params)
+        return int(row["waiting"]), int(row["other_runs"])
+
     def notify_more_waiting(self, identifier: str) -> None:
         self._execute("notify_more_waiting", {"identifier": identifier})
 

@@ -38,7 +38,7 @@ from jobqueue.outcomes import (
 )
 
 if TYPE_CHECKING:
-    from jobqueue.job_types import JobType, Step
+    from jobqueue.job_types import BatchSize, JobType, Step
 
 log = logging.getLogger(__name__)
 Connect = Callable[[], Any]  # opens a new DB-API connection to the job database
@@ -424,11 +424,18 @@ class OutcomeWriter:
                     self.error = exc
 
 
-def claim_batch(jobs: JobManager, identifier: str, worker: str, batch_size: int) -> list[Job]:
-    """What the run holds already (a retried task), topped up to a batch with waiting jobs."""
+def claim_batch(jobs: JobManager, identifier: str, worker: str, size: BatchSize) -> list[Job]:
+    """What the run holds already (a retried task), topped up to a batch with waiting jobs: the
+    least batch, and when more wait than that, the run's share of them."""
     held = jobs.held_jobs(worker)
-    room = batch_size - len(held)
+    room = size.least - len(held)
     claimed = jobs.claim_jobs([identifier], worker, max_jobs=room) if room > 0 else []
+    if claimed and len(claimed) == room and size.most > size.least:
+        waiting, others = jobs.waiting_and_runs(identifier, worker, most=size.most * size.runs)
+        more = size.share(waiting + len(claimed), others) - len(claimed)
+        if more > 0:
+            claimed += jobs.claim_jobs([identifier], worker, max_jobs=more)
+            room += more
     batch = held + claimed
     if claimed and len(claimed) == room:
         jobs.notify_more_waiting(identifier)

@@ -110,6 +110,11 @@ def batch_size() -> int:
     return _int("WORKER_BATCH_SIZE", 500)
 
 
+def max_batch_size() -> int:
+    """The most jobs one run claims when many wait (its share of them): WORKER_MAX_BATCH_SIZE."""
+    return _int("WORKER_MAX_BATCH_SIZE", 5000)
+
+
 def scheduler_hot() -> tuple[float, float]:
     """(seconds after a job notification during which the scheduler's idle sleep is short, that
     short sleep): WORKER_SCHEDULER_HOT_SECONDS (30), WORKER_SCHEDULER_HOT_SLEEP (0.1)."""

@@ -20,7 +20,8 @@ import pytest
 
 from jobqueue import PermanentJobError, forms, job_chain, job_type, paths, step
 from jobqueue.exceptions import InvalidJobType
-from jobqueue.runtime import StepRun
+from jobqueue.manager import JobManager
+from jobqueue.runtime import StepRun, claim_batch
 from tests.helpers import add, all_jobs, job, load_dag_file, rows
 from tests.python import chained_jobs
 
@@ -164,6 +165,30 @@ def test_one_job_at_a_time_by_default(conn, db_url):
         add(conn, "serial", {"n": n})
     run(serial, db_url, worker="serial/r1")
     assert most[0] == 1
+
+
+def test_a_run_takes_its_share_of_a_burst_and_the_least_batch_of_a_trickle(conn, db_url):
+    seen: dict[str, int] = {}
+
+    @job_type("burst", batch=True, batch_size=2, max_batch_size=20, max_active_runs=2)
+    def burst(items, ctx):
+        seen[ctx.worker_id] = len(items)
+
+    def claim(worker: str) -> int:
+        with psycopg.connect(db_url, autocommit=True) as own:
+            return len(claim_batch(JobManager(own), "burst", worker, burst.batch_size()))
+
+    for n in range(25):
+        add(conn, "burst", {"n": n})
+    assert claim("burst/a") == 13  # 25 wait, for two runs: half (up to 20)
+    assert claim("burst/b") == 12  # "a" still runs: the last run that may start takes the rest
+    conn.execute(
+        "update worker._jobs set state = 'waiting', locked_by = null, locked_at = null"
+        " where state = 'running'"
+    )
+    conn.execute("delete from worker._jobs where id in (select id from worker._jobs order by id limit 24)")
+    run(burst, db_url, worker="burst/c")  # one job waits: one job, not a share of nothing
+    assert seen == {"burst/c": 1}
 
 
 @pytest.mark.parametrize("kind", ["async", "sync"])
@@ -369,7 +394,8 @@ def test_the_trigger_form_comes_from_the_payload_model():
 RUN_PARENTS = """
 import sys
 import psycopg
-from jobqueue.runtime import StepRun
+from jobqueue.manager import JobManager
+from jobqueue.runtime import StepRun, claim_batch
 from tests.python.chained_jobs import parent
 StepRun(parent, 0, "parent/r1", lambda: psycopg.connect(sys.argv[1])).run(None)
 """

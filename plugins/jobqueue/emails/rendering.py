@@ -29,6 +29,9 @@ class EmailRenderer:
             autoescape=jinja2.select_autoescape(enabled_extensions=("html",), default_for_string=False),
             undefined=jinja2.StrictUndefined,
             keep_trailing_newline=False,
+            # A task process lives for one batch: no stat() of three files per e-mail to see
+            # whether a template changed meanwhile.
+            auto_reload=False,
         )
 
     def render(self, payload: EmailPayload) -> RenderedEmail:
