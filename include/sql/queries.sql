@@ -28,10 +28,9 @@ select * from worker.remove_job(%(job_key)s) where id is not null;
 select * from worker.complete_jobs(%(job_ids)s::bigint[], %(result)s::jsonb);
 
 -- name: complete_jobs_each
--- Marks jobs completed, each with its own result, in one statement.
-select c.*
-from unnest(%(job_ids)s::bigint[], %(results)s::jsonb[]) as u(id, result),
-     lateral worker.complete_jobs(array[u.id], u.result) as c;
+-- Marks jobs completed, each with its own result, in one statement; with forget_steps, drops what
+-- their steps handed on. How many were completed now.
+select worker.complete_jobs_each(%(job_ids)s::bigint[], %(results)s::jsonb[], %(forget_steps)s);
 
 -- name: permanently_fail_jobs
 -- Fails waiting jobs for good.

@@ -123,10 +123,12 @@ class JobManager:
         encoded = None if result is None else _to_json(result, "result")
         return self._jobs("complete_jobs", {"job_ids": list(job_ids), "result": encoded})
 
-    def complete_each(self, results: dict[int, JsonValue]) -> list[Job]:
-        """Completes several jobs in one statement, each with its own result."""
+    def complete_each(self, results: dict[int, JsonValue], forget_steps: bool = False) -> int:
+        """Completes several jobs in one statement, each with its own result; with `forget_steps`,
+        drops what their steps handed on. How many were completed now."""
         encoded = [None if result is None else _to_json(result, "result") for result in results.values()]
-        return self._jobs("complete_jobs_each", {"job_ids": list(results), "results": encoded})
+        params = {"job_ids": list(results), "results": encoded, "forget_steps": forget_steps}
+        return int(self._scalar("complete_jobs_each", params))
 
     def permanently_fail_jobs(self, job_ids: Sequence[int], reason: str | None = None) -> list[Job]:
         return self._jobs("permanently_fail_jobs", {"job_ids": list(job_ids), "reason": reason})

@@ -80,12 +80,11 @@ class Recorder:
         counts: dict[str, int] = {}
         completed: dict[int, JsonValue] = {}
         handed: dict[int, JsonValue] = {}
-        finished: list[int] = []
+        finished: list[int] = []  # failed: what their steps handed on goes (completions drop theirs)
         for job, outcome in outcomes:
             match outcome:
                 case Completed(result):
                     completed[job.id] = result
-                    finished.append(job.id)
                 case HandedOn(value):
                     handed[job.id] = value
                 case Retry(error) if self._attempts_left(job):
@@ -99,7 +98,7 @@ class Recorder:
                     counts["failed"] = counts.get("failed", 0) + 1
                     log.warning("job %d failed for good: %s", job.id, error)
         if completed:
-            jobs.complete_each(completed)
+            jobs.complete_each(completed, forget_steps=self.chained)
             counts["completed"] = len(completed)
         if handed:
             jobs.save_step_values(self.step, handed)
