@@ -161,7 +161,9 @@ def test_any_email_payload_fails_named_or_builds_a_message_with_only_its_own_hea
     try:
         parsed = model.parse_payload(payload)
         rendered = rendering.EmailRenderer().render(parsed)
-        message = mime.build_message(1, parsed, rendered, "jobs@example.org", no_attachments)
+        message = mime.build_message(
+            1, mime.Envelope.of(parsed), rendered, "jobs@example.org", no_attachments
+        )
         sent = message_from_bytes(bytes(message), policy=policy.SMTP)
     except PermanentJobError as exc:
         refused_named(exc)

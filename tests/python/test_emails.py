@@ -21,7 +21,7 @@ def render(payload: dict) -> rendering.RenderedEmail:
 def build(payload: dict, job_id: int = 7, read=lambda url: b"") -> bytes:
     parsed = model.parse_payload(payload)
     rendered = rendering.EmailRenderer().render(parsed)
-    return bytes(mime.build_message(job_id, parsed, rendered, "jobs@example.org", read))
+    return bytes(mime.build_message(job_id, mime.Envelope.of(parsed), rendered, "jobs@example.org", read))
 
 
 @pytest.mark.parametrize(
@@ -135,7 +135,7 @@ def test_message_has_both_parts_and_a_stable_message_id():
 
 def test_bcc_is_in_the_envelope_not_the_headers():
     payload = model.parse_payload({**VALID, "cc": ["c@example.com"], "bcc": ["hidden@example.com"]})
-    assert mime.envelope_recipients(payload) == ["ana@example.com", "c@example.com", "hidden@example.com"]
+    assert mime.Envelope.of(payload).recipients == ["ana@example.com", "c@example.com", "hidden@example.com"]
     assert b"hidden@example.com" not in build({**VALID, "bcc": ["hidden@example.com"]})
 
 

@@ -70,7 +70,7 @@ def assert_same(ours: EmailMessage, theirs: EmailMessage) -> None:
 
 def built(payload: dict, rendered: RenderedEmail, sender: str = "jobs@example.org", job_id: int = 7):
     parsed = model.parse_payload({"template": "welcome", **payload})
-    ours = mime.build_message(job_id, parsed, rendered, sender, FILES.__getitem__)
+    ours = mime.build_message(job_id, mime.Envelope.of(parsed), rendered, sender, FILES.__getitem__)
     theirs = reference(job_id, parsed, rendered, sender)
     return ours, read_back(ours.data), read_back(bytes(theirs))
 
@@ -114,7 +114,7 @@ def test_reads_back_as_the_email_packages_own_message(case):
     assert_same(parsed, expected)
     assert every_line_fits(ours.data)
     parsed_payload = model.parse_payload({"template": "welcome", **payload})
-    assert ours.recipients == mime.envelope_recipients(parsed_payload)
+    assert ours.recipients == [*parsed_payload.recipients, *parsed_payload.cc, *parsed_payload.bcc]
 
 
 @pytest.mark.parametrize(
@@ -168,4 +168,5 @@ def test_a_header_with_a_line_break_is_refused():
 
     parsed = model.parse_payload({"template": "welcome", "to": "a@example.com"})
     with pytest.raises(PermanentJobError, match="invalid header: Subject contains a line break"):
-        mime.build_message(1, parsed, RenderedEmail("a\r\nBcc: x@y.z", "", ""), "j@x.org", FILES.__getitem__)
+        rendered = RenderedEmail("a\r\nBcc: x@y.z", "", "")
+        mime.build_message(1, mime.Envelope.of(parsed), rendered, "j@x.org", FILES.__getitem__)

@@ -159,6 +159,18 @@ def test_a_refused_recipient_fails_only_that_job(conn, db_url, smtp):
     assert "nobody@refused.example (550" in failed["last_error"]
 
 
+def test_text_handed_on_without_its_envelope_is_still_sent(conn, db_url, smtp):
+    """What a render step of the version before handed on: the text alone (the envelope is then
+    read from the payload)."""
+    add(conn, "send_email", {**welcome(1), "cc": ["cc@example.com"]})
+    run_chain(db_url, smtp, steps=RENDER)
+    conn.execute("update worker._job_steps set value = value -> 'rendered'")
+    run_chain(db_url, smtp, steps=SEND)
+    [(recipients, message)] = smtp.messages
+    assert recipients == ["user1@example.com", "cc@example.com"]
+    assert message["Subject"] and message["Cc"] == "cc@example.com"
+
+
 def test_a_full_batch_asks_for_another_run(conn, db_url, smtp, monkeypatch):
     monkeypatch.setenv("WORKER_BATCH_SIZE", "2")
     for n in range(3):

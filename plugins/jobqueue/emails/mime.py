@@ -47,6 +47,29 @@ class Outgoing:
         return self.data
 
 
+@dataclasses.dataclass(frozen=True)
+class Envelope:
+    """Who a message goes to and what it carries beside its text, from the payload as validated
+    (addresses in ASCII form): what `render` hands to `send` with the text, so that `send` builds
+    the message without validating the payload a second time."""
+
+    to: list[str]
+    cc: list[str] = dataclasses.field(default_factory=list)
+    bcc: list[str] = dataclasses.field(default_factory=list)
+    reply_to: str | None = None
+    attachments: list[dict[str, str]] = dataclasses.field(default_factory=list)  # {"url", "filename"}
+
+    @classmethod
+    def of(cls, payload: EmailPayload) -> Envelope:
+        attachments = [{"url": a.url, "filename": a.filename} for a in payload.attachments]
+        return cls(payload.recipients, list(payload.cc), list(payload.bcc), payload.reply_to, attachments)
+
+    @property
+    def recipients(self) -> list[str]:
+        """The envelope's RCPT TO: To, Cc and Bcc."""
+        return [*self.to, *self.cc, *self.bcc]
+
+
 def message_id(job_id: int, domain: str) -> str:
     """The same for every attempt of a job, so a duplicate delivery is visible and can be dropped."""
     return f"<job-{job_id}@{domain}>"
@@ -57,7 +80,7 @@ ReadAttachment = Callable[[str], bytes]
 
 def build_message(
     job_id: int,
-    payload: EmailPayload,
+    envelope: Envelope,
     rendered: RenderedEmail,
     sender: str,
     read_attachment: ReadAttachment,
@@ -66,26 +89,22 @@ def build_message(
     mid = message_id(job_id, envelope_sender.rpartition("@")[2] or "localhost")
     headers = [
         ("From", from_header),
-        ("To", _address_list(payload.recipients)),
-        *([("Cc", _address_list(payload.cc))] if payload.cc else []),
-        *([("Reply-To", payload.reply_to)] if payload.reply_to else []),
+        ("To", _address_list(envelope.to)),
+        *([("Cc", _address_list(envelope.cc))] if envelope.cc else []),
+        *([("Reply-To", envelope.reply_to)] if envelope.reply_to else []),
         ("Subject", _unstructured(_header_text(rendered.subject, "Subject"))),
         ("Date", email.utils.formatdate(localtime=False)),
         ("Message-ID", mid),
         ("MIME-Version", "1.0"),
     ]
     body = _alternative(rendered.text, rendered.html)
-    if payload.attachments:
+    if envelope.attachments:
         parts = [body]
-        for attachment in payload.attachments:
-            parts.append(_attachment(attachment.filename, read_attachment(attachment.url)))
+        for attachment in envelope.attachments:
+            parts.append(_attachment(attachment["filename"], read_attachment(attachment["url"])))
         body = _multipart("mixed", parts)
     head = "".join(f"{name}: {value}{CRLF}" for name, value in headers)
-    return Outgoing(mid, envelope_sender, envelope_recipients(payload), head.encode("ascii") + body)
-
-
-def envelope_recipients(payload: EmailPayload) -> list[str]:
-    return [*payload.recipients, *payload.cc, *payload.bcc]
+    return Outgoing(mid, envelope_sender, envelope.recipients, head.encode("ascii") + body)
 
 
 # -- headers

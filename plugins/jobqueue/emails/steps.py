@@ -1,8 +1,9 @@
 """The steps of the `send_email` job type: render >> send.
 
-`render` runs per job and hands the rendered subject and bodies to `send` (kept beside the job, not
-in XCom). `send` takes the batch at once, over up to WORKER_SMTP_SESSIONS SMTP sessions, in a
-process that outlives the task (a detached step), and records each job as its message is accepted.
+`render` runs per job and hands the rendered subject and bodies, with the envelope from the payload
+it validated, to `send` (kept beside the job, not in XCom): `send` reads no payload. `send` takes
+the batch at once, over up to WORKER_SMTP_SESSIONS SMTP sessions, in a process that outlives the
+task (a detached step), and records each job as its message is accepted.
 """
 
 from __future__ import annotations
@@ -19,8 +20,23 @@ from jobqueue.exceptions import PermanentJobError, StorageError
 from jobqueue.runtime import BatchItem, StepContext
 
 
-def render(payload: EmailPayload, ctx: JobContext) -> RenderedEmail:
-    return renderer().render(payload)
+@dataclasses.dataclass(frozen=True)
+class ReadyEmail:
+    """What `render` hands to `send`."""
+
+    rendered: RenderedEmail
+    envelope: mime.Envelope
+
+
+def render(payload: EmailPayload, ctx: JobContext) -> ReadyEmail:
+    return ReadyEmail(renderer().render(payload), mime.Envelope.of(payload))
+
+
+def _ready(item: BatchItem) -> ReadyEmail:
+    value = item.value
+    if "envelope" not in value:  # rendered by a version that handed on the text alone
+        return ReadyEmail(RenderedEmail(**value), mime.Envelope.of(item.ctx.payload))
+    return ReadyEmail(RenderedEmail(**value["rendered"]), mime.Envelope(**value["envelope"]))
 
 
 @dataclasses.dataclass(frozen=True)
@@ -68,10 +84,10 @@ def send(items: list[BatchItem], ctx: StepContext) -> None:
 
 def _builder(item: BatchItem, sender: str) -> smtp.BuildMessage:
     def build() -> mime.Outgoing:
-        payload: EmailPayload = item.ctx.payload
+        ready = _ready(item)
         try:
             return mime.build_message(
-                item.job.id, payload, RenderedEmail(**item.value), sender, storage.read_document
+                item.job.id, ready.envelope, ready.rendered, sender, storage.read_document
             )
         except StorageError as exc:
             raise PermanentJobError(str(exc)) from exc
