@@ -162,8 +162,10 @@ class StepRun:
             self.writer.start()
             if self.step.batch:
                 self._run_batch(items)
-            else:
+            elif self.step.is_async:
                 asyncio.run(self._run_each(items))
+            else:
+                self._run_in_lanes(items)
             self.writer.close()
             if self.last:
                 # On a new connection: the handler may have outlived a restart of the database.
@@ -251,8 +253,6 @@ class StepRun:
                 raise
             except JobTimeLimitExceeded as exc:
                 outcome = Retry(str(exc))
-                if not self.step.is_async:  # its thread still runs, on its connection: leave both
-                    jobs = self.connections.take()
             except Exception as exc:
                 log.exception("job %d: step %s failed", job.id, self.step.name)
                 outcome = self._outcome(exc)
@@ -314,23 +314,51 @@ class StepRun:
 
     async def _call(self, value: Any, ctx: JobContext) -> Any:
         limit = self.job_type.options.time_limit
-        if self.step.is_async:
-            deadline = asyncio.timeout(limit)
-            try:
-                async with deadline:
-                    return await self.step.function(value, ctx)
-            except TimeoutError:
-                if deadline.expired():  # else the handler's own time-out, for its own error
-                    raise JobTimeLimitExceeded(limit or 0) from None
-                raise
-        future = _in_thread(lambda: self.step.function(value, ctx), f"job-{ctx.job.id}")
-        done, _ = await asyncio.wait({future}, timeout=limit)
-        if future not in done:
-            ctx.abandon()
-            raise JobTimeLimitExceeded(limit or 0)
-        return future.result()
+        deadline = asyncio.timeout(limit)
+        try:
+            async with deadline:
+                return await self.step.function(value, ctx)
+        except TimeoutError:
+            if deadline.expired():  # else the handler's own time-out, for its own error
+                raise JobTimeLimitExceeded(limit or 0) from None
+            raise
 
-    # -- one handler call for the whole batch
+    # -- a sync handler per job, in lanes
+
+    def _run_in_lanes(self, items: Sequence[tuple[Job, Any]]) -> None:
+        """`concurrency` threads (lanes) take the jobs in turn, each on a connection of its own. A
+        job past its time limit gets its Retry from here, and its lane is left to it (no thread can
+        be stopped): a new lane goes on with the rest. One thread per lane, not per job: a thread
+        start and an event loop's round trip cost more than a template's rendering."""
+        work: queue.SimpleQueue[tuple[Job, Any]] = queue.SimpleQueue()
+        for item in items:
+            work.put(item)
+        limit = self.job_type.options.time_limit
+        changed = threading.Condition()
+        lanes = [Lane(self, work, changed) for _ in range(min(self.job_type.options.concurrency, len(items)))]
+        for lane in lanes:
+            lane.start()
+        with changed:
+            while True:
+                running = [lane for lane in lanes if not lane.over]
+                errors = [lane.error for lane in lanes if lane.error is not None]
+                if errors:  # an outcome could not be recorded: no lane takes another job
+                    with contextlib.suppress(queue.Empty):
+                        while True:
+                            work.get_nowait()
+                    raise errors[0]
+                if not running:
+                    return
+                now = time.monotonic()
+                for lane in running:
+                    job = lane.overdue(now, limit)
+                    if job is not None:
+                        self.writer.put(job, Retry(str(JobTimeLimitExceeded(limit or 0))))
+                        lanes.append(Lane(self, work, changed))
+                        lanes[-1].start()
+                changed.wait(timeout=None if limit is None else min(limit, 0.5))
+
+    # -- one handler call for the whole batch    # -- one handler call for the whole batch
 
     def _run_batch(self, items: Sequence[tuple[Job, Any]]) -> None:
         if not items:
@@ -365,6 +393,70 @@ class StepRun:
         answers = _per_job(returned, len(batch))
         for item, answer in zip(batch, answers, strict=True):
             report(item, answer)
+
+
+class Lane:
+    """A thread taking jobs of a step in turn (StepRun._run_in_lanes): calls the handler, records
+    the outcome, takes the next job. A lane whose job outran its time limit is abandoned: its
+    job's Retry is recorded by the step, and whatever the handler does later is not."""
+
+    def __init__(self, step: StepRun, work: queue.SimpleQueue[tuple[Job, Any]], changed: threading.Condition):
+        self.step = step
+        self.work = work
+        self.changed = changed
+        self.lock = threading.Lock()
+        self.current: tuple[Job, JobContext, float] | None = None
+        self.abandoned = False
+        self.finished = False
+        self.error: BaseException | None = None
+        self.thread = threading.Thread(target=self._run, name="lane", daemon=True)
+
+    @property
+    def over(self) -> bool:
+        return self.finished or self.abandoned
+
+    def start(self) -> None:
+        self.thread.start()
+
+    def overdue(self, now: float, limit: float | None) -> Job | None:
+        """The job this lane runs if it is past the time limit; the lane is then abandoned."""
+        with self.lock:
+            if limit is None or self.current is None or now - self.current[2] < limit:
+                return None
+            job, ctx, _ = self.current
+            self.abandoned = True
+        ctx.abandon()
+        return job
+
+    def _run(self) -> None:
+        step = self.step
+        jobs = step.connections.take()
+        try:
+            while True:
+                try:
+                    job, value = self.work.get_nowait()
+                except queue.Empty:
+                    break
+                ctx = step._context(job, jobs)
+                with self.lock:
+                    self.current = (job, ctx, time.monotonic())
+                try:
+                    outcome = step._outcome(step.step.function(value, ctx))
+                except Exception as exc:
+                    log.exception("job %d: step %s failed", job.id, step.step.name)
+                    outcome = step._outcome(exc)
+                with self.lock:
+                    if self.abandoned:  # its Retry is recorded; its connection stays with it, unused
+                        return
+                    self.current = None
+                jobs = step._record(jobs, job, outcome, ctx.touched)
+            step.connections.give_back(jobs)
+        except BaseException as exc:  # OutcomeNotRecorded: the step stops
+            self.error = exc
+        finally:
+            with self.changed:
+                self.finished = True
+                self.changed.notify_all()
 
 
 class OutcomeWriter:
@@ -529,28 +621,3 @@ def _per_job(returned: Any, count: int) -> list[Any]:
 
 async def _awaited(awaitable: Any) -> Any:
     return await awaitable
-
-
-def _in_thread(call: Callable[[], Any], name: str) -> asyncio.Future[Any]:
-    """`call()` in a daemon thread of its own, as a future of the running loop. A daemon thread, so
-    that a handler past its time limit, which no thread can be made to stop, does not keep the task
-    process from exiting."""
-    loop = asyncio.get_running_loop()
-    future: asyncio.Future[Any] = loop.create_future()
-
-    def settle(setter: Callable[[Any], None], value: Any) -> None:
-        if not future.done():
-            setter(value)
-
-    def target() -> None:
-        try:
-            result = call()
-        except BaseException as exc:
-            answer: tuple[Callable[[Any], None], Any] = (future.set_exception, exc)
-        else:
-            answer = (future.set_result, result)
-        with contextlib.suppress(RuntimeError):  # the loop is closed: the job's time was up
-            loop.call_soon_threadsafe(settle, *answer)
-
-    threading.Thread(target=target, name=name, daemon=True).start()
-    return future
