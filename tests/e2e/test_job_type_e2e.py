@@ -2,7 +2,7 @@
 contract (`job_type`, `PermanentJobError`, `ctx`), dropped into the DAG folder, runs its jobs: a
 result kept, a plain exception retried (attempts 2), PermanentJobError failing for good with its
 message, and a job enqueued through ctx.add_job exactly when its parent completed. The child's
-identifier has no job type: the Jobs page says so."""
+identifier has no job type: the Jobs page says so. A change to the file is parsed again at once."""
 
 from __future__ import annotations
 
@@ -87,5 +87,17 @@ def test_a_dag_file_of_a_few_lines_is_a_working_job_type(stack_env, tmp_path):
             # Its own trigger says it watches resize_image.
             watched = "select count(*) from worker._consumers where identifier = 'resize_image'"
             assert conn.execute(watched).fetchone() == (1,)
+
+        # A changed DAG file is parsed again at the dag-processor's next look (it goes by the
+        # file's mtime), though unchanged files wait min_file_process_interval (600 s).
+        tagged = RESIZE_IMAGE.replace(
+            '@job_type("resize_image")', '@job_type("resize_image", tags=["images"])'
+        )
+        assert tagged != RESIZE_IMAGE
+        (dags / "resize_image.py").write_text(tagged)
+        metadata = f"postgresql://postgres@127.0.0.1:{stack_env['WORKER_PG_PORT']}/airflow"
+        with psycopg.connect(metadata, autocommit=True) as meta:
+            tags = "select count(*) from dag_tag where dag_id = 'resize_image' and name = 'images'"
+            wait_for(meta, tags, [], lambda v: v[0][0] == 1, 90, "the changed DAG file parsed again")
     finally:
         stack.stop_with("sigint")
