@@ -8,6 +8,8 @@ lands on the same receiver. On that stack, in order:
   1. burst: 10,000 send_email jobs in one statement, until all are accepted and completed
      (BENCH_REPEATS times, median), with the footprint under that load;
   3. documents: 1,000 invoice jobs until every PDF is rendered and its e-mail accepted.
+Then 6: a second stack on the CeleryExecutor (a Redis of its own on loopback, one Celery worker),
+the burst of case 1 again.
 Then graphile-worker 0.18 through its harness, bench/graphile-worker (all its modes, best kept, same
 N), the raw WeasyPrint throughput of our invoice on all cores, the PDF engines' harness,
 bench/pdf-render (puppeteer-core driving Debian's Chromium, and WeasyPrint, on its own invoice), and
@@ -25,6 +27,7 @@ import json
 import multiprocessing
 import os
 import platform
+import shutil
 import socket
 import statistics
 import subprocess
@@ -51,7 +54,7 @@ REPEATS = int(os.environ.get("BENCH_REPEATS") or (1 if QUICK else 3))
 TRICKLE_JOBS = 10 if QUICK else 100
 DOCUMENTS = 20 if QUICK else 1_000
 IDLE_SECONDS = 15 if QUICK else 60
-CASES = {c.strip() for c in (os.environ.get("BENCH_CASES") or "1,2,3,4,5").split(",")}
+CASES = {c.strip() for c in (os.environ.get("BENCH_CASES") or "1,2,3,4,5,6").split(",")}
 HARNESSES = paths.PROJECT_ROOT / "bench"
 GRAPHILE = HARNESSES / "graphile-worker"
 PDF_ENGINES = HARNESSES / "pdf-render"
@@ -289,9 +292,49 @@ def documents(conn: psycopg.Connection) -> dict:
     }  # fmt: skip
 
 
-def our_stack() -> dict:
+class Redis:
+    """A Redis of the bench's own on loopback (the Celery broker of case 6), keeping nothing."""
+
+    def __init__(self) -> None:
+        server = shutil.which("redis-server")
+        if not server:
+            raise SystemExit("case 6 needs redis-server (apt-get install redis-server)")
+        self.port = free_port()
+        self.process = subprocess.Popen(
+            [server, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"],
+            stdout=subprocess.DEVNULL,
+        )
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline:
+            try:
+                socket.create_connection(("127.0.0.1", self.port), timeout=1).close()
+                return
+            except OSError:
+                time.sleep(0.1)
+        raise SystemExit("redis-server did not start")
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.port}/0"
+
+    def stop(self) -> None:
+        self.process.terminate()
+        self.process.wait(timeout=30)
+
+
+def celery_burst() -> dict:
+    """Case 1's burst on the CeleryExecutor: the same DAGs, tasks queued through Redis."""
+    redis = Redis()
+    try:
+        extra = {"WORKER_EXECUTOR": "CeleryExecutor", "WORKER_CELERY_BROKER_URL": redis.url}
+        return dict(our_stack(extra, cases={"1"}).get("burst", {}))
+    finally:
+        redis.stop()
+
+
+def our_stack(extra_env: dict[str, str] | None = None, cases: set[str] = CASES) -> dict:
     sink = Sink()
-    env = stack_environment("worker-bench-")
+    env = stack_environment("worker-bench-") | (extra_env or {})
     env["AIRFLOW_CONN_SMTP_DEFAULT"] = sink.airflow_uri
     stack = RunningStack(env)
     port = env["WORKER_PG_PORT"]
@@ -303,15 +346,15 @@ def our_stack() -> dict:
         # Idle: no run for longer than the scheduler's hot window after the last job (wakeup.py).
         wait_until_idle(metadata_db, quiet=settings.scheduler_hot()[0] + 5)
         with psycopg.connect(database, autocommit=True) as conn:
-            if "4" in CASES:
+            if "4" in cases:
                 log(f"case 4: idle stack for {IDLE_SECONDS} s")
                 report["idle"] = footprint.measure(seconds=IDLE_SECONDS)
                 log(f"case 4, idle: {report['idle']}")
-            if "2" in CASES:
+            if "2" in cases:
                 log(f"case 2: {TRICKLE_JOBS} jobs, one every 2 s")
                 report["trickle"] = trickle_latency(conn, sink, metadata_db)
                 log(f"case 2: {report['trickle']['latency']}")
-            if "1" in CASES:
+            if "1" in cases:
                 runs = []
                 for run in range(REPEATS):
                     wait_until_idle(metadata_db)
@@ -322,7 +365,7 @@ def our_stack() -> dict:
                     "runs": runs,
                     "jobs_per_s": statistics.median(r["jobs_per_s"] for r in runs),
                 }
-            if "3" in CASES:
+            if "3" in cases:
                 wait_until_idle(metadata_db)
                 log(f"case 3, ours: {DOCUMENTS} invoices")
                 report["documents"] = documents(conn)
@@ -549,10 +592,15 @@ def markdown(report: dict) -> str:
             f"| 5. {name}, p50 / p99 ms | {figures['p50_ms']} / {figures['p99_ms']} | | | "
             f"p99 < {SCALE_TARGET_MS} | {met(figures['p99_ms'] < SCALE_TARGET_MS)} |"
         )
-    lines.append(
-        "| 6. burst on CeleryExecutor (Redis broker) | not measured by `make bench` (README) | | | "
-        "measured | no |"
-    )
+    celery = report.get("celery", {})
+    if celery:
+        local = ours.get("burst", {}).get("jobs_per_s")
+        each = ", ".join(str(run["jobs_per_s"]) for run in celery["runs"])
+        lines.append(
+            f"| 6. e-mail burst on the CeleryExecutor (Redis), {N} jobs, jobs/s (median of {REPEATS}: "
+            f"{each}) | {celery['jobs_per_s']} | ours on the LocalExecutor: {local} | "
+            f"{ratio(celery['jobs_per_s'], local)} | measured | yes |"
+        )
     if "trickle" in ours:
         lines += ["", "Case 2, where the time goes (median / max of each step, s):", ""]
         lines += [
@@ -586,6 +634,10 @@ def main() -> None:
         report["raw_weasyprint"] = raw_weasyprint()
         if os.environ.get("BENCH_SKIP_PDF_ANCHOR") != "1":
             report["pdf_anchor"] = pdf_anchor()
+    if "6" in CASES:
+        log("case 6, the burst on the CeleryExecutor")
+        report["celery"] = celery_burst()
+        log(f"case 6: {report['celery'].get('jobs_per_s')} jobs/s")
     if "5" in CASES:
         log("case 5, table scale")
         report["table_scale"] = table_scale()
