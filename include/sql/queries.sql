@@ -30,7 +30,7 @@ select * from worker.complete_jobs(%(job_ids)s::bigint[], %(result)s::jsonb);
 -- name: complete_jobs_each
 -- Marks jobs completed, each with its own result, in one statement; with forget_steps, drops what
 -- their steps handed on. How many were completed now.
-select worker.complete_jobs_each(%(job_ids)s::bigint[], %(results)s::jsonb[], %(forget_steps)s);
+select worker.complete_jobs_each(%(results)s::jsonb, %(forget_steps)s);
 
 -- name: permanently_fail_jobs
 -- Fails waiting jobs for good.
@@ -244,11 +244,12 @@ returning identifier;
 select worker._notify(%(identifiers)s::text[]);
 
 -- name: save_step_values
--- What one step of a chain hands to the next, for each of these jobs (at its current attempt).
+-- What one step of a chain hands to the next, for each of these jobs (at its current attempt):
+-- step_values is {"<job id>": value, ...}.
 insert into worker._job_steps (job_id, step, attempt, value)
 select j.id, %(step)s, j.attempts, u.value
-from unnest(%(job_ids)s::bigint[], %(step_values)s::jsonb[]) as u(id, value)
-join worker._jobs j on j.id = u.id
+from jsonb_each(%(step_values)s::jsonb) as u(key, value)
+join worker._jobs j on j.id = u.key::bigint
 on conflict (job_id, step) do update set attempt = excluded.attempt, value = excluded.value;
 
 -- name: step_values

@@ -62,6 +62,16 @@ def _to_json(value: JsonValue, what: str) -> str:
         raise InvalidPayload(f"{what} is not JSON-serialisable: {exc}") from exc
 
 
+def _json_by_job(values: dict[int, JsonValue], what: str) -> str:
+    """{job id: value} as one JSON object: one encoding for a group, not one per element."""
+    try:
+        return json.dumps({str(job_id): value for job_id, value in values.items()})
+    except (TypeError, ValueError):
+        for value in values.values():
+            _to_json(value, what)  # names the value that cannot be JSON
+        raise
+
+
 class JobManager:
     def __init__(self, conn: Connectable) -> None:
         self.conn = conn
@@ -126,8 +136,7 @@ class JobManager:
     def complete_each(self, results: dict[int, JsonValue], forget_steps: bool = False) -> int:
         """Completes several jobs in one statement, each with its own result; with `forget_steps`,
         drops what their steps handed on. How many were completed now."""
-        encoded = [None if result is None else _to_json(result, "result") for result in results.values()]
-        params = {"job_ids": list(results), "results": encoded, "forget_steps": forget_steps}
+        params = {"results": _json_by_job(results, "result"), "forget_steps": forget_steps}
         return int(self._scalar("complete_jobs_each", params))
 
     def permanently_fail_jobs(self, job_ids: Sequence[int], reason: str | None = None) -> list[Job]:
@@ -313,8 +322,8 @@ class JobManager:
 
     def save_step_values(self, step: str, values: dict[int, JsonValue]) -> None:
         """What `step` hands to the next step, for each job: {job_id: value}."""
-        encoded = [_to_json(value, f"what step {step!r} returned") for value in values.values()]
-        self._execute("save_step_values", {"step": step, "job_ids": list(values), "step_values": encoded})
+        encoded = _json_by_job(values, f"what step {step!r} returned")
+        self._execute("save_step_values", {"step": step, "step_values": encoded})
 
     def step_values(self, worker_id: str, step: str) -> dict[int, JsonValue]:
         """What `step` handed on for each job the worker holds, from the job's current attempt."""

@@ -286,7 +286,7 @@ def test_outcomes_wait_for_a_restarted_database_and_nothing_is_sent_twice(conn, 
 def test_a_real_sql_error_while_recording_stops_the_sending(conn, db_url, smtp):
     ids = [add(conn, "send_email", welcome(n))["id"] for n in range(60)]
     run_chain(db_url, smtp, steps=RENDER)
-    conn.execute("alter function worker.complete_jobs_each(bigint[], jsonb[], boolean) rename to gone")
+    conn.execute("alter function worker.complete_jobs_each(jsonb, boolean) rename to gone")
     smtp.handler.delay = 0.02  # the first outcomes fail to be written while few messages are out
     with pytest.raises(OutcomeNotRecorded, match="outcome not recorded") as error:
         run_chain(db_url, smtp, steps=SEND, prepared=sending(smtp, sessions=1))

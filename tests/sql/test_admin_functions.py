@@ -72,6 +72,34 @@ def test_complete_jobs_records_a_result(conn, others):
     others.assert_untouched()
 
 
+def test_complete_jobs_each_gives_each_job_its_result_and_forgets_its_steps(conn, others):
+    first, second, done = make(conn, "running"), make(conn, "running"), make(conn, "completed")
+    rows(conn, """update worker._jobs set result = '"kept"' where id = %s""", [second])
+    rows(
+        conn,
+        "insert into worker._job_steps (job_id, step, attempt, value) select id, 'render', 1, '{}'"
+        " from worker._jobs where id = any(%s)",
+        [[first, second]],
+    )
+    before = job(conn, done)
+    results = f'{{"{first}": {{"n": 1}}, "{second}": null, "{done}": "again", "999999": 1}}'
+    [counted] = rows(conn, "select worker.complete_jobs_each(%s, true) as n", [results])
+    assert counted["n"] == 2
+    assert (job(conn, first)["status"], job(conn, first)["result"]) == ("completed", {"n": 1})
+    assert (job(conn, second)["status"], job(conn, second)["result"]) == ("completed", "kept")
+    assert job(conn, done) == before
+    assert rows(conn, "select * from worker._job_steps") == []
+    others.assert_untouched()
+
+
+def test_complete_jobs_each_refuses_anything_but_an_object(conn):
+    import psycopg
+
+    with pytest.raises(psycopg.DatabaseError, match="results must be an object") as error:
+        rows(conn, "select worker.complete_jobs_each('[1, 2]', false)")
+    assert error.value.sqlstate == "WK008"
+
+
 def test_complete_jobs_skips_completed_and_unknown(conn, others):
     job_id = make(conn, "completed")
     before = job(conn, job_id)
