@@ -6,6 +6,8 @@ import json
 from email import message_from_bytes, policy
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from jobqueue import paths
 from jobqueue.emails import mime, model, rendering
@@ -146,3 +148,26 @@ def test_pdf_attachment_is_application_pdf_under_its_filename():
     assert attachment.get_content_type() == "application/pdf"
     assert attachment.get_filename() == "facture-42.pdf"
     assert attachment.get_content() == b"%PDF-1.7 fake"
+
+
+ADDRESS_PARTS = st.sampled_from(
+    ["a", "Z", "0", "_", "+", "-", ".", "..", "xn--", "--", "é", "!", "test", "local"]
+)
+ADDRESSES = st.builds(
+    lambda local, labels, tld: f"{''.join(local)}@{'.'.join(''.join(label) for label in labels)}.{tld}",
+    st.lists(ADDRESS_PARTS, min_size=1, max_size=6),
+    st.lists(st.lists(ADDRESS_PARTS, min_size=1, max_size=4), min_size=1, max_size=3),
+    st.sampled_from(["com", "FR", "test", "local", "c0m", "x", "io", "arpa", "123"]),
+)
+
+
+@settings(max_examples=1000, deadline=None)
+@given(ADDRESSES)
+def test_the_plain_address_shortcut_agrees_with_email_validator(address):
+    import email_validator
+
+    shortcut = model._plain_address(address)
+    if shortcut is None:
+        return
+    checked = email_validator.validate_email(address, check_deliverability=False)
+    assert checked.ascii_email == shortcut
