@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import inspect
 import logging
+import select
 import threading
 import time
 from typing import Any
@@ -119,7 +120,9 @@ class _SchedulerSleep:
                     conn.execute(f"listen {CHANNEL}")
                     backoff = 1.0
                     while not self.closed.is_set():
-                        for _ in conn.notifies(timeout=1.0):
+                        # On the socket itself: notifies(timeout=...) wakes every 0.1 s.
+                        select.select([conn.fileno()], [], [], 1.0)
+                        for _ in conn.notifies(timeout=0):
                             self._heard()
             except Exception as exc:
                 log.warning("scheduler wake-up: job database unreachable (%s); retrying", exc)
