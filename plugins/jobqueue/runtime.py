@@ -358,7 +358,7 @@ class StepRun:
                         lanes[-1].start()
                 changed.wait(timeout=None if limit is None else min(limit, 0.5))
 
-    # -- one handler call for the whole batch    # -- one handler call for the whole batch
+    # -- one handler call for the whole batch
 
     def _run_batch(self, items: Sequence[tuple[Job, Any]]) -> None:
         if not items:
@@ -398,7 +398,9 @@ class StepRun:
 class Lane:
     """A thread taking jobs of a step in turn (StepRun._run_in_lanes): calls the handler, records
     the outcome, takes the next job. A lane whose job outran its time limit is abandoned: its
-    job's Retry is recorded by the step, and whatever the handler does later is not."""
+    job's Retry is recorded by the step, and whatever the handler does later is not. A daemon
+    thread, so that a handler past its time limit, which no thread can be made to stop, does not
+    keep the task process from exiting."""
 
     def __init__(self, step: StepRun, work: queue.SimpleQueue[tuple[Job, Any]], changed: threading.Condition):
         self.step = step
