@@ -120,10 +120,11 @@ class _SchedulerSleep:
                     conn.execute(f"listen {CHANNEL}")
                     backoff = 1.0
                     while not self.closed.is_set():
-                        # On the socket itself: notifies(timeout=...) wakes every 0.1 s.
-                        select.select([conn.fileno()], [], [], 1.0)
+                        # What came already, then a wait on the socket itself (psycopg's
+                        # notifies(timeout=...) wakes every 0.1 s).
                         for _ in conn.notifies(timeout=0):
                             self._heard()
+                        select.select([conn.fileno()], [], [], 1.0)
             except Exception as exc:
                 log.warning("scheduler wake-up: job database unreachable (%s); retrying", exc)
                 self.closed.wait(backoff)

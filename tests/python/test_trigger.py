@@ -156,3 +156,23 @@ def test_it_says_it_watches_its_identifiers_and_a_failed_heartbeat_stops_nothing
         assert len(w.events(0.8)) == 1
     finally:
         w.close()
+
+
+def test_a_notification_that_came_during_a_query_wakes_the_wait_at_once(db_url):
+    """psycopg keeps aside what arrives while a query runs: the socket has nothing more to read,
+    and a wait on it alone would sleep through the notification until its timeout."""
+    trigger = JobsWaitingTrigger(identifiers=["send_email"])
+
+    async def scenario() -> tuple[bool, float]:
+        async with await psycopg.AsyncConnection.connect(db_url, autocommit=True) as conn:
+            await conn.execute("listen worker_jobs")
+            async with await psycopg.AsyncConnection.connect(db_url, autocommit=True) as other:
+                await other.execute("""select pg_notify('worker_jobs', '["send_email"]')""")
+            await asyncio.sleep(0.2)  # the notification is on the socket ...
+            await conn.execute("select 1")  # ... and read during this query, then kept aside
+            start = time.monotonic()
+            woken = await trigger._wait_for_news(conn, 5.0)
+            return woken, time.monotonic() - start
+
+    woken, waited = asyncio.run(scenario())
+    assert woken and waited < 1.0, waited
