@@ -67,6 +67,18 @@ def log(message: str) -> None:
     print(f"[bench {time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
 
 
+def wait_until_up(probe: Callable[[], object], what: str, seconds: float = 20) -> None:
+    """Until `probe` answers without an OSError (a server we started is listening)."""
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        try:
+            probe()
+            return
+        except OSError:
+            time.sleep(0.1)
+    raise SystemExit(f"{what} did not start")
+
+
 class Sink:
     """The graphile-worker harness's counting SMTP sink (Node.js), with its XCOUNT/XRESET commands."""
 
@@ -80,14 +92,7 @@ class Sink:
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
         )
-        deadline = time.monotonic() + 20
-        while time.monotonic() < deadline:
-            try:
-                self.command("XRESET")
-                return
-            except OSError:
-                time.sleep(0.1)
-        raise SystemExit("the SMTP sink did not start")
+        wait_until_up(lambda: self.command("XRESET"), "the SMTP sink")
 
     def command(self, verb: str) -> str:
         with socket.create_connection(("127.0.0.1", self.port), timeout=5) as sock:
@@ -304,14 +309,9 @@ class Redis:
             [server, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"],
             stdout=subprocess.DEVNULL,
         )
-        deadline = time.monotonic() + 20
-        while time.monotonic() < deadline:
-            try:
-                socket.create_connection(("127.0.0.1", self.port), timeout=1).close()
-                return
-            except OSError:
-                time.sleep(0.1)
-        raise SystemExit("redis-server did not start")
+        wait_until_up(
+            lambda: socket.create_connection(("127.0.0.1", self.port), timeout=1).close(), "redis-server"
+        )
 
     @property
     def url(self) -> str:
