@@ -66,8 +66,9 @@ class BatchSize:
 @dataclasses.dataclass(frozen=True)
 class Options:
     batch_size: int | None = None  # jobs one run claims; None: WORKER_BATCH_SIZE, read at run time
-    # When more wait, a run takes its share of them (waiting / max_active_runs), up to this many:
-    # Airflow's cost of a run is paid once per few thousand jobs in a burst. None: WORKER_MAX_BATCH_SIZE
+    # When more wait, a run takes its share of them (what waits over the runs that may still start),
+    # up to this many: Airflow's cost of a run is paid once per few thousand jobs in a burst.
+    # None: WORKER_MAX_BATCH_SIZE
     max_batch_size: int | None = None
     max_active_runs: int | None = None  # runs at once; None: WORKER_MAX_ACTIVE_RUNS
     max_attempts: int | None = None  # caps each job's own max_attempts (25 unless add_job says)
