@@ -68,3 +68,21 @@ def test_a_retried_step_renders_nothing_twice_and_enqueues_no_second_email(conn,
     assert run_chain(db_url, range(1, 2)) == [{"jobs": 1, "completed": 1}]
     assert run_chain(db_url, range(1, 2)) == [{"jobs": 0}]
     assert conn.execute("select count(*) from worker.jobs where identifier = 'send_email'").fetchone() == (1,)
+
+
+def test_each_document_is_handed_on_as_it_is_ready_and_a_storage_failure_retries_only_its_own(
+    conn, db_url, document_storage, monkeypatch
+):
+    """One render process, so the documents come back in order: the first is stored and handed on
+    before the second fails to be stored (a file where its folder goes), and then mailed."""
+    monkeypatch.setenv("WORKER_PDF_WORKERS", "1")
+    first = add(conn, "generate_pdf", EXAMPLE)["id"]
+    second = add(conn, "generate_pdf", EXAMPLE)["id"]
+    (document_storage / str(second)).write_text("in the way")
+    assert run_chain(db_url) == [{"jobs": 2, "handed_on": 1, "retry": 1}, {"jobs": 1, "completed": 1}]
+    done = job(conn, first)
+    assert done["status"] == "completed" and job(conn, done["result"]["email_job"])["status"] == "queued"
+    retried = job(conn, second)
+    assert retried["status"] == "scheduled" and retried["attempts"] == 1
+    assert "storing the document failed" in retried["last_error"]
+    assert conn.execute("select count(*) from worker.jobs where identifier = 'send_email'").fetchone() == (1,)

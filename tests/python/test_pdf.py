@@ -8,6 +8,8 @@ import http.server
 import io
 import json
 import os
+import subprocess
+import sys
 import threading
 from typing import Any
 
@@ -227,3 +229,34 @@ def test_a_workers_start_up_does_not_count_against_the_first_documents_limit(mon
         {1: (rendering.render_html(small), "invoice")}
     )
     assert isinstance(results[1], rendering.RenderedPdf), results[1]
+
+
+def test_a_render_slot_is_held_across_processes_and_freed_when_its_holder_is_killed(tmp_path):
+    """Two runs rendering on one host share its slots: a render waits while another process holds
+    its slot, and a holder killed by kill -9 does not keep it."""
+    acquired = threading.Event()
+
+    def render() -> None:
+        with pool.RenderSlots(tmp_path, count=1).hold(2):  # slot 2 of one is slot 0
+            acquired.set()
+
+    command = [sys.executable, "-c", HOLD_SLOT, str(tmp_path / "slot-0")]
+    with subprocess.Popen(command, stdout=subprocess.PIPE, text=True) as holder:
+        try:
+            assert holder.stdout is not None and holder.stdout.readline() == "held\n"
+            thread = threading.Thread(target=render, daemon=True)
+            thread.start()
+            assert not acquired.wait(1.0), "rendered while another process held the host's only slot"
+        finally:
+            holder.kill()
+    assert acquired.wait(10.0), "the slot of a killed process stayed taken"
+    thread.join()
+
+
+HOLD_SLOT = """
+import fcntl, sys, time
+lock = open(sys.argv[1], "a")
+fcntl.flock(lock, fcntl.LOCK_EX)
+print("held", flush=True)
+time.sleep(600)
+"""

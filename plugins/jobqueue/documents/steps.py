@@ -1,6 +1,7 @@
 """The steps of the `generate_pdf` job type: render_pdf >> enqueue_email.
 
-`render_pdf` takes the batch at once, to render it on all cores, and stores each PDF. `enqueue_email`
+`render_pdf` takes the batch at once, to render it on all cores, and stores each PDF and hands it on
+as soon as it is ready, so a task killed half-way renders again only what was in flight. `enqueue_email`
 does not mail the PDF itself: it enqueues a `send_email` job with the PDF as attachment, committed
 with the document job's completion. So there is one e-mail code path (templates, Message-ID,
 retries, the SMTP session), a document is rendered once even when the SMTP server is down for an
@@ -22,7 +23,7 @@ log = logging.getLogger(__name__)
 
 
 def render_pdf(items: list[BatchItem], ctx: StepContext) -> None:
-    """Each document's HTML, then every PDF of the batch on all cores; hands on where each is."""
+    """Each document's HTML, then the PDFs on all cores; hands on where each is as it is stored."""
     html: dict[int, tuple[str, str]] = {}
     by_id = {item.job.id: item for item in items}
     for item in items:
@@ -33,14 +34,18 @@ def render_pdf(items: list[BatchItem], ctx: StepContext) -> None:
         except Exception as exc:  # a bug shown by one job's data: retrying the same data cannot help
             log.exception("job %d: rendering the HTML failed", item.job.id)
             item.fail(payloads.unexpected(exc, "rendering the document"))
-    for job_id, outcome in pool.PdfRenderer().render_all(html).items():
+    for job_id, outcome in pool.PdfRenderer().render_each(html):
         item = by_id[job_id]
         if isinstance(outcome, PermanentJobError):
             item.fail(str(outcome))
         elif isinstance(outcome, WorkerError):
             item.retry(str(outcome))
         else:
-            document = storage.write_document(f"{job_id}/{item.value.filename}", outcome.content)
+            try:
+                document = storage.write_document(f"{job_id}/{item.value.filename}", outcome.content)
+            except OSError as exc:  # a full disk, an object store away: the others go on
+                item.retry(f"storing the document failed: {type(exc).__name__}: {exc}")
+                continue
             if outcome.refused_urls:
                 item.ctx.log.warning("refused to fetch %s", outcome.refused_urls)
             item.done({"document": document, "refused_urls": outcome.refused_urls})
