@@ -1,5 +1,5 @@
 """Many documents rendered on all cores: render processes of our own, each with a time limit, and
-no more renders at once on a host than it has cores, however many runs render."""
+no more renders at once on a host than WORKER_PDF_WORKERS (its cores), however many runs render."""
 
 from __future__ import annotations
 
@@ -112,10 +112,10 @@ class RenderSlots:
     def __init__(self, directory: Path, count: int) -> None:
         self.directory = directory
         self.count = count
+        directory.mkdir(parents=True, exist_ok=True)
 
     @contextlib.contextmanager
     def hold(self, index: int) -> Iterator[None]:
-        self.directory.mkdir(parents=True, exist_ok=True)
         with open(self.directory / f"slot-{index % self.count}", "a") as lock:
             fcntl.flock(lock, fcntl.LOCK_EX)
             yield
