@@ -187,8 +187,10 @@ def test_huge_document_hits_the_time_limit():
     parsed = model.parse_payload(payload)
     limits = settings.PdfLimits(timeout_seconds=2, max_bytes=20_000_000, max_html_bytes=50_000_000)
     small = model.parse_payload(EXAMPLE)
-    results = pool.PdfRenderer(workers=2, limits=limits).render_all(
-        {1: (rendering.render_html(parsed), "invoice"), 2: (rendering.render_html(small), "invoice")}
+    results = dict(
+        pool.PdfRenderer(workers=2, limits=limits).render_each(
+            {1: (rendering.render_html(parsed), "invoice"), 2: (rendering.render_html(small), "invoice")}
+        )
     )
     assert isinstance(results[1], RenderTimeout)
     assert "longer than the limit of 2 s" in str(results[1])
@@ -211,7 +213,7 @@ def test_big_pdf_hits_the_size_limit():
 
 def test_renderer_renders_a_batch_in_parallel():
     html = rendering.render_html(model.parse_payload(EXAMPLE))
-    results = pool.PdfRenderer(workers=2).render_all({n: (html, "invoice") for n in range(4)})
+    results = dict(pool.PdfRenderer(workers=2).render_each({n: (html, "invoice") for n in range(4)}))
     assert sorted(results) == [0, 1, 2, 3]
     assert all(
         isinstance(r, rendering.RenderedPdf) and r.content.startswith(b"%PDF") for r in results.values()
@@ -225,8 +227,8 @@ def test_a_workers_start_up_does_not_count_against_the_first_documents_limit(mon
     monkeypatch.setenv("PYTHONPATH", f"{tmp_path}{os.pathsep}{os.environ.get('PYTHONPATH', '')}")
     limits = settings.PdfLimits(timeout_seconds=2, max_bytes=20_000_000, max_html_bytes=5_000_000)
     small = model.parse_payload(EXAMPLE)
-    results = pool.PdfRenderer(workers=1, limits=limits).render_all(
-        {1: (rendering.render_html(small), "invoice")}
+    results = dict(
+        pool.PdfRenderer(workers=1, limits=limits).render_each({1: (rendering.render_html(small), "invoice")})
     )
     assert isinstance(results[1], rendering.RenderedPdf), results[1]
 

@@ -38,10 +38,6 @@ class PdfRenderer:
         self.limits = limits or settings.pdf_limits()
         self.slots = slots or RenderSlots(settings.data_dir() / "pdf-render-slots", self.workers)
 
-    def render_all(self, jobs: dict[int, tuple[str, str]]) -> dict[int, RenderedPdf | WorkerError]:
-        """{job_id: (html, template)} -> {job_id: the PDF, or why it failed}."""
-        return dict(self.render_each(jobs))
-
     def render_each(
         self, jobs: dict[int, tuple[str, str]]
     ) -> Iterator[tuple[int, RenderedPdf | WorkerError]]:
