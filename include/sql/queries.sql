@@ -85,30 +85,48 @@ select pg_advisory_unlock(hashtext('worker.migrations'));
 select pg_advisory_lock(hashtextextended('worker.sends:' || %(worker_id)s, 0));
 
 -- name: waiting_summary
--- Whether a job of these identifiers can be claimed now (not in a named queue that has a running
--- job), and when the next scheduled one is due.
+-- Whether a job of these identifiers can be claimed now (not paused, not in a paused queue or one
+-- that has a running job, and its rate limit's bucket at least half full: a run then takes a few
+-- jobs, not one per token), and when the next scheduled job is due or such a bucket will be.
+with watched as (
+    select i.identifier, r.per_second, worker._tokens_now(r) as tokens, worker._burst(r.per_second) as burst
+    from unnest(%(identifiers)s::text[]) i(identifier)
+    left join worker._rate_limits r on r.identifier = i.identifier and r.per_second is not null
+    where not exists (select 1 from worker._paused p where p.kind = 'identifier' and p.name = i.identifier)
+),
+runnable as (
+    select w.*
+    from watched w
+    where exists (
+        select 1 from worker._jobs j
+        where j.state = 'waiting' and j.identifier = w.identifier and j.run_at <= now()
+          and (j.queue_name is null or (
+              not exists (select 1 from worker._paused p where p.kind = 'queue' and p.name = j.queue_name)
+              and not exists (
+                  select 1 from worker._jobs r
+                  where r.queue_name = j.queue_name and r.state = 'running')))
+    )
+)
 select
     exists (
-        select 1
-        from unnest(%(identifiers)s::text[]) i(identifier)
-        cross join lateral (
-            select 1 from worker._jobs j
-            where j.state = 'waiting' and j.identifier = i.identifier and j.run_at <= now()
-              and (j.queue_name is null or not exists (
-                  select 1 from worker._jobs r
-                  where r.queue_name = j.queue_name and r.state = 'running'))
-            limit 1
-        ) claimable
+        select 1 from runnable where per_second is null or tokens >= least(burst, ceil(burst / 2))
     ) as claimable,
-    (
-        select min(due.run_at)
-        from unnest(%(identifiers)s::text[]) i(identifier)
-        cross join lateral (
-            select j.run_at from worker._jobs j
-            where j.state = 'waiting' and j.identifier = i.identifier and j.run_at > now()
-            order by j.run_at
-            limit 1
-        ) due
+    least(
+        (
+            select min(due.run_at)
+            from watched w
+            cross join lateral (
+                select j.run_at from worker._jobs j
+                where j.state = 'waiting' and j.identifier = w.identifier and j.run_at > now()
+                order by j.run_at
+                limit 1
+            ) due
+        ),
+        (
+            select min(now() + make_interval(secs => (least(burst, ceil(burst / 2)) - tokens) / per_second))
+            from runnable
+            where per_second is not null and tokens < least(burst, ceil(burst / 2))
+        )
     ) as next_run_at,
     now() as db_now;
 
@@ -294,3 +312,30 @@ where w.identifier is not null
 group by w.identifier
 having min(j.created_at) < now() - make_interval(secs => %(within)s)
 order by w.identifier;
+
+-- name: pause
+-- Pauses an identifier or a queue (kind); whether it was running before.
+select case %(kind)s when 'identifier' then worker.pause_identifier(%(name)s, %(actor)s)
+                     else worker.pause_queue(%(name)s, %(actor)s) end;
+
+-- name: resume
+-- Resumes an identifier or a queue (kind) and wakes its consumers; whether it was paused.
+select case %(kind)s when 'identifier' then worker.resume_identifier(%(name)s)
+                     else worker.resume_queue(%(name)s) end;
+
+-- name: paused
+-- What is paused, identifiers first.
+select kind, name, paused_at, paused_by from worker.paused order by kind, name;
+
+-- name: set_rate_limit
+-- An operator's rate limit for an identifier ('none': no limit; null: the job type's).
+select worker.set_rate_limit(%(identifier)s, %(rate_limit)s);
+
+-- name: declare_rate_limit
+-- The rate limit a job type declares, written by its runs (a no-op when unchanged).
+select worker.declare_rate_limit(%(identifier)s, %(rate_limit)s);
+
+-- name: rate_limits
+-- Every identifier's rate limit, declared, set and in force, with the jobs its bucket allows now.
+select identifier, declared, override, rate_limit, per_second, burst, tokens
+from worker.rate_limits order by identifier;

@@ -83,6 +83,10 @@ class InvalidClaim(JobQueueError):
     sqlstate = "WK008"
 
 
+class InvalidRateLimit(JobQueueError):
+    sqlstate = "WK009"
+
+
 BY_SQLSTATE: dict[str, type[JobQueueError]] = {
     cls.sqlstate: cls for cls in JobQueueError.__subclasses__() if cls.sqlstate
 }

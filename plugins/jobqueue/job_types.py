@@ -22,6 +22,7 @@ import dataclasses
 import datetime
 import inspect
 import logging
+import re
 import typing
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any
@@ -78,6 +79,9 @@ class Options:
     doc: str | None = None
     schedule: str | None = None  # a cron expression: each tick enqueues one job (see CronPayload)
     timezone: str = "UTC"  # the cron expression's time zone
+    # Jobs claimed per second, minute or hour ("10/s", "100/m", "1000/h"), across every run and
+    # host: a token bucket in the job database (migration 0007), which an operator can change.
+    rate_limit: str | None = None
 
     def __post_init__(self) -> None:
         for name in ("batch_size", "max_batch_size", "max_active_runs", "max_attempts", "concurrency"):
@@ -91,6 +95,8 @@ class Options:
             raise InvalidJobType(f"time_limit must be a positive duration, got {self.time_limit!r}")
         if self.schedule is not None:
             _check_cron(self.schedule, self.timezone)
+        if self.rate_limit is not None:
+            _check_rate_limit(self.rate_limit)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -299,6 +305,21 @@ def _check_cron(expression: str, timezone: str) -> None:
         raise InvalidJobType(f"schedule {expression!r} in time zone {timezone!r} is refused: {exc}") from exc
 
 
+# The notation worker._rate_per_second (SQL) reads: Celery's.
+_RATE_LIMIT = re.compile(r"\s*([0-9]+(?:\.[0-9]+)?)\s*(?:/\s*[smh])?\s*")
+
+
+def _check_rate_limit(rate_limit: Any) -> None:
+    match = _RATE_LIMIT.fullmatch(rate_limit) if isinstance(rate_limit, str) else None
+    if match is None:
+        raise InvalidJobType(
+            f"rate_limit must be jobs per second, minute or hour, such as '10/s', '100/m' or '1000/h', "
+            f"got {rate_limit!r}"
+        )
+    if float(match.group(1)) <= 0:
+        raise InvalidJobType(f"rate_limit {rate_limit!r} lets no job run: pause the identifier instead")
+
+
 def worker_id(context: Any) -> str:
     """A DAG run is one worker: `<dag_id>/<run_id>`."""
     return f"{context['dag'].dag_id}/{context['run_id']}"
@@ -330,6 +351,7 @@ class OptionArgs(typing.TypedDict, total=False):
     doc: str | None
     schedule: str | None
     timezone: str
+    rate_limit: str | None
 
 
 def job_type(

@@ -11,12 +11,13 @@ import contextlib
 import datetime
 import json
 from collections.abc import Iterable, Iterator, Sequence
-from typing import Any
+from typing import Any, Literal
 
 from jobqueue.exceptions import BY_SQLSTATE, InvalidPayload
 from jobqueue.jobs import Job, JobKeyMode, JobSpec, JsonValue
 from jobqueue.queries import query
 
+PauseKind = Literal["identifier", "queue"]
 Connectable = Any  # a DB-API connection of psycopg or psycopg2, a URL, or an Airflow connection id
 
 
@@ -358,6 +359,30 @@ class JobManager:
     def job_actions(self, job_id: int) -> list[dict[str, Any]]:
         """What was done to a job by hand, oldest first."""
         return self._rows("job_actions", {"job_id": job_id})
+
+    def pause(self, kind: PauseKind, name: str, actor: str | None = None) -> bool:
+        """Stops claiming the jobs of an identifier or a queue; False if it was paused already."""
+        return bool(self._scalar("pause", {"kind": kind, "name": name, "actor": actor}))
+
+    def resume(self, kind: PauseKind, name: str) -> bool:
+        """Claims them again and wakes their consumers; False if it was not paused."""
+        return bool(self._scalar("resume", {"kind": kind, "name": name}))
+
+    def paused(self) -> list[dict[str, Any]]:
+        """[{"kind", "name", "paused_at", "paused_by"}]."""
+        return self._rows("paused")
+
+    def set_rate_limit(self, identifier: str, rate_limit: str | None) -> None:
+        """An operator's rate limit ("10/s", "100/m", "1000/h"; "none" lifts it; None goes back
+        to what the job type declares)."""
+        self._execute("set_rate_limit", {"identifier": identifier, "rate_limit": rate_limit})
+
+    def declare_rate_limit(self, identifier: str, rate_limit: str | None) -> None:
+        self._execute("declare_rate_limit", {"identifier": identifier, "rate_limit": rate_limit})
+
+    def rate_limits(self) -> list[dict[str, Any]]:
+        """[{"identifier", "declared", "override", "rate_limit", "per_second", "burst", "tokens"}]."""
+        return self._rows("rate_limits")
 
     def get_job(self, job_id: int) -> Job | None:
         jobs = self._jobs("get_job", {"job_id": job_id})

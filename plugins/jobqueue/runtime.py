@@ -204,6 +204,8 @@ class StepRun:
         self, control: JobManager, conf: dict[str, Any] | None, already: dict[int, Any]
     ) -> list[tuple[Job, Any]]:
         job_type = self.job_type
+        # Before the claim, which the limit bounds: a new or changed limit is in force from this run on.
+        control.declare_rate_limit(job_type.identifier, job_type.options.rate_limit)
         adopt_manual_job(
             control, job_type.identifier, self.recorder, conf, job_type.parse, job_type.form_defaults
         )
@@ -576,6 +578,9 @@ def adopt_manual_job(
     if jobs.job_key_exists(key):
         return None  # a retried task: the job exists already, and is held
     job = jobs.add_job_for_worker(identifier, payload, worker, job_key=key)
+    if job.locked_by != worker:
+        log.info("manual run %s: %s is paused, its payload waits as job %d", worker, identifier, job.id)
+        return None
     try:
         parse(payload)
     except PermanentJobError as exc:
@@ -594,6 +599,9 @@ def adopt_cron_job(jobs: JobManager, identifier: str, worker: str, tick: dict[st
     if jobs.job_key_exists(key):
         return None
     job = jobs.add_job_for_worker(identifier, {"_cron": tick}, worker, job_key=key)
+    if job.locked_by != worker:
+        log.info("cron tick %s: %s is paused, job %d waits", tick["ts"], identifier, job.id)
+        return None
     log.info("cron tick %s: job %d", tick["ts"], job.id)
     return job
 

@@ -53,6 +53,11 @@ def test_an_application_enqueues_removes_by_key_and_reads_jobs(app):
         "select worker.force_unlock_workers(array['w'])",
         "select worker.fail_job(1, 'w', 'e')",
         "select worker.add_job_for_worker('x', '{}', 'w')",
+        "select worker.pause_identifier('send_email')",
+        "select worker.resume_queue('q')",
+        "select worker.set_rate_limit('send_email', '1/h')",
+        "select worker.declare_rate_limit('send_email', '1/h')",
+        "select * from worker.paused",
         "select worker._add_job('x', '{}', null, null, null, null, null, null, 'replace')",
         "create function worker.add_job(text) returns int language sql as 'select 1'",
         "create table worker.mine (x int)",
@@ -86,3 +91,40 @@ def test_public_cannot_use_the_schema(db_url, conn):
                     other.execute(statement)
     finally:
         conn.execute(sql.SQL("drop role {}").format(sql.Identifier(name)))
+
+
+@pytest.fixture
+def admin(db_url: str, conn: psycopg.Connection) -> Iterator[psycopg.Connection]:
+    """A connection as a fresh login role that was granted worker_admin, as an operator would be."""
+    name = f"admin_{secrets.token_hex(4)}"
+    conn.execute(sql.SQL("create role {} login in role worker_admin").format(sql.Identifier(name)))
+    try:
+        with psycopg.connect(psycopg.conninfo.make_conninfo(db_url, user=name), autocommit=True) as admin:
+            yield admin
+    finally:
+        conn.execute(sql.SQL("drop role {}").format(sql.Identifier(name)))
+
+
+def test_an_operator_pauses_resumes_and_sets_rate_limits_and_is_named_as_who_paused(admin):
+    admin.execute("select worker.pause_identifier('send_email')")
+    admin.execute("select worker.pause_queue('user:7')")
+    admin.execute("select worker.set_rate_limit('send_email', '5/s')")
+    paused = admin.execute("select kind, name, paused_by = session_user from worker.paused order by kind")
+    assert paused.fetchall() == [("identifier", "send_email", True), ("queue", "user:7", True)]
+    assert admin.execute("select rate_limit from worker.rate_limits").fetchall() == [("5/s",)]
+    assert admin.execute("select worker.resume_identifier('send_email')").fetchone() == (True,)
+    assert admin.execute("select count(*) from worker.jobs").fetchone() == (0,)
+
+
+@pytest.mark.parametrize(
+    "statement",
+    [
+        "select * from worker._paused",
+        "select worker.claim_jobs(array['send_email'], 'thief')",
+        "select worker.declare_rate_limit('send_email', '1/h')",
+        "select worker.add_job('x')",
+    ],
+)
+def test_an_operator_does_not_work_jobs_or_enqueue(admin, statement):
+    with pytest.raises(errors.InsufficientPrivilege):
+        admin.execute(statement)
