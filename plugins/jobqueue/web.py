@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Annotated, Any, Literal
 
@@ -22,7 +22,7 @@ from fastapi.responses import HTMLResponse
 from jobqueue import job_types, paths, settings
 from jobqueue.exceptions import JobQueueError
 from jobqueue.jobs import Job, JobSpec
-from jobqueue.manager import JobManager
+from jobqueue.manager import JobManager, PauseKind
 
 STATUSES = ["queued", "scheduled", "running", "completed", "failed"]
 PAGE_SIZE = 50
@@ -83,6 +83,38 @@ class ActionBody(pydantic.BaseModel):
     reason: str | None = None
 
 
+class Pausable(pydantic.BaseModel):
+    """An identifier or a named queue, exactly one of them."""
+
+    model_config = pydantic.ConfigDict(extra="forbid")
+
+    identifier: str | None = None
+    queue_name: str | None = None
+
+    @pydantic.model_validator(mode="after")
+    def _one(self) -> Pausable:
+        if (self.identifier is None) == (self.queue_name is None):
+            raise ValueError("give an identifier or a queue_name, not both")
+        return self
+
+    @property
+    def kind(self) -> PauseKind:
+        return "identifier" if self.identifier is not None else "queue"
+
+    @property
+    def name(self) -> str:
+        return self.identifier if self.identifier is not None else str(self.queue_name)
+
+
+class RateLimitBody(pydantic.BaseModel):
+    model_config = pydantic.ConfigDict(extra="forbid")
+
+    identifier: str
+    rate_limit: str | None = pydantic.Field(
+        description="'10/s', '100/m', '1000/h'; 'none' for no limit; null for the job type's own"
+    )
+
+
 def dag_run_url(worker: str | None) -> str | None:
     dag_id, _, run_id = (worker or "").partition("/")
     return f"/dags/{dag_id}/runs/{run_id}" if run_id else None
@@ -115,6 +147,20 @@ def apply_action(jobs: JobManager, body: ActionBody, actor: str) -> list[Job]:
         changed = jobs.permanently_fail_jobs(body.ids, body.reason or f"Failed by hand by {actor}")
     detail = {"changed": [job.id for job in changed], "run_at": body.run_at and body.run_at.isoformat()}
     jobs.record_action(body.ids, body.action, actor, detail)
+    return changed
+
+
+def _control(
+    request: Request, user: Any, action: str, detail: dict[str, Any], change: Callable[[JobManager], Any]
+) -> Any:
+    """A pause, a resume or a rate limit, recorded in worker.job_actions in its transaction."""
+    require_action_header(request)
+    try:
+        with job_database() as jobs:
+            changed = change(jobs)
+            jobs.record_action([], action, user.get_name(), detail)
+    except JobQueueError as exc:
+        raise HTTPException(422, str(exc)) from exc
     return changed
 
 
@@ -205,6 +251,42 @@ def create_app() -> FastAPI:
     def cancel(job_id: int, user: User, request: Request) -> list[JobOut]:
         return act(ActionBody(action="cancel", ids=[job_id]), user, request)
 
+    @app.get("/api/controls", summary="What is paused, and the rate limits")
+    def controls() -> dict[str, list[dict[str, Any]]]:
+        with job_database() as jobs:
+            return {"paused": jobs.paused(), "rate_limits": jobs.rate_limits()}
+
+    @app.post("/api/pause", summary="Pause an identifier or a queue: its jobs wait, unclaimed")
+    def pause(body: Pausable, user: User, request: Request) -> dict[str, bool]:
+        return {
+            "changed": _control(
+                request,
+                user,
+                "pause",
+                body.model_dump(),
+                lambda jobs: jobs.pause(body.kind, body.name, user.get_name()),
+            )
+        }
+
+    @app.post("/api/resume", summary="Resume a paused identifier or queue")
+    def resume(body: Pausable, user: User, request: Request) -> dict[str, bool]:
+        return {
+            "changed": _control(
+                request, user, "resume", body.model_dump(), lambda jobs: jobs.resume(body.kind, body.name)
+            )
+        }
+
+    @app.post("/api/rate_limits", summary="Set an identifier's rate limit, over its job type's")
+    def set_rate_limit(body: RateLimitBody, user: User, request: Request) -> dict[str, bool]:
+        _control(
+            request,
+            user,
+            "rate_limit",
+            body.model_dump(),
+            lambda jobs: jobs.set_rate_limit(body.identifier, body.rate_limit),
+        )
+        return {"changed": True}
+
     @app.get("/", response_class=HTMLResponse, include_in_schema=False)
     def page(
         identifier: str | None = None,
@@ -226,12 +308,18 @@ def create_app() -> FastAPI:
             found = jobs.search_jobs(**filters, limit=PAGE_SIZE + 1, offset=(page - 1) * PAGE_SIZE)
             counts = jobs.job_counts()
             unconsumed = jobs.unconsumed_identifiers(settings.maintenance().unconsumed_after_seconds)
-        table: dict[str, dict[str, int]] = {}
+            paused = jobs.paused()
+            rate_limits = {row["identifier"]: row for row in jobs.rate_limits() if row["rate_limit"]}
+        paused_identifiers = {row["name"]: row for row in paused if row["kind"] == "identifier"}
+        table: dict[str, dict[str, int]] = {name: {} for name in sorted({*paused_identifiers, *rate_limits})}
         for row in counts:
             table.setdefault(row["identifier"], {})[row["status"]] = row["jobs"]
         return templates.get_template("jobs.html").render(
             jobs=found[:PAGE_SIZE], more=len(found) > PAGE_SIZE, page=page, filters=filters,
-            counts=table, statuses=STATUSES, unconsumed={row["identifier"]: row for row in unconsumed},
+            counts=dict(sorted(table.items())), statuses=STATUSES,
+            unconsumed={row["identifier"]: row for row in unconsumed},
+            paused_identifiers=paused_identifiers, rate_limits=rate_limits,
+            paused_queues=[row for row in paused if row["kind"] == "queue"],
         )  # fmt: skip
 
     @app.get("/{job_id}", response_class=HTMLResponse, include_in_schema=False)

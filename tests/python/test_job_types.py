@@ -378,6 +378,45 @@ def test_options_are_checked_when_the_dag_file_is_parsed():
         job_type("x", schedule="61 * * * *")(handler)
     with pytest.raises(InvalidJobType, match="in time zone 'Mars/Olympus' is refused"):
         job_type("x", schedule="0 8 * * *", timezone="Mars/Olympus")(handler)
+    with pytest.raises(
+        InvalidJobType, match=r"rate_limit must be jobs per second, minute or hour.*'10 a second'"
+    ):
+        job_type("x", rate_limit="10 a second")(handler)
+    with pytest.raises(InvalidJobType, match="rate_limit '0/m' lets no job run"):
+        job_type("x", rate_limit="0/m")(handler)
+    with pytest.raises(InvalidJobType, match=r"rate_limit must be jobs per second.*got 10"):
+        job_type("x", rate_limit=10)(handler)  # type: ignore[arg-type]
+
+
+def test_a_run_puts_its_job_type_s_rate_limit_in_force_before_it_claims(conn, db_url):
+    @job_type("limited", rate_limit="3/s", batch_size=10)
+    def limited(payload, ctx):
+        return None
+
+    for _ in range(5):
+        add(conn, "limited", {})
+    assert run(limited, db_url, worker="limited/r1") == [{"jobs": 3, "completed": 3}]
+    assert rows(conn, "select rate_limit, tokens from worker.rate_limits") == [
+        {"rate_limit": "3/s", "tokens": 0}
+    ]
+
+
+def test_a_paused_job_type_s_manual_and_cron_runs_leave_their_jobs_waiting(conn, db_url):
+    rows(conn, "select worker.pause_identifier('resize_image')")
+    add(conn, "resize_image", {"url": "waiting.png", "width": 1})
+    assert run(resize_image, db_url, conf={"url": "form.png", "width": 64}) == [{"jobs": 0}]
+    tick = {"ts": "2026-12-03T08:00:00+00:00", "backfilled": False}
+    StepRun(resize_image, 0, "resize_image/scheduled__1", lambda: psycopg.connect(db_url)).run(None, tick)
+    assert [(j["status"], j["job_key"]) for j in all_jobs(conn)] == [
+        ("queued", None),
+        ("queued", f"run:{WORKER}"),
+        ("queued", "resize_image:cron:2026-12-03T08:00:00+00:00"),
+    ]
+    rows(conn, "select worker.resume_identifier('resize_image')")
+    run(resize_image, db_url, worker="resize_image/r2")
+    # All three claimed once (the cron tick's payload is no ResizeImage: it fails for good).
+    assert [(j["status"], j["attempts"]) for j in all_jobs(conn)][:2] == [("completed", 1)] * 2
+    assert all_jobs(conn)[2]["last_error"].startswith("invalid payload")
 
 
 def test_the_trigger_form_comes_from_the_payload_model():

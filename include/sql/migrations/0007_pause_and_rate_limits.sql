@@ -162,7 +162,7 @@ create view worker.rate_limits as
 select r.identifier, r.declared, r.override,
        case when r.override = 'none' then null else coalesce(r.override, r.declared) end as rate_limit,
        r.per_second, worker._burst(r.per_second) as burst,
-       floor(worker._tokens_now(r) + 1e-9)::integer as tokens
+       floor(worker._tokens_now(r))::integer as tokens
 from worker._rate_limits r;
 
 comment on view worker.rate_limits is
@@ -303,7 +303,7 @@ begin
     where r.identifier = any(identifiers) and r.per_second is not null
     order by r.identifier
     for update;
-    select jsonb_object_agg(r.identifier, floor(worker._tokens_now(r) + 1e-9)::integer)
+    select jsonb_object_agg(r.identifier, floor(worker._tokens_now(r))::integer)
     into v_allowed
     from worker._rate_limits r
     where r.identifier = any(identifiers) and r.per_second is not null;

@@ -1,0 +1,99 @@
+"""Pause and rate limits on the real stack. A job type declared with rate_limit="10/s" and two runs
+at once: paused, its 100 jobs wait and no DAG run starts; resumed through the Jobs REST API, with
+the triggerer killed -9 on the way, they all complete, each once, and take at least 9 s. Then an
+operator's limit set at run time (5/s, over the declared 10/s) spreads 50 more over 9 s."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import time
+import urllib.request
+
+import psycopg
+import pytest
+from psycopg.types.json import Jsonb
+
+from devtools.harness import RunningStack
+from jobqueue import paths
+from tests.e2e.conftest import access_token, dag_runs, wait_for
+from tests.e2e.faults import component
+
+pytestmark = pytest.mark.e2e
+
+THROTTLED = """\
+import time
+
+from jobqueue import job_type
+
+
+@job_type("throttled", rate_limit="10/s", max_active_runs=2)
+def throttled(payload: dict, ctx) -> dict:
+    return {"claimed": ctx.job.locked_at.timestamp(), "started": time.time()}
+"""
+
+STARTS = (
+    "select (result->>'claimed')::float, attempts, last_worker from worker.jobs "
+    "where identifier = 'throttled' and status = 'completed' and payload->>'round' = %s"
+)
+
+
+def api_post(api: str, token: str, path: str, body: dict) -> dict:
+    request = urllib.request.Request(
+        f"{api}/jobs/api/{path}",
+        data=json.dumps(body).encode(),
+        headers={"Authorization": f"Bearer {token}", "Content-Type": "application/json"},
+    )
+    with urllib.request.urlopen(request, timeout=10) as response:
+        return dict(json.load(response))
+
+
+def add_round(conn: psycopg.Connection, name: str, count: int) -> None:
+    specs = [{"identifier": "throttled", "payload": {"round": name, "n": n}} for n in range(count)]
+    conn.execute("select worker.add_jobs(%s)", [Jsonb(specs)])
+
+
+def completed_once(conn: psycopg.Connection, name: str, count: int) -> list[tuple]:
+    done = wait_for(conn, STARTS, [name], lambda v: len(v) == count, 120, f"round {name} to complete")
+    assert {attempts for _, attempts, _ in done} == {1}  # nothing ran twice
+    return done
+
+
+def test_pause_resume_and_rate_limits_on_the_stack(stack_env, tmp_path):
+    dags = tmp_path / "dags"
+    shutil.copytree(paths.PROJECT_ROOT / "dags", dags)
+    (dags / "throttled.py").write_text(THROTTLED)
+    stack_env["WORKER_DAGS_FOLDER"] = str(dags)
+    stack = RunningStack(stack_env)
+    api = f"http://127.0.0.1:{stack_env['AIRFLOW_API_PORT']}"
+    database = f"postgresql://postgres@127.0.0.1:{stack_env['WORKER_PG_PORT']}/worker"
+    try:
+        with psycopg.connect(database, autocommit=True) as conn:
+            watched = "select 1 from worker._consumers where identifier = 'throttled'"
+            wait_for(conn, watched, None, bool, 180, "the trigger of throttled to watch")
+            conn.execute("select worker.pause_identifier('throttled')")
+            add_round(conn, "first", 100)
+            time.sleep(8)
+            waiting = conn.execute("select status, count(*) from worker.jobs group by status").fetchall()
+            assert waiting == [("queued", 100)]
+            assert dag_runs(api, stack.password, "throttled") == []  # the trigger did not fire
+
+            token = access_token(api, stack.password)
+            assert api_post(api, token, "resume", {"identifier": "throttled"}) == {"changed": True}
+            time.sleep(3)
+            component(stack.process.pid, "triggerer").kill()
+            first = completed_once(conn, "first", 100)
+            claims = sorted(claimed for claimed, _, _ in first)
+            assert claims[-1] - claims[0] >= 9.0
+            assert len({worker for _, _, worker in first}) >= 2  # over several runs
+
+            api_post(api, token, "rate_limits", {"identifier": "throttled", "rate_limit": "5/s"})
+            limits = conn.execute("select declared, override, rate_limit from worker.rate_limits")
+            assert limits.fetchall() == [("10/s", "5/s", "5/s")]
+            add_round(conn, "second", 50)
+            second = sorted(claimed for claimed, _, _ in completed_once(conn, "second", 50))
+            assert second[-1] - second[0] >= 9.0
+            actions = conn.execute("select action from worker.job_actions order by id").fetchall()
+            assert actions == [("resume",), ("rate_limit",)]
+    finally:
+        stack.stop_with("sigint")
