@@ -339,3 +339,11 @@ select worker.declare_rate_limit(%(identifier)s, %(rate_limit)s);
 -- Every identifier's rate limit, declared, set and in force, with the jobs its bucket allows now.
 select identifier, declared, override, rate_limit, per_second, burst, tokens
 from worker.rate_limits order by identifier;
+
+-- name: add_cron_job
+-- Enqueues the job of one tick of a crontab line, unless that tick was enqueued already.
+select * from worker.add_cron_job(%(cron_id)s, %(tick)s::timestamptz, %(spec)s::jsonb);
+
+-- name: last_cron_tick
+-- The latest tick of a crontab line that was enqueued (null: none yet).
+select max(tick) from worker._cron_ticks where cron_id = %(cron_id)s;

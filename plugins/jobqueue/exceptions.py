@@ -102,3 +102,7 @@ class ConfigurationError(WorkerError):
 
 class InvalidJobType(WorkerError):
     """A job type is declared wrongly (an option out of range, a step that is no function)."""
+
+
+class InvalidCrontab(WorkerError):
+    """A line of the crontab file does not parse; the message names the line."""

@@ -384,6 +384,16 @@ class JobManager:
         """[{"identifier", "declared", "override", "rate_limit", "per_second", "burst", "tokens"}]."""
         return self._rows("rate_limits")
 
+    def add_cron_job(self, cron_id: str, tick: datetime.datetime, spec: dict[str, Any]) -> Job | None:
+        """The job of one tick of a crontab line (spec: one add_jobs spec), or None if that tick
+        was enqueued already."""
+        params = {"cron_id": cron_id, "tick": tick, "spec": _to_json(spec, "the crontab line's job")}
+        jobs = self._jobs("add_cron_job", params)
+        return jobs[0] if jobs else None
+
+    def last_cron_tick(self, cron_id: str) -> datetime.datetime | None:
+        return self._scalar("last_cron_tick", {"cron_id": cron_id})
+
     def get_job(self, job_id: int) -> Job | None:
         jobs = self._jobs("get_job", {"job_id": job_id})
         return jobs[0] if jobs else None

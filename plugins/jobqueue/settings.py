@@ -47,6 +47,13 @@ def dags_folder() -> Path:
     return Path(os.environ.get("WORKER_DAGS_FOLDER") or paths.PROJECT_ROOT / "dags").resolve()
 
 
+def crontab() -> tuple[Path, str]:
+    """WORKER_CRONTAB: graphile-worker's crontab file (`crontab` in the DAG folder by default), and
+    WORKER_CRONTAB_TIMEZONE, the time zone its times are in (UTC, as graphile-worker's)."""
+    path = Path(os.environ.get("WORKER_CRONTAB") or dags_folder() / "crontab")
+    return path, os.environ.get("WORKER_CRONTAB_TIMEZONE") or "UTC"
+
+
 def pg_port() -> int:
     return _int("WORKER_PG_PORT", DEFAULT_PG_PORT)
 

@@ -1,7 +1,9 @@
 """Pause and rate limits on the real stack. A job type declared with rate_limit="10/s" and two runs
 at once: paused, its 100 jobs wait and no DAG run starts; resumed through the Jobs REST API, with
 the triggerer killed -9 on the way, they all complete, each once, and take at least 9 s. Then an
-operator's limit set at run time (5/s, over the declared 10/s) spreads 50 more over 9 s."""
+operator's limit set at run time (5/s, over the declared 10/s) spreads 50 more over 9 s. Meanwhile a
+crontab line of graphile-worker's (every minute) runs as its own DAG's schedule and enqueues its
+job, which the same job type runs."""
 
 from __future__ import annotations
 
@@ -63,6 +65,7 @@ def test_pause_resume_and_rate_limits_on_the_stack(stack_env, tmp_path):
     dags = tmp_path / "dags"
     shutil.copytree(paths.PROJECT_ROOT / "dags", dags)
     (dags / "throttled.py").write_text(THROTTLED)
+    (dags / "crontab").write_text('* * * * * throttled ?id=every_minute {"round": "cron"}\n')
     stack_env["WORKER_DAGS_FOLDER"] = str(dags)
     stack = RunningStack(stack_env)
     api = f"http://127.0.0.1:{stack_env['AIRFLOW_API_PORT']}"
@@ -74,7 +77,10 @@ def test_pause_resume_and_rate_limits_on_the_stack(stack_env, tmp_path):
             conn.execute("select worker.pause_identifier('throttled')")
             add_round(conn, "first", 100)
             time.sleep(8)
-            waiting = conn.execute("select status, count(*) from worker.jobs group by status").fetchall()
+            first_round = (
+                "select status, count(*) from worker.jobs where payload->>'round' = 'first' group by 1"
+            )
+            waiting = conn.execute(first_round).fetchall()
             assert waiting == [("queued", 100)]
             assert dag_runs(api, stack.password, "throttled") == []  # the trigger did not fire
 
@@ -95,5 +101,17 @@ def test_pause_resume_and_rate_limits_on_the_stack(stack_env, tmp_path):
             assert second[-1] - second[0] >= 9.0
             actions = conn.execute("select action from worker.job_actions order by id").fetchall()
             assert actions == [("resume",), ("rate_limit",)]
+
+            cron = (
+                "select job_key, payload->'_cron', status from worker.jobs where payload->>'round' = 'cron'"
+            )
+            [(key, tick, _), *_] = wait_for(
+                conn, cron, None, lambda v: v and v[0][2] == "completed", 90, "a tick"
+            )
+            assert key == f"cron:every_minute:{tick['ts']}" and tick["backfilled"] is False
+            assert tick["ts"].endswith(":00+00:00")  # a whole minute, the tick's
+            assert {run["run_type"] for run in dag_runs(api, stack.password, "crontab_every_minute")} == {
+                "scheduled"
+            }
     finally:
         stack.stop_with("sigint")
