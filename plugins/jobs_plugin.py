@@ -1,4 +1,9 @@
-"""Adds the Jobs page (and its REST API) to Airflow's UI: jobqueue.web, under /jobs."""
+"""Puts the job queue inside Airflow's UI (jobqueue.web, mounted at /job-queue).
+
+Browse > Job queue renders the queue inside Airflow's shell (an iframe at /plugin/job-queue), and
+every DAG run's page gets a Jobs tab listing the jobs that run worked on. Named "Job queue" and
+mounted off /jobs: Airflow's own Browse > Jobs (its scheduler and triggerer jobs) lives there.
+"""
 
 from __future__ import annotations
 
@@ -6,8 +11,24 @@ from airflow.plugins_manager import AirflowPlugin
 
 from jobqueue.web import create_app
 
+MOUNT = "/job-queue"
+
 
 class JobsPlugin(AirflowPlugin):
     name = "jobqueue"
-    fastapi_apps = [{"app": create_app(), "url_prefix": "/jobs", "name": "Jobs"}]
-    external_views = [{"name": "Jobs", "href": "/jobs/", "destination": "nav", "category": "browse"}]
+    fastapi_apps = [{"app": create_app(), "url_prefix": MOUNT, "name": "Job queue"}]
+    external_views = [
+        {
+            "name": "Job queue",
+            "href": f"{MOUNT}/",
+            "url_route": "job-queue",
+            "destination": "nav",
+            "category": "browse",
+        },
+        {
+            "name": "Jobs",
+            "href": f"{MOUNT}/runs/{{DAG_ID}}/{{RUN_ID}}",
+            "url_route": "job-queue-run",
+            "destination": "dag_run",
+        },
+    ]

@@ -1,5 +1,6 @@
 """The send_email DAG run in-process with dag.test(), on a metadata database of its own (never the
-running stack's), against the real job database and a real SMTP server."""
+running stack's), against the real job database and a real SMTP server. A job that fails for
+good fails the run, named in its last task's error."""
 
 from __future__ import annotations
 
@@ -62,7 +63,12 @@ def test_send_email_dag_test(conn, db_url, metadata_url, tmp_path):
             [sys.executable, "-c", RUN, str(paths.PROJECT_ROOT / "dags" / "send_email.py")],
             env=env, capture_output=True, text=True, timeout=300,
         )  # fmt: skip
-        assert "RUN-STATE success" in result.stdout, result.stdout[-3000:] + result.stderr[-3000:]
+        # The bad job failed for good: its run ends failed, the last task naming it, after every
+        # good job was sent.
+        assert "RUN-STATE failed" in result.stdout, result.stdout[-3000:] + result.stderr[-3000:]
+        assert f"1 of the 4 job(s) of this run failed for good (its Jobs tab lists them): job {bad}" in (
+            result.stdout + result.stderr
+        )
     finally:
         smtp.stop()
     statuses = {job["id"]: (job["status"], job["last_error"]) for job in all_jobs(conn)}

@@ -347,3 +347,14 @@ select * from worker.add_cron_job(%(cron_id)s, %(tick)s::timestamptz, %(spec)s::
 -- name: last_cron_tick
 -- The latest tick of a crontab line that was enqueued (null: none yet).
 select max(tick) from worker._cron_ticks where cron_id = %(cron_id)s;
+
+-- name: run_jobs
+-- The jobs a DAG run (worker '<dag_id>/<run_id>') worked on last, failed ones first, one page.
+select * from worker.jobs
+where last_worker = %(worker_id)s
+order by status = 'failed' desc, id
+limit %(limit)s;
+
+-- name: run_job_counts
+-- How the jobs a DAG run worked on last stand, per status.
+select status, count(*) as jobs from worker.jobs where last_worker = %(worker_id)s group by status order by status;

@@ -199,8 +199,12 @@ class JobType:
         work = StepRun(self, index, worker_id(context), hook.get_conn, prepared)
         conf, tick = context["dag_run"].conf, cron_tick(context)
         if current.detached:
-            return dict(detach.run_detached(lambda: work.run(conf, tick)))
-        return work.run(conf, tick)
+            summary = dict(detach.run_detached(lambda: work.run(conf, tick)))
+        else:
+            summary = work.run(conf, tick)
+        if index == len(self.steps) - 1:
+            fail_if_jobs_failed(worker_id(context))
+        return summary
 
     def _build_dag(self) -> Any:
         from airflow.providers.standard.operators.python import PythonOperator
@@ -257,6 +261,26 @@ class JobType:
             return self.run_step(index, context)
 
         return run
+
+
+def fail_if_jobs_failed(worker: str) -> None:
+    """Ends the run's last task as failed, with no retry, when jobs of the run failed for good:
+    each outcome is recorded already, and the run then shows red in every view of Airflow's (its
+    grid, the DAG list's failed runs, the REST API, failure callbacks and alerts) rather than green
+    over a job that will never run again. A job failed for a retry does not count."""
+    with job_database() as jobs:
+        counts = jobs.run_job_counts(worker)
+        if not counts.get("failed"):
+            return
+        failed = [job for job in jobs.run_jobs(worker, limit=5) if job.status == "failed"]
+    from airflow.sdk.exceptions import AirflowFailException
+
+    shown = "; ".join(f"job {job.id}: {(job.last_error or '?').splitlines()[0][:200]}" for job in failed)
+    total = sum(counts.values())
+    raise AirflowFailException(
+        f"{counts['failed']} of the {total} job(s) of this run failed for good (its Jobs tab lists "
+        f"them): {shown}" + (" ..." if counts["failed"] > len(failed) else "")
+    )
 
 
 def job_asset(identifier: str) -> Any:

@@ -394,6 +394,14 @@ class JobManager:
     def last_cron_tick(self, cron_id: str) -> datetime.datetime | None:
         return self._scalar("last_cron_tick", {"cron_id": cron_id})
 
+    def run_jobs(self, worker_id: str, limit: int = 500) -> list[Job]:
+        """The jobs a DAG run worked on last (its worker id), failed ones first."""
+        return self._jobs("run_jobs", {"worker_id": worker_id, "limit": limit})
+
+    def run_job_counts(self, worker_id: str) -> dict[str, int]:
+        """{status: jobs} of the jobs a DAG run worked on last."""
+        return {row["status"]: row["jobs"] for row in self._rows("run_job_counts", {"worker_id": worker_id})}
+
     def get_job(self, job_id: int) -> Job | None:
         jobs = self._jobs("get_job", {"job_id": job_id})
         return jobs[0] if jobs else None

@@ -1,4 +1,6 @@
-"""The Jobs page and its REST API, served by Airflow's api-server under /jobs (see plugins/jobs_plugin.py).
+"""The job queue's pages and REST API, served by Airflow's api-server under /job-queue and shown
+inside Airflow's UI (see plugins/jobs_plugin.py): the queue (Browse > Job queue), one job, and the
+Jobs tab of every DAG run's page.
 
 Every route requires Airflow's authentication (a Bearer token, or the UI's session cookie): plugin
 routes get none by themselves. Actions sent with the cookie must also carry the header
@@ -164,6 +166,11 @@ def _control(
     return changed
 
 
+def _root(request: Request) -> str:
+    """The path the app is mounted at (the plugin's url_prefix), which the page's links start with."""
+    return str(request.scope.get("root_path", "")).rstrip("/")
+
+
 def _templates() -> jinja2.Environment:
     environment = jinja2.Environment(
         loader=jinja2.FileSystemLoader(paths.INCLUDE_DIR / "templates" / "web"),
@@ -176,7 +183,7 @@ def _templates() -> jinja2.Environment:
 
 def create_app() -> FastAPI:
     app = FastAPI(
-        title="Jobs",
+        title="Job queue",
         description="The job table (schema worker) of jobqueue: list, inspect, enqueue and act on jobs.",
         dependencies=[Depends(_current_user())],
         # FastAPI's own schema and docs routes would skip the app's dependencies: ours below do not.
@@ -287,8 +294,27 @@ def create_app() -> FastAPI:
         )
         return {"changed": True}
 
+    @app.get(
+        "/api/runs/{dag_id}/{run_id:path}", response_model=list[JobOut],
+        summary="The jobs a DAG run worked on last, failed ones first",
+    )  # fmt: skip
+    def run_jobs(dag_id: str, run_id: str) -> list[JobOut]:
+        with job_database() as jobs:
+            return [JobOut.of(job) for job in jobs.run_jobs(f"{dag_id}/{run_id}")]
+
+    @app.get("/runs/{dag_id}/{run_id:path}", response_class=HTMLResponse, include_in_schema=False)
+    def run_page(dag_id: str, run_id: str, request: Request) -> str:
+        """The Jobs tab of a DAG run's page in Airflow's UI."""
+        worker = f"{dag_id}/{run_id}"
+        with job_database() as jobs:
+            found, counts = jobs.run_jobs(worker), jobs.run_job_counts(worker)
+        return templates.get_template("run.html").render(
+            jobs=found, counts=counts, worker=worker, root=_root(request)
+        )
+
     @app.get("/", response_class=HTMLResponse, include_in_schema=False)
     def page(
+        request: Request,
         identifier: str | None = None,
         status: str | None = None,
         queue_name: str | None = None,
@@ -319,16 +345,16 @@ def create_app() -> FastAPI:
             counts=dict(sorted(table.items())), statuses=STATUSES,
             unconsumed={row["identifier"]: row for row in unconsumed},
             paused_identifiers=paused_identifiers, rate_limits=rate_limits,
-            paused_queues=[row for row in paused if row["kind"] == "queue"],
+            paused_queues=[row for row in paused if row["kind"] == "queue"], root=_root(request),
         )  # fmt: skip
 
     @app.get("/{job_id}", response_class=HTMLResponse, include_in_schema=False)
-    def detail(job_id: int) -> str:
+    def detail(job_id: int, request: Request) -> str:
         with job_database() as jobs:
             job = jobs.get_job(job_id)
             actions = jobs.job_actions(job_id)
         if job is None:
             raise HTTPException(404, f"no job {job_id}")
-        return templates.get_template("job.html").render(job=job, actions=actions)
+        return templates.get_template("job.html").render(job=job, actions=actions, root=_root(request))
 
     return app

@@ -42,7 +42,7 @@ STARTS = (
 
 def api_post(api: str, token: str, path: str, body: dict) -> dict:
     request = urllib.request.Request(
-        f"{api}/jobs/api/{path}",
+        f"{api}/job-queue/api/{path}",
         data=json.dumps(body).encode(),
         headers={"Authorization": f"Bearer {token}", "Content-Type": "application/json"},
     )

@@ -74,7 +74,7 @@ def test_a_dag_file_of_a_few_lines_is_a_working_job_type(stack_env, tmp_path):
             # Nothing consumes `notify`: the Jobs page says so, once its jobs have waited a while.
             api = f"http://127.0.0.1:{stack_env['AIRFLOW_API_PORT']}"
             request = urllib.request.Request(
-                f"{api}/jobs/", headers={"Authorization": f"Bearer {access_token(api, stack.password)}"}
+                f"{api}/job-queue/", headers={"Authorization": f"Bearer {access_token(api, stack.password)}"}
             )
             deadline = time.monotonic() + 60
             while True:
