@@ -68,6 +68,23 @@ def _executor_settings() -> dict[str, str]:
     }
 
 
+def _metrics_settings() -> dict[str, str]:
+    """With WORKER_STATSD, Airflow's metrics and the job queue's go to that StatsD server, with
+    their tags (the influxdb line format of StatsD: `name,identifier=send_email:3|g`), which plain
+    StatsD would drop."""
+    server = settings.statsd()
+    if server is None:
+        return {}
+    host, port = server
+    return {
+        "AIRFLOW__METRICS__STATSD_ON": "True",
+        "AIRFLOW__METRICS__STATSD_HOST": host,
+        "AIRFLOW__METRICS__STATSD_PORT": str(port),
+        "AIRFLOW__METRICS__STATSD_PREFIX": "airflow",
+        "AIRFLOW__METRICS__STATSD_INFLUXDB_ENABLED": "True",
+    }
+
+
 def dag_parsing() -> dict[str, str]:
     """How Airflow finds the DAG files: what the stack and a test parsing dags/ share."""
     return {
@@ -120,6 +137,7 @@ def airflow_environment() -> dict[str, str]:
     api = f"http://127.0.0.1:{settings.api_port()}"
     return {
         **_executor_settings(),
+        **_metrics_settings(),
         **behaviour(),
         "AIRFLOW_HOME": str(home),
         **dag_parsing(),

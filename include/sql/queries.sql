@@ -358,3 +358,21 @@ limit %(limit)s;
 -- name: run_job_counts
 -- How the jobs a DAG run worked on last stand, per status.
 select status, count(*) as jobs from worker.jobs where last_worker = %(worker_id)s group by status order by status;
+
+-- name: queue_gauges
+-- For the metrics, per identifier: jobs queued (due), scheduled, running and failed; seconds the
+-- oldest due job has waited; whether it is paused.
+select
+    i.identifier,
+    (select count(*) from worker._jobs j
+     where j.state = 'waiting' and j.identifier = i.identifier and j.run_at <= now()) as queued,
+    (select count(*) from worker._jobs j
+     where j.state = 'waiting' and j.identifier = i.identifier and j.run_at > now()) as scheduled,
+    (select count(*) from worker._jobs j where j.state = 'running' and j.identifier = i.identifier) as running,
+    (select count(*) from worker._jobs j where j.state = 'failed' and j.identifier = i.identifier) as failed,
+    coalesce((select extract(epoch from now() - min(j.run_at)) from worker._jobs j
+              where j.state = 'waiting' and j.identifier = i.identifier and j.run_at <= now()), 0)
+        as oldest_due_age,
+    exists (select 1 from worker._paused p where p.kind = 'identifier' and p.name = i.identifier)::integer
+        as paused
+from unnest(%(identifiers)s::text[]) i(identifier);

@@ -429,3 +429,9 @@ class AsyncJobManager:
 
     async def consumers_seen(self, identifiers: Sequence[str]) -> None:
         await self.conn.execute(query("consumers_seen"), {"identifiers": list(identifiers)})
+
+    async def queue_gauges(self, identifiers: Sequence[str]) -> list[dict[str, Any]]:
+        """Per identifier: queued, scheduled, running, failed, oldest_due_age, paused."""
+        cursor = await self.conn.execute(query("queue_gauges"), {"identifiers": list(identifiers)})
+        columns = [column.name for column in cursor.description or []]
+        return [dict(zip(columns, row, strict=True)) for row in await cursor.fetchall()]

@@ -22,6 +22,7 @@ import time
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
+from jobqueue import metrics
 from jobqueue.context import JobContext
 from jobqueue.exceptions import JobTimeLimitExceeded, OutcomeNotRecorded, PermanentJobError
 from jobqueue.jobs import Job
@@ -173,6 +174,7 @@ class StepRun:
         finally:
             self.writer.finish()
             self.connections.close()
+            metrics.outcomes(self.job_type.identifier, self.counts)
         summary = {"jobs": len(items), **self.counts}
         log.info("step %s of %s: %s", self.step.name, self.worker_id, summary)
         return summary
@@ -539,6 +541,7 @@ def claim_batch(jobs: JobManager, identifier: str, worker: str, size: BatchSize)
         "worker %s holds %d job(s) (%d taken back, %d claimed now)%s",
         worker, len(batch), len(held), len(claimed), _id_ranges([job.id for job in batch]),
     )  # fmt: skip
+    metrics.claimed(identifier, batch, claimed)
     return batch
 
 

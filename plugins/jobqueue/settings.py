@@ -54,6 +54,20 @@ def crontab() -> tuple[Path, str]:
     return path, os.environ.get("WORKER_CRONTAB_TIMEZONE") or "UTC"
 
 
+def statsd() -> tuple[str, int] | None:
+    """WORKER_STATSD, `host:port` of a StatsD server: `make run` then has Airflow export its metrics
+    and the job queue's there (jobqueue.metrics). Unset: no metrics."""
+    raw = os.environ.get("WORKER_STATSD", "")
+    if not raw:
+        return None
+    host, _, port = raw.rpartition(":")
+    if not host or not port.isdigit():
+        from jobqueue.exceptions import ConfigurationError
+
+        raise ConfigurationError(f"WORKER_STATSD must be host:port, such as 127.0.0.1:8125, got {raw!r}")
+    return host, int(port)
+
+
 def pg_port() -> int:
     return _int("WORKER_PG_PORT", DEFAULT_PG_PORT)
 
@@ -102,6 +116,7 @@ class TriggerTunables:
     poll_interval: float
     min_gap: float
     stale_after: float
+    metrics_interval: float = 10.0  # how often the queue's gauges are read (0: never)
 
 
 def trigger_tunables() -> TriggerTunables:
@@ -110,6 +125,7 @@ def trigger_tunables() -> TriggerTunables:
         poll_interval=_float("WORKER_TRIGGER_POLL_SECONDS", 5.0),
         min_gap=_float("WORKER_TRIGGER_MIN_GAP_SECONDS", 0.2),
         stale_after=_float("WORKER_TRIGGER_REFIRE_SECONDS", 6.0),
+        metrics_interval=_float("WORKER_METRICS_INTERVAL_SECONDS", 10.0),
     )
 
 

@@ -24,7 +24,7 @@ from typing import Any
 import psycopg
 from airflow.triggers.base import BaseEventTrigger, TriggerEvent
 
-from jobqueue import settings, wakeup
+from jobqueue import metrics, settings, wakeup
 from jobqueue.channel import CHANNEL, conninfo
 from jobqueue.manager import AsyncJobManager
 
@@ -104,10 +104,14 @@ class JobsWaitingTrigger(BaseEventTrigger):
             last_fire = last_heartbeat = float("-inf")
             # On start, jobs may already wait (added while no trigger ran): look at once.
             new_work = True
+            last_gauges = float("-inf")
             while True:
                 if time.monotonic() - last_heartbeat >= HEARTBEAT_SECONDS:
                     last_heartbeat = time.monotonic()
                     await self._heartbeat(jobs)
+                if tunables.metrics_interval and time.monotonic() - last_gauges >= tunables.metrics_interval:
+                    last_gauges = time.monotonic()
+                    await self._report_gauges(jobs)
                 claimable, due_in = await jobs.waiting_summary(self.identifiers)
                 step = next_step(
                     claimable=claimable,
@@ -140,6 +144,18 @@ class JobsWaitingTrigger(BaseEventTrigger):
             raise
         except psycopg.Error as exc:
             self.log.warning("cannot say that %s are watched: %s", self.identifiers, exc)
+
+    async def _report_gauges(self, jobs: AsyncJobManager) -> None:
+        """The queue's gauges of our identifiers, for Airflow's metrics; only when Airflow exports
+        them. A schema older than 0009 (no such query to run well) costs a warning, not the pickup."""
+        if not metrics.enabled():
+            return
+        try:
+            metrics.queue_gauges(await jobs.queue_gauges(self.identifiers))
+        except psycopg.OperationalError:
+            raise
+        except psycopg.Error as exc:
+            self.log.warning("cannot read the queue's gauges of %s: %s", self.identifiers, exc)
 
     async def _wait_for_news(self, conn: psycopg.AsyncConnection[Any], timeout: float) -> bool:
         """Waits up to `timeout` for a notification that concerns our identifiers. The wait is on
