@@ -11,13 +11,6 @@ import pytest
 from tests.helpers import add, claim, rows
 
 
-@pytest.fixture
-def listener(db_url):
-    with psycopg.connect(db_url, autocommit=True) as conn:
-        conn.execute("listen worker_jobs")
-        yield conn
-
-
 def received(listener) -> list:
     return [json.loads(n.payload) for n in listener.notifies(timeout=0.3)]
 

@@ -21,13 +21,6 @@ def others(conn):
     return OtherJobs(conn)
 
 
-@pytest.fixture
-def listener(db_url):
-    with psycopg.connect(db_url, autocommit=True) as listening:
-        listening.execute("listen worker_jobs")
-        yield listening
-
-
 def notified(listener) -> list:
     return [json.loads(n.payload) for n in listener.notifies(timeout=0.3)]
 

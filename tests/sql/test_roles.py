@@ -3,6 +3,7 @@ worker.jobs, and nothing else; every function runs as its owner with a fixed sea
 
 from __future__ import annotations
 
+import contextlib
 import secrets
 from collections.abc import Iterator
 
@@ -11,16 +12,25 @@ import pytest
 from psycopg import errors, sql
 
 
-@pytest.fixture
-def app(db_url: str, conn: psycopg.Connection) -> Iterator[psycopg.Connection]:
-    """A connection as a fresh login role that was granted worker_app, as an application would be."""
-    name = f"app_{secrets.token_hex(4)}"
-    conn.execute(sql.SQL("create role {} login in role worker_app").format(sql.Identifier(name)))
+@contextlib.contextmanager
+def logged_in_with(role: str, db_url: str, conn: psycopg.Connection) -> Iterator[psycopg.Connection]:
+    """A connection as a fresh login role that was granted `role`, dropped afterwards."""
+    name = f"{role}_{secrets.token_hex(4)}"
+    conn.execute(
+        sql.SQL("create role {} login in role {}").format(sql.Identifier(name), sql.Identifier(role))
+    )
     try:
-        with psycopg.connect(psycopg.conninfo.make_conninfo(db_url, user=name), autocommit=True) as app:
-            yield app
+        with psycopg.connect(psycopg.conninfo.make_conninfo(db_url, user=name), autocommit=True) as session:
+            yield session
     finally:
         conn.execute(sql.SQL("drop role {}").format(sql.Identifier(name)))
+
+
+@pytest.fixture
+def app(db_url: str, conn: psycopg.Connection) -> Iterator[psycopg.Connection]:
+    """As an application would be: granted worker_app."""
+    with logged_in_with("worker_app", db_url, conn) as session:
+        yield session
 
 
 def test_an_application_enqueues_removes_by_key_and_reads_jobs(app):
@@ -95,14 +105,9 @@ def test_public_cannot_use_the_schema(db_url, conn):
 
 @pytest.fixture
 def admin(db_url: str, conn: psycopg.Connection) -> Iterator[psycopg.Connection]:
-    """A connection as a fresh login role that was granted worker_admin, as an operator would be."""
-    name = f"admin_{secrets.token_hex(4)}"
-    conn.execute(sql.SQL("create role {} login in role worker_admin").format(sql.Identifier(name)))
-    try:
-        with psycopg.connect(psycopg.conninfo.make_conninfo(db_url, user=name), autocommit=True) as admin:
-            yield admin
-    finally:
-        conn.execute(sql.SQL("drop role {}").format(sql.Identifier(name)))
+    """As an operator would be: granted worker_admin."""
+    with logged_in_with("worker_admin", db_url, conn) as session:
+        yield session
 
 
 def test_an_operator_pauses_resumes_and_sets_rate_limits_and_is_named_as_who_paused(admin):
