@@ -202,8 +202,8 @@ class JobType:
             summary = dict(detach.run_detached(lambda: work.run(conf, tick)))
         else:
             summary = work.run(conf, tick)
-        if index == len(self.steps) - 1:
-            fail_if_jobs_failed(worker_id(context))
+        if summary.get("failed_in_run"):
+            fail_run(summary)
         return summary
 
     def _build_dag(self) -> Any:
@@ -263,23 +263,17 @@ class JobType:
         return run
 
 
-def fail_if_jobs_failed(worker: str) -> None:
-    """Ends the run's last task as failed, with no retry, when jobs of the run failed for good:
-    each outcome is recorded already, and the run then shows red in every view of Airflow's (its
-    grid, the DAG list's failed runs, the REST API, failure callbacks and alerts) rather than green
-    over a job that will never run again. A job failed for a retry does not count."""
-    with job_database() as jobs:
-        counts = jobs.run_job_counts(worker)
-        if not counts.get("failed"):
-            return
-        failed = [job for job in jobs.run_jobs(worker, limit=5) if job.status == "failed"]
+def fail_run(summary: dict[str, int]) -> None:
+    """Ends the run's last task as failed, with no retry, when jobs of the run failed for good
+    (summary["failed_in_run"], counted by its last step over every step): each outcome is recorded
+    already, and the run then shows red in every view of Airflow's (its grid, the DAG list's failed
+    runs, the REST API, failure callbacks and alerts) rather than green over a job that will never
+    run again. A job failed for a retry does not count; the task's log names each failed job."""
     from airflow.sdk.exceptions import AirflowFailException
 
-    shown = "; ".join(f"job {job.id}: {(job.last_error or '?').splitlines()[0][:200]}" for job in failed)
-    total = sum(counts.values())
     raise AirflowFailException(
-        f"{counts['failed']} of the {total} job(s) of this run failed for good (its Jobs tab lists "
-        f"them): {shown}" + (" ..." if counts["failed"] > len(failed) else "")
+        f"{summary['failed_in_run']} job(s) of this run failed for good (its Jobs tab lists them); "
+        f"this step: {summary}"
     )
 
 

@@ -168,14 +168,20 @@ class StepRun:
             else:
                 self._run_in_lanes(items)
             self.writer.close()
+            failed_in_run = 0
             if self.last:
                 # On a new connection: the handler may have outlived a restart of the database.
-                self._release_leftovers(self.connections.fresh())
+                fresh = self.connections.fresh()
+                self._release_leftovers(fresh)
+                # In any step of the run: what the run's last task fails on (job_types).
+                failed_in_run = fresh.run_job_counts(self.worker_id).get("failed", 0)
         finally:
             self.writer.finish()
             self.connections.close()
             metrics.outcomes(self.job_type.identifier, self.counts)
         summary = {"jobs": len(items), **self.counts}
+        if failed_in_run:
+            summary["failed_in_run"] = failed_in_run
         log.info("step %s of %s: %s", self.step.name, self.worker_id, summary)
         return summary
 

@@ -63,7 +63,7 @@ def test_each_outcome_of_a_handler(conn, db_url):
     bad = add(conn, "resize_image", {"url": "c.png", "width": "wide"})["id"]
     crash = add(conn, "resize_image", {"url": "crash-after-enqueue", "width": 5})["id"]
     [summary] = run(resize_image, db_url)
-    assert summary == {"jobs": 4, "completed": 1, "retry": 2, "failed": 2}
+    assert summary == {"jobs": 4, "completed": 1, "retry": 2, "failed": 2, "failed_in_run": 2}
 
     done = job(conn, ok)
     assert (done["status"], done["result"]) == ("completed", {"width": 800, "attempts": 1})
@@ -238,7 +238,7 @@ def test_a_batch_handler_reports_an_outcome_per_job(conn, db_url):
     bad = add(conn, "send_sms", {"url": "u", "width": -1})["id"]
     [summary] = run(send_sms, db_url, worker="send_sms/r1")
     assert seen == [[1, 2, 3, 4, 5]]
-    assert summary == {"jobs": 5, "completed": 2, "failed": 2, "retry": 2}
+    assert summary == {"jobs": 5, "completed": 2, "failed": 2, "retry": 2, "failed_in_run": 2}
     states = [(job(conn, i)["status"], job(conn, i)["last_error"], job(conn, i)["result"]) for i in ids]
     assert states[0] == ("completed", None, {"sent": True})
     assert states[1] == ("failed", "number refused", None)
@@ -291,7 +291,7 @@ def test_a_chain_hands_each_job_on_without_xcom(conn, db_url):
     assert summaries == [
         {"jobs": 2, "handed_on": 1, "failed": 1},
         {"jobs": 1, "handed_on": 1},
-        {"jobs": 1, "completed": 1},
+        {"jobs": 1, "completed": 1, "failed_in_run": 1},  # the first step's failure: the run fails
     ]
     assert job(conn, ok)["result"] == {"count": "about x"}
     assert (job(conn, unlucky)["status"], job(conn, unlucky)["last_error"]) == ("failed", "unlucky")
