@@ -147,7 +147,7 @@ class JobsWaitingTrigger(BaseEventTrigger):
 
     async def _report_gauges(self, jobs: AsyncJobManager) -> None:
         """The queue's gauges of our identifiers, for Airflow's metrics; only when Airflow exports
-        them. A schema older than 0009 (no such query to run well) costs a warning, not the pickup."""
+        them. A schema older than 0007 (no worker._paused) costs a warning, not the pickup."""
         if not metrics.enabled():
             return
         try:
