@@ -96,7 +96,7 @@ class Pausable(pydantic.BaseModel):
     @pydantic.model_validator(mode="after")
     def _one(self) -> Pausable:
         if (self.identifier is None) == (self.queue_name is None):
-            raise ValueError("give an identifier or a queue_name, not both")
+            raise ValueError("give exactly one of identifier and queue_name")
         return self
 
     @property

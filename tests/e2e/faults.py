@@ -28,6 +28,7 @@ from tests.e2e.conftest import MailStack
 from tests.helpers import invoice
 
 SMTP_OUTAGE_SECONDS = 60
+PAUSE_SECONDS = 15
 SETTLE_TIMEOUT = 420
 OUTCOMES: list[Outcome] = []  # every round played in this test run, for the terminal summary
 
@@ -226,6 +227,48 @@ class Faults:
     def nothing(self, load: Load) -> float:
         return time.monotonic()
 
+    def pause_send_email(self, load: Load) -> float:
+        """An operator pauses send_email while it sends, for PAUSE_SECONDS of load: none of the
+        e-mails added meanwhile is claimed; then resumes it."""
+        self.while_sending(load)
+        with psycopg.connect(self.running.database, autocommit=True) as conn:
+            conn.execute("select worker.pause_identifier('send_email', 'fault suite')")
+            [before] = conn.execute("select max(id) from worker.jobs").fetchone()  # type: ignore[misc]
+            time.sleep(PAUSE_SECONDS)
+            taken = conn.execute(
+                "select count(*) filter (where status <> 'queued'), count(*) from worker.jobs "
+                "where identifier = 'send_email' and id > %s",
+                [before],
+            ).fetchone()
+            assert taken is not None and taken[0] == 0 and taken[1] > 0, f"claimed while paused: {taken}"
+            conn.execute("select worker.resume_identifier('send_email')")
+        return time.monotonic()
+
+    def rate_limit_send_email(self, load: Load) -> float:
+        """An operator limits send_email to 20/s at run time, on a burst of 300 e-mails over the
+        load: they take at least 14 s (300 less a bucket of 20, at 20 a second), then it is lifted."""
+        with psycopg.connect(self.running.database, autocommit=True) as conn:
+            conn.execute("select worker.set_rate_limit('send_email', '20/s')")
+            [before] = conn.execute("select max(id) from worker.jobs").fetchone()  # type: ignore[misc]
+            load.burst(300)
+            burst = (
+                "select count(*) filter (where status = 'completed'), count(*), "
+                "extract(epoch from max(completed_at) - min(completed_at)) from worker.jobs "
+                "where identifier = 'send_email' and id > %s and id <= %s"
+            )
+            [last] = conn.execute("select max(id) from worker.jobs").fetchone()  # type: ignore[misc]
+            deadline = time.monotonic() + 120
+            while True:
+                completed, count, seconds = conn.execute(burst, [before, last]).fetchone() or (0, 0, 0)
+                if completed == count:
+                    break
+                assert time.monotonic() < deadline, f"the limited burst did not drain: {completed}/{count}"
+                time.sleep(0.5)
+            # Claims span at least 14 s; completions less each run's own time (a second or two).
+            assert seconds >= 10, f"{count} e-mails at 20/s done in {seconds:.1f} s"
+            conn.execute("select worker.set_rate_limit('send_email', 'none')")
+        return time.monotonic()
+
     def all(self) -> dict[str, Callable[[Load], float]]:
         return {
             "none (the same load, no fault)": self.nothing,
@@ -236,6 +279,8 @@ class Faults:
             "kill -9 dag-processor": self.kill_dag_processor,
             "PostgreSQL fast restart": self.restart_postgresql,
             f"SMTP server down {SMTP_OUTAGE_SECONDS} s": self.smtp_outage,
+            f"send_email paused {PAUSE_SECONDS} s, then resumed": self.pause_send_email,
+            "send_email rate-limited to 20/s on a burst": self.rate_limit_send_email,
         }
 
 

@@ -28,6 +28,9 @@ FAULTS = [
     "kill -9 dag-processor",
     "PostgreSQL fast restart",
     f"SMTP server down {faults.SMTP_OUTAGE_SECONDS} s",
+    # An operator's controls, under the same guarantees.
+    f"send_email paused {faults.PAUSE_SECONDS} s, then resumed",
+    "send_email rate-limited to 20/s on a burst",
 ]
 
 
