@@ -2,7 +2,8 @@
 
 Without a login every route of ours is refused. Logged in: Browse > Job queue renders the queue in
 Airflow's shell (its sandboxed iframe), in light mode and, switched from Airflow's own menu, in dark
-mode; a failed job is retried from it (confirmed in the page: the sandbox has no dialogs) and runs;
+mode; a failed job is retried from it (confirmed in the page: the sandbox has no dialogs) and runs, and
+send_email is paused and resumed from its row;
 a link to a DAG run moves the shell. A run whose job failed for good ends failed, and its page has
 a Jobs tab listing the job. Then Airflow's trigger form, built from send_email's params, sends an
 e-mail as a job of its run. Screenshots go to test-results/screenshots/.
@@ -174,6 +175,19 @@ def test_the_job_queue_inside_airflow_s_ui(stack_env, mail_stack):
             queue.get_by_role("button", name="Retry now").click()
             queue.get_by_role("button", name="Confirm").click()
             queue.locator("#outcome:has-text('retry: 1 job(s) changed')").wait_for()
+
+            # Pause and resume send_email from its row; the page reloads itself after each.
+            row = queue.locator("#counts tr[data-identifier='send_email']")
+            row.get_by_role("button", name="Pause").click()
+            expect(row.locator(".paused")).to_have_count(1)
+            assert conn.execute("select name from worker.paused where kind = 'identifier'").fetchall() == [
+                ("send_email",)
+            ]
+            row.get_by_role("button", name="Resume").click()
+            expect(row.locator(".paused")).to_have_count(0)
+            assert conn.execute(
+                "select count(*) from worker.paused where kind = 'identifier'"
+            ).fetchone() == (0,)
 
             # The failed run: a link of the queue moves the shell to the run's page, whose Jobs tab
             # lists the job.
