@@ -213,6 +213,7 @@ class Stack:
             "",
             "The stack is up.",
             f"  Airflow UI:   http://127.0.0.1:{settings.api_port()}/",
+            f"  Job queue:    http://127.0.0.1:{settings.api_port()}/plugin/job-queue   (Browse > Job queue)",
             "  Login:        admin",
             f"  Password:     {airflow_env.admin_password()}",
             f"  Job database: {settings.job_database_url()}   (make psql)",
@@ -221,6 +222,8 @@ class Stack:
             lines.append(
                 f"  Mail sink:    127.0.0.1:{settings.smtp_port()}, messages in {self.data_dir / 'mail'}"
             )
+        if statsd := settings.statsd():
+            lines.append(f"  Metrics:      StatsD at {statsd[0]}:{statsd[1]}, names airflow.jobqueue.*")
         lines += [f"  Logs:         {self.log_dir}", "Ctrl-C or `make stop` stops everything.", ""]
         print("\n".join(lines), flush=True)
 
