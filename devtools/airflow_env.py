@@ -126,7 +126,9 @@ def behaviour() -> dict[str, str]:
         "AIRFLOW__DAG_PROCESSOR__REFRESH_INTERVAL": "30",
         # An unchanged DAG file is parsed again every 10 minutes, not every 30 s (3.6 % of a core
         # for our five files, idle): in modified_time mode, pinned here, the dag-processor parses
-        # a file whose mtime is newer than its last parse at once, whatever this interval.
+        # a file whose mtime is newer than its last parse at once, whatever this interval. (Airflow
+        # compares the mtime with the end of that parse: a file saved while it is being parsed, for
+        # a DAG callback say, is seen at its next save, or after this interval.)
         "AIRFLOW__DAG_PROCESSOR__MIN_FILE_PROCESS_INTERVAL": "600",
         "AIRFLOW__DAG_PROCESSOR__FILE_PARSING_SORT_MODE": "modified_time",
     }

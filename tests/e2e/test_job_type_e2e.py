@@ -6,6 +6,7 @@ identifier has no job type: the Jobs page says so. A change to the file is parse
 
 from __future__ import annotations
 
+import os
 import shutil
 import time
 import urllib.request
@@ -89,15 +90,23 @@ def test_a_dag_file_of_a_few_lines_is_a_working_job_type(stack_env, tmp_path):
             assert conn.execute(watched).fetchone() == (1,)
 
         # A changed DAG file is parsed again at the dag-processor's next look (it goes by the
-        # file's mtime), though unchanged files wait min_file_process_interval (600 s).
+        # file's mtime), though unchanged files wait min_file_process_interval (600 s). Airflow
+        # compares the mtime with the end of the file's last parse: a change written while the file
+        # is being parsed (here, likely: the run that failed the too-wide job has its DAG callback
+        # run by the dag-processor) is seen only at the file's next change, so it is touched again.
         tagged = RESIZE_IMAGE.replace(
             '@job_type("resize_image")', '@job_type("resize_image", tags=["images"])'
         )
         assert tagged != RESIZE_IMAGE
-        (dags / "resize_image.py").write_text(tagged)
+        changed = dags / "resize_image.py"
+        changed.write_text(tagged)
         metadata = f"postgresql://postgres@127.0.0.1:{stack_env['WORKER_PG_PORT']}/airflow"
         with psycopg.connect(metadata, autocommit=True) as meta:
             tags = "select count(*) from dag_tag where dag_id = 'resize_image' and name = 'images'"
-            wait_for(meta, tags, [], lambda v: v[0][0] == 1, 90, "the changed DAG file parsed again")
+            try:
+                wait_for(meta, tags, [], lambda v: v[0][0] == 1, 60, "the changed DAG file parsed again")
+            except AssertionError:
+                os.utime(changed)
+                wait_for(meta, tags, [], lambda v: v[0][0] == 1, 60, "the file parsed again, once touched")
     finally:
         stack.stop_with("sigint")
