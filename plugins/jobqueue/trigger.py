@@ -18,7 +18,7 @@ import dataclasses
 import datetime
 import json
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable
 from typing import Any
 
 import psycopg
@@ -136,26 +136,29 @@ class JobsWaitingTrigger(BaseEventTrigger):
                     new_work = True  # a scheduled job has come due
 
     async def _heartbeat(self, jobs: AsyncJobManager) -> None:
-        """Says the identifiers are watched. Best effort: a heartbeat that cannot be written (a
-        schema older than 0005) must not stop the pickup; a lost connection goes to run()'s retry."""
-        try:
-            await jobs.consumers_seen(self.identifiers)
-        except psycopg.OperationalError:
-            raise
-        except psycopg.Error as exc:
-            self.log.warning("cannot say that %s are watched: %s", self.identifiers, exc)
+        """Says the identifiers are watched (worker._consumers, migration 0005)."""
+        await self._best_effort(
+            jobs.consumers_seen(self.identifiers), f"say that {self.identifiers} are watched"
+        )
 
     async def _report_gauges(self, jobs: AsyncJobManager) -> None:
         """The queue's gauges of our identifiers, for Airflow's metrics; only when Airflow exports
-        them. A schema older than 0007 (no worker._paused) costs a warning, not the pickup."""
-        if not metrics.enabled():
-            return
+        them (the query needs worker._paused, migration 0007)."""
+        if metrics.enabled():
+            await self._best_effort(self._read_gauges(jobs), f"read the queue's gauges of {self.identifiers}")
+
+    async def _read_gauges(self, jobs: AsyncJobManager) -> None:
+        metrics.queue_gauges(await jobs.queue_gauges(self.identifiers))
+
+    async def _best_effort(self, work: Awaitable[None], what: str) -> None:
+        """Work besides the pickup: refused by the database (a schema older than it needs), it costs
+        a warning, not the pickup; a lost connection goes to run()'s retry."""
         try:
-            metrics.queue_gauges(await jobs.queue_gauges(self.identifiers))
+            await work
         except psycopg.OperationalError:
             raise
         except psycopg.Error as exc:
-            self.log.warning("cannot read the queue's gauges of %s: %s", self.identifiers, exc)
+            self.log.warning("cannot %s: %s", what, exc)
 
     async def _wait_for_news(self, conn: psycopg.AsyncConnection[Any], timeout: float) -> bool:
         """Waits up to `timeout` for a notification that concerns our identifiers. The wait is on
