@@ -89,7 +89,8 @@ select pg_advisory_lock(hashtextextended('worker.sends:' || %(worker_id)s, 0));
 -- that has a running job, and its rate limit's bucket at least half full: a run then takes a few
 -- jobs, not one per token), and when the next scheduled job is due or such a bucket will be.
 with watched as (
-    select i.identifier, r.per_second, worker._tokens_now(r) as tokens, worker._burst(r.per_second) as burst
+    select i.identifier, r.per_second, worker._tokens_now(r) as tokens,
+           least(worker._burst(r.per_second), ceil(worker._burst(r.per_second) / 2)) as enough
     from unnest(%(identifiers)s::text[]) i(identifier)
     left join worker._rate_limits r on r.identifier = i.identifier and r.per_second is not null
     where not exists (select 1 from worker._paused p where p.kind = 'identifier' and p.name = i.identifier)
@@ -109,7 +110,7 @@ runnable as (
 )
 select
     exists (
-        select 1 from runnable where per_second is null or tokens >= least(burst, ceil(burst / 2))
+        select 1 from runnable where per_second is null or tokens >= enough
     ) as claimable,
     least(
         (
@@ -123,9 +124,9 @@ select
             ) due
         ),
         (
-            select min(now() + make_interval(secs => (least(burst, ceil(burst / 2)) - tokens) / per_second))
+            select min(now() + make_interval(secs => (enough - tokens) / per_second))
             from runnable
-            where per_second is not null and tokens < least(burst, ceil(burst / 2))
+            where per_second is not null and tokens < enough
         )
     ) as next_run_at,
     now() as db_now;
@@ -364,15 +365,17 @@ select status, count(*) as jobs from worker.jobs where last_worker = %(worker_id
 -- oldest due job has waited; whether it is paused.
 select
     i.identifier,
-    (select count(*) from worker._jobs j
-     where j.state = 'waiting' and j.identifier = i.identifier and j.run_at <= now()) as queued,
+    due.queued,
     (select count(*) from worker._jobs j
      where j.state = 'waiting' and j.identifier = i.identifier and j.run_at > now()) as scheduled,
     (select count(*) from worker._jobs j where j.state = 'running' and j.identifier = i.identifier) as running,
     (select count(*) from worker._jobs j where j.state = 'failed' and j.identifier = i.identifier) as failed,
-    coalesce((select extract(epoch from now() - min(j.run_at)) from worker._jobs j
-              where j.state = 'waiting' and j.identifier = i.identifier and j.run_at <= now()), 0)
-        as oldest_due_age,
+    coalesce(extract(epoch from now() - due.oldest), 0) as oldest_due_age,
     exists (select 1 from worker._paused p where p.kind = 'identifier' and p.name = i.identifier)::integer
         as paused
-from unnest(%(identifiers)s::text[]) i(identifier);
+from unnest(%(identifiers)s::text[]) i(identifier)
+-- The due jobs, read once for their count and the oldest.
+cross join lateral (
+    select count(*) as queued, min(j.run_at) as oldest from worker._jobs j
+    where j.state = 'waiting' and j.identifier = i.identifier and j.run_at <= now()
+) due;
