@@ -10,6 +10,7 @@ from airflow.sdk import dag, task
 
 from jobqueue import maintenance, settings
 from jobqueue.job_types import DEFAULT_ARGS, job_database
+from jobqueue.task_run import dag_run_state
 
 
 @dag(
@@ -25,13 +26,7 @@ def worker_maintenance():
     @task
     def release_dead_locks(**context) -> dict:
         def run_state(dag_id: str, run_id: str) -> str | None:
-            try:
-                return str(context["ti"].get_dagrun_state(dag_id, run_id))
-            except Exception as exc:
-                # Only "no such run" means the run is gone; any other error must not release jobs.
-                if "not found" in str(exc).lower() or "not_found" in str(exc).lower():
-                    return None
-                raise
+            return dag_run_state(context["ti"], dag_id, run_id)
 
         with job_database() as jobs:
             return maintenance.release_dead_locks(jobs, run_state, settings.maintenance())

@@ -113,3 +113,14 @@ def run_steps(
         return StepRun(job_type, index, worker, connect, given).run(conf, cron)
 
     return [run(index) for index in (steps if steps is not None else range(len(job_type.steps)))]
+
+
+def task_run(run_id: str, task_id: str, *, dag_id: str = "send_email", try_number: int = 1) -> Any:
+    """Our own TaskRun of a manual run, for a test that runs a task past the point where it read
+    Airflow's context (that reading, TaskRun.of, is tested on Airflow's own contexts)."""
+    from jobqueue.task_run import TaskRun
+
+    return TaskRun(
+        dag_id=dag_id, run_id=run_id, task_id=task_id, try_number=try_number, run_type="manual",
+        logical_date=None, run_after=None,
+    )  # fmt: skip

@@ -1,13 +1,22 @@
-"""The send_email DAG run in-process with dag.test(), on a metadata database of its own (never the
-running stack's), against the real job database and a real SMTP server. A job that fails for
-good fails the run, named in its last task's error."""
+"""DAG runs made by Airflow itself, in-process with dag.test(), on a metadata database of the module's
+own (never the running stack's), against the real job database and a real SMTP server.
+
+- What our tasks read from the context Airflow hands them (jobqueue.task_run) is read from a context
+  Airflow made: a run's type, its conf, its task's try, another run's state. Nothing here builds a
+  context, a DAG run or a task instance by hand (the README's testing section says why).
+- The send_email DAG: a job that fails for good fails the run, named in its last task's error.
+- A job type with a schedule, triggered by hand: no cron tick (only the scheduler's runs are ticks),
+  its conf a job of the run.
+"""
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
 import uuid
+from pathlib import Path
 
 import pytest
 
@@ -18,24 +27,104 @@ from tests.helpers import add, all_jobs
 from tests.smtp import SmtpServer
 
 RUN = """
-import importlib.util, sys
-spec = importlib.util.spec_from_file_location("send_email_dag", sys.argv[1])
+import importlib.util, json, sys
+spec = importlib.util.spec_from_file_location("dag_file", sys.argv[1])
 module = importlib.util.module_from_spec(spec)
 spec.loader.exec_module(module)
-run = module.send_email.dag.test()
+dag = getattr(module, sys.argv[2])
+dag = getattr(dag, "dag", dag)
+run = dag.test(run_conf=json.loads(sys.argv[3]) if len(sys.argv) > 3 else None)
 print("RUN-STATE", run.state)
 """
 
+# A DAG whose one task reports what jobqueue.task_run reads from the context Airflow gives it.
+READER = """
+import datetime, json
+from airflow.sdk import DAG
+from airflow.providers.standard.operators.python import PythonOperator
+from jobqueue.task_run import TaskRun, dag_run_state
 
-@pytest.fixture
-def metadata_url(server_url):
+def report(**context):
+    run = TaskRun.of(context)
+    ti = context["ti"]
+    print("TASK-RUN", json.dumps({
+        "worker_id": run.worker_id, "task_id": run.task_id, "try_number": run.try_number,
+        "run_type": run.run_type, "tick": str(run.tick), "conf": dict(run.conf),
+        "own_state": dag_run_state(ti, run.dag_id, run.run_id),
+        "missing_state": dag_run_state(ti, run.dag_id, "no_such_run"),
+    }))
+
+with DAG("reader", schedule=None, start_date=datetime.datetime(2026, 1, 1)) as reader:
+    PythonOperator(task_id="report", python_callable=report)
+"""
+
+NIGHTLY = """
+from jobqueue import job_type
+
+@job_type("nightly", schedule="* * * * *", timezone="Europe/Paris")
+def nightly(payload: dict, ctx) -> dict:
+    return {"payload": payload}
+"""
+
+
+@pytest.fixture(scope="module")
+def airflow(server_url, tmp_path_factory):
+    """An Airflow home and a migrated metadata database of the module's own: `run(file, dag, conf)`
+    runs a DAG with dag.test() and returns its output."""
     name = f"airflow_test_{uuid.uuid4().hex[:8]}"
-    url = create_database(server_url, name)
-    yield url.replace("postgresql://", "postgresql+psycopg2://", 1)
+    url = create_database(server_url, name).replace("postgresql://", "postgresql+psycopg2://", 1)
+    home = tmp_path_factory.mktemp("airflow-home")
+    env = {
+        **{k: v for k, v in os.environ.items() if not k.startswith("AIRFLOW")},
+        "AIRFLOW_HOME": str(home),
+        **airflow_env.dag_parsing(),
+        "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": url,
+        "PYTHONPATH": os.pathsep.join([str(paths.PROJECT_ROOT / "plugins"), str(paths.PROJECT_ROOT)]),
+    }
+    airflow = os.path.join(os.path.dirname(sys.executable), "airflow")
+    subprocess.run([airflow, "db", "migrate"], env=env, check=True, capture_output=True, timeout=300)
+
+    def run(dag_file: Path, dag: str, extra_env: dict[str, str], conf: dict | None = None) -> str:
+        args = [sys.executable, "-c", RUN, str(dag_file), dag, *([json.dumps(conf)] if conf else [])]
+        result = subprocess.run(
+            args, env={**env, **extra_env}, capture_output=True, text=True, timeout=300
+        )  # fmt: skip
+        return result.stdout + result.stderr
+
+    yield run
     drop_database(server_url, name)
 
 
-def test_send_email_dag_test(conn, db_url, metadata_url, tmp_path):
+def test_what_a_task_reads_from_airflows_context(airflow, tmp_path):
+    (tmp_path / "reader.py").write_text(READER)
+    folder = {"AIRFLOW__CORE__DAGS_FOLDER": str(tmp_path)}
+    logged = airflow(tmp_path / "reader.py", "reader", folder, conf={"to": "a@example.com"})
+    assert "RUN-STATE success" in logged, logged[-3000:]
+    [line] = [line for line in logged.splitlines() if "TASK-RUN" in line]
+    seen = json.loads(line.partition("TASK-RUN ")[2])
+    assert seen["worker_id"].startswith("reader/manual__")
+    assert seen["task_id"] == "report" and seen["try_number"] == 1
+    # Airflow's own enums, read as their values: never 'DagRunType.MANUAL' or 'DagRunState.RUNNING'.
+    assert seen["run_type"] == "manual" and seen["tick"] == "None"
+    assert seen["conf"] == {"to": "a@example.com"}
+    assert seen["own_state"] == "running" and seen["missing_state"] is None
+
+
+def test_a_scheduled_job_type_run_by_hand_is_no_tick(airflow, conn, db_url, tmp_path):
+    (tmp_path / "nightly.py").write_text(NIGHTLY)
+    waiting = add(conn, "nightly", {"n": 1})["id"]
+    extra = {"AIRFLOW__CORE__DAGS_FOLDER": str(tmp_path), "AIRFLOW_CONN_WORKER_DB": db_url}
+    logged = airflow(tmp_path / "nightly.py", "nightly", extra, conf={"n": 2})
+    assert "RUN-STATE success" in logged, logged[-3000:]
+    jobs = {job["id"]: job for job in all_jobs(conn)}
+    # The waiting job and the run's own (its conf), and no tick's: `_cron` in no payload.
+    assert len(jobs) == 2 and all("_cron" not in job["payload"] for job in jobs.values())
+    assert jobs[waiting]["result"] == {"payload": {"n": 1}}
+    [own] = [job for job in jobs.values() if job["id"] != waiting]
+    assert own["job_key"].startswith("run:nightly/manual__") and own["result"] == {"payload": {"n": 2}}
+
+
+def test_send_email_dag_test(airflow, conn, db_url):
     smtp = SmtpServer()
     smtp.start()
     try:
@@ -48,25 +137,11 @@ def test_send_email_dag_test(conn, db_url, metadata_url, tmp_path):
             for n in range(3)
         ]
         bad = add(conn, "send_email", {"to": "u@example.com", "template": "welcome"})["id"]
-        env = {
-            **{k: v for k, v in os.environ.items() if not k.startswith("AIRFLOW")},
-            "AIRFLOW_HOME": str(tmp_path),
-            **airflow_env.dag_parsing(),
-            "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": metadata_url,
-            "AIRFLOW_CONN_WORKER_DB": db_url,
-            "AIRFLOW_CONN_SMTP_DEFAULT": smtp.airflow_uri,
-            "PYTHONPATH": str(paths.PROJECT_ROOT / "plugins"),
-        }
-        airflow = os.path.join(os.path.dirname(sys.executable), "airflow")
-        subprocess.run([airflow, "db", "migrate"], env=env, check=True, capture_output=True, timeout=300)
-        result = subprocess.run(
-            [sys.executable, "-c", RUN, str(paths.PROJECT_ROOT / "dags" / "send_email.py")],
-            env=env, capture_output=True, text=True, timeout=300,
-        )  # fmt: skip
+        extra = {"AIRFLOW_CONN_WORKER_DB": db_url, "AIRFLOW_CONN_SMTP_DEFAULT": smtp.airflow_uri}
+        logged = airflow(paths.PROJECT_ROOT / "dags" / "send_email.py", "send_email", extra)
         # The bad job failed for good: its run ends failed, the last task naming it, after every
         # good job was sent.
-        assert "RUN-STATE failed" in result.stdout, result.stdout[-3000:] + result.stderr[-3000:]
-        logged = result.stdout + result.stderr
+        assert "RUN-STATE failed" in logged, logged[-3000:]
         assert "1 job(s) of this run failed for good (its Jobs tab lists them)" in logged
         assert f"job {bad} failed for good: template 'welcome' (en): 'name' is undefined" in logged
     finally:

@@ -265,11 +265,13 @@ def _dag(item: CronItem, timezone: str) -> Any:
 
     def enqueue(**context: Any) -> list[int]:
         from jobqueue.job_types import job_database
+        from jobqueue.task_run import TaskRun
 
-        run = context["dag_run"]
-        tick = context.get("logical_date") or run.run_after
+        run = TaskRun.of(context)
+        tick = run.logical_date or run.run_after
+        assert tick is not None, "a crontab DAG's run has a tick: its schedule's"
         with job_database() as jobs:
-            return enqueue_tick(jobs, item, tick, timezone, backfilled=str(run.run_type) == "backfill")
+            return enqueue_tick(jobs, item, tick, timezone, backfilled=run.backfilled)
 
     with DAG(
         dag_id=item.dag_id,

@@ -33,6 +33,7 @@ from typing_extensions import Unpack
 from jobqueue import forms, payloads, settings
 from jobqueue.exceptions import InvalidJobType
 from jobqueue.manager import JobManager
+from jobqueue.task_run import TaskRun, worker_of
 
 log = logging.getLogger(__name__)
 JOB_DB_CONN_ID = "worker_db"
@@ -187,6 +188,10 @@ class JobType:
 
     def run_step(self, index: int, context: dict[str, Any]) -> dict[str, int]:
         """A task of the DAG: the step `index` for this run's batch."""
+        return self.run_task(index, TaskRun.of(context))
+
+    def run_task(self, index: int, run: TaskRun) -> dict[str, int]:
+        """The step `index` for the batch of the run `run` (what run_step read from Airflow)."""
         from airflow.providers.postgres.hooks.postgres import PostgresHook
 
         from jobqueue import detach
@@ -196,8 +201,8 @@ class JobType:
         hook.connection  # noqa: B018 - resolved now, through the task's supervisor: a detached step cannot
         current = self.steps[index]
         prepared = current.prepare() if current.prepare else None
-        work = StepRun(self, index, worker_id(context), hook.get_conn, prepared)
-        conf, tick = context["dag_run"].conf, cron_tick(context)
+        work = StepRun(self, index, run.worker_id, hook.get_conn, prepared)
+        conf, tick = dict(run.conf), cron_tick(run)
         if current.detached:
             summary = dict(detach.run_detached(lambda: work.run(conf, tick)))
         else:
@@ -248,7 +253,7 @@ class JobType:
         """on_failure_callback of the DAG: the run's jobs go back to the queue, attempts kept."""
         from jobqueue.outcomes import Recorder, Retry
 
-        worker = worker_id(context)
+        worker = worker_of(context)
         recorder = Recorder(worker, step="", chained=len(self.steps) > 1)
         with job_database() as jobs:
             held = jobs.held_jobs(worker)
@@ -305,12 +310,12 @@ class CronPayload(pydantic.BaseModel):
     cron: CronTick = pydantic.Field(alias="_cron")
 
 
-def cron_tick(context: Any) -> dict[str, Any] | None:
+def cron_tick(run: TaskRun) -> dict[str, Any] | None:
     """A run the schedule started (or a backfill) stands for a cron tick; any other run does not."""
-    run_type = str(getattr(context["dag_run"], "run_type", ""))  # a DagRunType, a str enum
-    if run_type not in ("scheduled", "backfill"):
+    tick = run.tick
+    if tick is None:
         return None
-    return {"ts": context["logical_date"].isoformat(), "backfilled": run_type == "backfill"}
+    return {"ts": tick.astimezone(datetime.UTC).isoformat(), "backfilled": run.backfilled}
 
 
 def _check_cron(expression: str, timezone: str) -> None:
@@ -336,11 +341,6 @@ def _check_rate_limit(rate_limit: Any) -> None:
         )
     if float(match.group(1)) <= 0:
         raise InvalidJobType(f"rate_limit {rate_limit!r} lets no job run: pause the identifier instead")
-
-
-def worker_id(context: Any) -> str:
-    """A DAG run is one worker: `<dag_id>/<run_id>`."""
-    return f"{context['dag'].dag_id}/{context['run_id']}"
 
 
 @contextlib.contextmanager

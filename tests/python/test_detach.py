@@ -8,25 +8,20 @@ import signal
 import subprocess
 import sys
 import time
-import types
 
 import pytest
 
 from jobqueue import detach, paths
 from jobqueue.exceptions import DetachedError
-from tests.helpers import add, job, run_steps
+from tests.helpers import add, job, run_steps, task_run
 from tests.python.test_send_email import RENDER, SEND_EMAIL, WORKER, welcome
 
-# A send task, as Airflow runs it: the DAG file parsed, then its `send` task with its context.
+# A send task, as Airflow runs it once it has read its context (jobqueue.task_run, tested against
+# Airflow's own contexts in tests/test_dag_run.py): the DAG file parsed, then its `send` task.
 SEND = """
-import sys, types
-from tests.helpers import load_dag_file
-context = {
-    "dag": types.SimpleNamespace(dag_id="send_email"),
-    "run_id": sys.argv[1],
-    "dag_run": types.SimpleNamespace(conf=None, run_type="manual"),
-}
-load_dag_file("send_email").send_email.run_step(1, context)
+import sys
+from tests.helpers import load_dag_file, task_run
+load_dag_file("send_email").send_email.run_task(1, task_run(sys.argv[1], "send"))
 """
 
 
@@ -76,12 +71,7 @@ def test_a_send_task_killed_mid_batch_sends_each_message_once(conn, db_url, smtp
     killed_after = len(smtp.messages)
     assert 5 <= killed_after < len(ids), "the kill did not land mid-batch"
 
-    context = {
-        "dag": types.SimpleNamespace(dag_id="send_email"),
-        "run_id": run_id,
-        "dag_run": types.SimpleNamespace(conf=None, run_type="manual"),
-    }
-    retry = SEND_EMAIL.run_step(1, context)  # the task's retry: waits for the orphaned sender
+    retry = SEND_EMAIL.run_task(1, task_run(run_id, "send", try_number=2))  # waits for the orphaned sender
 
     # The orphan went on to the end of the batch: the retry, let in once it was done, had nothing left.
     assert retry == {"jobs": 0}
