@@ -29,6 +29,7 @@ from jobqueue.exceptions import PermanentJobError
 CRLF = "\r\n"
 LINE = 78  # RFC 5322's recommended line length; headers are folded to it where they can be
 MOST_LINE = 998  # RFC 5322's limit: a longer body line is sent quoted-printable
+FILENAME_PIECE = 60  # characters of a percent-encoded filename per header line (RFC 2231 continuations)
 LINE_BREAK = re.compile(r"\r\n|\r|\n")
 NOT_7BIT = re.compile(r"[^\t\x20-\x7e]")  # what a 7-bit body line cannot carry as is
 ATOMS = re.compile(r"^[A-Za-z0-9!#$%&'*+/^_`{|}~ -]+$")  # a display name that needs no quotes
@@ -237,7 +238,18 @@ def _attachment(filename: str, content: bytes) -> bytes:
 
 
 def _filename_parameter(filename: str) -> str:
-    """`filename="a.pdf"`, or RFC 2231's `filename*=utf-8''...` for what a quoted string cannot hold."""
+    """`filename="a.pdf"`, or RFC 2231's `filename*=utf-8''...` for what a quoted string cannot hold,
+    in continuations (`filename*0*=utf-8''...; filename*1*=...`) of short lines when it is long:
+    255 characters of a script outside ASCII are over 2,000 octets percent-encoded, past the
+    998-octet line that RFC 5322 allows."""
     if filename.isascii() and '"' not in filename and "\\" not in filename:
         return f'filename="{filename}"'
-    return "filename*=utf-8''" + urllib.parse.quote(filename, safe="")
+    encoded = urllib.parse.quote(filename, safe="")
+    if len(encoded) <= FILENAME_PIECE:
+        return "filename*=utf-8''" + encoded
+    # Whole %XX triplets in each piece; a character's bytes may span two (decoded once joined).
+    pieces = re.findall(rf"(?:%[0-9A-F]{{2}}|[^%]){{1,{FILENAME_PIECE // 3}}}", encoded)
+    charset = "utf-8''"
+    return (";" + CRLF + " ").join(
+        f"filename*{index}*={charset if index == 0 else ''}{piece}" for index, piece in enumerate(pieces)
+    )
