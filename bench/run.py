@@ -417,11 +417,11 @@ def graphile() -> dict:
     }  # fmt: skip
 
 
-def _warm_render(html: str) -> float:
+def _warm_render(document: Any) -> float:
     from jobqueue.documents import rendering
 
     start = time.perf_counter()
-    rendering.render_pdf(html, INVOICE["template"], settings.pdf_limits())
+    rendering.render_pdf(document, settings.pdf_limits(), settings.template_dirs("pdf"))
     return time.perf_counter() - start
 
 
@@ -430,13 +430,13 @@ def raw_weasyprint() -> dict:
     the most PDFs per second this machine can make of it."""
     from jobqueue.documents import model, rendering
 
-    html = rendering.render_html(model.parse_payload(INVOICE))
+    document = rendering.render_html(model.parse_payload(INVOICE))
     cores = os.cpu_count() or 1
     count = 20 if QUICK else 200
     with multiprocessing.get_context("spawn").Pool(cores) as pool:
-        pool.map(_warm_render, [html] * cores)  # imports, fonts
+        pool.map(_warm_render, [document] * cores)  # imports, fonts
         start = time.perf_counter()
-        pool.map(_warm_render, [html] * count, chunksize=1)
+        pool.map(_warm_render, [document] * count, chunksize=1)
         elapsed = time.perf_counter() - start
     return {"pdfs": count, "processes": cores, "pdfs_per_s": round(count / elapsed, 2)}
 

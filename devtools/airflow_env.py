@@ -5,10 +5,11 @@ Each setting says why it is there. `make run` applies them; a deployment sets th
 
 from __future__ import annotations
 
+import json
 import secrets
 from pathlib import Path
 
-from jobqueue import paths, settings
+from jobqueue import paths, project, settings
 
 
 def _secret(path: Path, nbytes: int) -> str:
@@ -86,11 +87,31 @@ def _metrics_settings() -> dict[str, str]:
 
 
 def dag_parsing() -> dict[str, str]:
-    """How Airflow finds the DAG files: what the stack and a test parsing dags/ share."""
+    """How Airflow finds the DAG files: the product's dags/ (Airflow's own `dags-folder` bundle)
+    and, with WORKER_PROJECT, the project's tasks/ as a bundle of its own. What the stack and a test
+    parsing dags/ share."""
+    team = settings.project()
+    bundles = (
+        {} if team is None else {"AIRFLOW__DAG_PROCESSOR__DAG_BUNDLE_CONFIG_LIST": dag_bundles(team.tasks)}
+    )
     return {
-        "AIRFLOW__CORE__DAGS_FOLDER": str(settings.dags_folder()),
+        "AIRFLOW__CORE__DAGS_FOLDER": str(paths.PROJECT_ROOT / "dags"),
+        **bundles,
         **{name: value for name, value in behaviour().items() if name in _PARSING},
     }
+
+
+def dag_bundles(tasks: Path) -> str:
+    """[dag_processor] dag_bundle_config_list: Airflow's default bundle (the DAGS_FOLDER, ours) and
+    a team's tasks/ folder beside it. Airflow puts a bundle's folder on sys.path when it parses or
+    runs its files; the project's own root (its utils/) is on PYTHONPATH."""
+    local = "airflow.dag_processing.bundles.local.LocalDagBundle"
+    return json.dumps(
+        [
+            {"name": project.PRODUCT_BUNDLE, "classpath": local, "kwargs": {}},
+            {"name": project.BUNDLE, "classpath": local, "kwargs": {"path": str(tasks)}},
+        ]
+    )
 
 
 _PARSING = ("AIRFLOW__CORE__LOAD_EXAMPLES", "AIRFLOW__CORE__MIGHT_CONTAIN_DAG_CALLABLE")

@@ -108,12 +108,15 @@ class Stack:
         applied = migrations.apply_migrations(settings.job_database_url())
         log(f"migrations applied: {', '.join(applied) if applied else 'none needed'}")
         env = {**os.environ, **airflow_env.airflow_environment()}
-        # The job package for Airflow's components, the tooling for the mail sink.
+        # The job package for Airflow's components, the tooling for the mail sink, and the team's
+        # own modules (its utils/, beside its tasks/).
+        team = settings.project()
         env["PYTHONPATH"] = os.pathsep.join(
             p
             for p in (
                 env["AIRFLOW__CORE__PLUGINS_FOLDER"],
                 str(paths.PROJECT_ROOT),
+                str(team.root) if team else None,
                 os.environ.get("PYTHONPATH"),
             )
             if p

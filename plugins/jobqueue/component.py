@@ -1,5 +1,6 @@
 """`python -m jobqueue.component <airflow command...>`: an Airflow component with the job DAGs'
-modules imported first (and, for the triggerer, jobqueue.wakeup installed).
+modules imported first (for the triggerer and the scheduler, jobqueue.wakeup installed; for the
+dag-processor, jobqueue.reparse).
 
 The LocalExecutor forks its workers from the scheduler and each task process from a worker (the
 Celery worker forks too), so a module the parent holds costs a task nothing. Without this each task
@@ -59,6 +60,10 @@ def main() -> None:
         wakeup.install()
     elif sys.argv[1:2] == ["scheduler"]:
         wakeup.install_scheduler()
+    elif sys.argv[1:2] == ["dag-processor"]:
+        from jobqueue import reparse
+
+        reparse.install()
     sys.argv = ["airflow", *sys.argv[1:]]
     airflow_main()
 

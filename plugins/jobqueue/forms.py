@@ -25,7 +25,9 @@ def defaults(fields: Fields) -> dict[str, Any]:
     return {name: spec.get("default") for name, spec in fields.items()}
 
 
-_COPIED = ("title", "description", "format", "pattern", "minLength", "maxLength", "minimum", "maximum")
+_COPIED = (
+    "title", "description", "format", "pattern", "minLength", "maxLength", "minimum", "maximum", "examples",
+)  # fmt: skip
 
 
 def model_fields(model: Any) -> Fields:

@@ -8,6 +8,8 @@ from pathlib import Path
 from typing import TypeVar
 
 from jobqueue import paths
+from jobqueue.project import Project
+from jobqueue.project import template_dirs as template_dirs_of
 
 DEFAULT_PG_PORT = 55432
 DEFAULT_SMTP_PORT = 8025
@@ -41,16 +43,25 @@ def data_dir() -> Path:
     return (paths.PROJECT_ROOT / os.environ.get("WORKER_DATA_DIR", ".data")).resolve()
 
 
-def dags_folder() -> Path:
-    """WORKER_DAGS_FOLDER: the DAG files Airflow parses (a team's own folder of job types); the
-    project's dags/ by default."""
-    return Path(os.environ.get("WORKER_DAGS_FOLDER") or paths.PROJECT_ROOT / "dags").resolve()
+def project() -> Project | None:
+    """WORKER_PROJECT: a team's own folder (its tasks/, templates/ and crontab; see project.py),
+    added to the product's; relative to the project root. Unset: the product's job types only."""
+    raw = os.environ.get("WORKER_PROJECT", "")
+    return Project.at(paths.PROJECT_ROOT / raw) if raw else None
+
+
+def template_dirs(kind: str) -> list[Path]:
+    """Where templates of `kind` ("email", "pdf") are found: WORKER_PROJECT's first, then ours."""
+    return template_dirs_of(kind, project())
 
 
 def crontab() -> tuple[Path, str]:
-    """WORKER_CRONTAB: graphile-worker's crontab file (`crontab` in the DAG folder by default), and
-    WORKER_CRONTAB_TIMEZONE, the time zone its times are in (UTC, as graphile-worker's)."""
-    path = Path(os.environ.get("WORKER_CRONTAB") or dags_folder() / "crontab")
+    """WORKER_CRONTAB: graphile-worker's crontab file (by default the project's `crontab`, else the
+    product's dags/crontab), and WORKER_CRONTAB_TIMEZONE, the time zone its times are in (UTC, as
+    graphile-worker's)."""
+    team = project()
+    default = team.crontab if team is not None else paths.PROJECT_ROOT / "dags" / "crontab"
+    path = Path(os.environ.get("WORKER_CRONTAB") or default)
     return path, os.environ.get("WORKER_CRONTAB_TIMEZONE") or "UTC"
 
 

@@ -7,6 +7,7 @@ import time
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
+from pathlib import Path
 
 import psutil
 import pytest
@@ -73,6 +74,16 @@ def token(api: str, password: str) -> int:
             return response.status
     except urllib.error.HTTPError as error:
         return error.code
+
+
+def team_project(folder: Path, tasks: dict[str, str], crontab: str | None = None) -> str:
+    """A team's folder (WORKER_PROJECT) of these task files, and a crontab if given: its path."""
+    (folder / "tasks").mkdir(parents=True)
+    for name, source in tasks.items():
+        (folder / "tasks" / name).write_text(source)
+    if crontab is not None:
+        (folder / "crontab").write_text(crontab)
+    return str(folder)
 
 
 def wait_for(conn, sql: str, params, predicate, timeout: float, what: str):

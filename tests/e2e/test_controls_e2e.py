@@ -8,7 +8,6 @@ job, which the same job type runs."""
 from __future__ import annotations
 
 import json
-import shutil
 import time
 import urllib.request
 
@@ -17,8 +16,7 @@ import pytest
 from psycopg.types.json import Jsonb
 
 from devtools.harness import RunningStack
-from jobqueue import paths
-from tests.e2e.conftest import access_token, dag_runs, wait_for
+from tests.e2e.conftest import access_token, dag_runs, team_project, wait_for
 from tests.e2e.faults import component
 
 pytestmark = pytest.mark.e2e
@@ -62,11 +60,11 @@ def completed_once(conn: psycopg.Connection, name: str, count: int) -> list[tupl
 
 
 def test_pause_resume_and_rate_limits_on_the_stack(stack_env, tmp_path):
-    dags = tmp_path / "dags"
-    shutil.copytree(paths.PROJECT_ROOT / "dags", dags)
-    (dags / "throttled.py").write_text(THROTTLED)
-    (dags / "crontab").write_text('* * * * * throttled ?id=every_minute {"round": "cron"}\n')
-    stack_env["WORKER_DAGS_FOLDER"] = str(dags)
+    stack_env["WORKER_PROJECT"] = team_project(
+        tmp_path / "project",
+        {"throttled.py": THROTTLED},
+        crontab='* * * * * throttled ?id=every_minute {"round": "cron"}\n',
+    )
     stack = RunningStack(stack_env)
     api = f"http://127.0.0.1:{stack_env['AIRFLOW_API_PORT']}"
     database = f"postgresql://postgres@127.0.0.1:{stack_env['WORKER_PG_PORT']}/worker"

@@ -7,7 +7,6 @@ identifier has no job type: the Jobs page says so. A change to the file is parse
 from __future__ import annotations
 
 import os
-import shutil
 import time
 import urllib.request
 
@@ -16,8 +15,7 @@ import pytest
 from psycopg.types.json import Jsonb
 
 from devtools.harness import RunningStack
-from jobqueue import paths
-from tests.e2e.conftest import access_token, wait_for
+from tests.e2e.conftest import access_token, team_project, wait_for
 
 pytestmark = pytest.mark.e2e
 
@@ -41,10 +39,7 @@ CHILDREN = "select payload->>'image' from worker.jobs where identifier = 'notify
 
 def test_a_dag_file_of_a_few_lines_is_a_working_job_type(stack_env, tmp_path):
     assert len(RESIZE_IMAGE.splitlines()) < 15
-    dags = tmp_path / "dags"
-    shutil.copytree(paths.PROJECT_ROOT / "dags", dags)
-    (dags / "resize_image.py").write_text(RESIZE_IMAGE)
-    stack_env["WORKER_DAGS_FOLDER"] = str(dags)
+    stack_env["WORKER_PROJECT"] = team_project(tmp_path / "project", {"resize_image.py": RESIZE_IMAGE})
     stack_env["WORKER_UNCONSUMED_AFTER_SECONDS"] = "5"
     stack = RunningStack(stack_env)
     database = f"postgresql://postgres@127.0.0.1:{stack_env['WORKER_PG_PORT']}/worker"
@@ -98,7 +93,7 @@ def test_a_dag_file_of_a_few_lines_is_a_working_job_type(stack_env, tmp_path):
             '@job_type("resize_image")', '@job_type("resize_image", tags=["images"])'
         )
         assert tagged != RESIZE_IMAGE
-        changed = dags / "resize_image.py"
+        changed = tmp_path / "project" / "tasks" / "resize_image.py"
         changed.write_text(tagged)
         metadata = f"postgresql://postgres@127.0.0.1:{stack_env['WORKER_PG_PORT']}/airflow"
         with psycopg.connect(metadata, autocommit=True) as meta:

@@ -5,7 +5,6 @@ job table; the counters count what the runs recorded; every claimed job has a pi
 from __future__ import annotations
 
 import re
-import shutil
 import socket
 import threading
 import time
@@ -16,8 +15,7 @@ import pytest
 from psycopg.types.json import Jsonb
 
 from devtools.harness import RunningStack
-from jobqueue import paths
-from tests.e2e.conftest import wait_for
+from tests.e2e.conftest import team_project, wait_for
 
 pytestmark = pytest.mark.e2e
 
@@ -109,11 +107,8 @@ def table(conn: psycopg.Connection) -> dict[str, float]:
 def test_the_stack_exports_the_queue_s_metrics_to_statsd(stack_env, tmp_path):
     listener = StatsdListener()
     listener.start()
-    dags = tmp_path / "dags"
-    shutil.copytree(paths.PROJECT_ROOT / "dags", dags)
-    (dags / "metered.py").write_text(METERED)
     stack_env.update(
-        WORKER_DAGS_FOLDER=str(dags),
+        WORKER_PROJECT=team_project(tmp_path / "project", {"metered.py": METERED}),
         WORKER_STATSD=f"127.0.0.1:{listener.port}",
         WORKER_METRICS_INTERVAL_SECONDS="1",
     )

@@ -22,13 +22,14 @@ from jobqueue.exceptions import PermanentJobError, RenderTimeout
 
 EXAMPLE = json.loads((paths.INCLUDE_DIR / "examples" / "generate_pdf.json").read_text())
 LIMITS = settings.PdfLimits(timeout_seconds=60, max_bytes=20_000_000, max_html_bytes=5_000_000)
+ROOTS = [paths.INCLUDE_DIR / "templates" / "pdf"]
 
 
 def render(
     payload: dict, limits: settings.PdfLimits = LIMITS
 ) -> tuple[pypdf.PdfReader, rendering.RenderedPdf]:
     parsed = model.parse_payload(payload)
-    rendered = rendering.render_pdf(rendering.render_html(parsed), parsed.template, limits)
+    rendered = rendering.render_pdf(rendering.render_html(parsed), limits, ROOTS)
     return pypdf.PdfReader(io.BytesIO(rendered.content)), rendered
 
 
@@ -38,7 +39,7 @@ def text(reader: pypdf.PdfReader) -> str:
 
 def raw_html(body: str) -> rendering.RenderedPdf:
     html = f"<!DOCTYPE html><html><head><meta charset='utf-8'></head><body><p>visible</p>{body}</body></html>"
-    return rendering.render_pdf(html, "invoice", LIMITS)
+    return rendering.render_pdf(rendering.DocumentHtml(html, ROOTS[0] / "invoice"), LIMITS, ROOTS)
 
 
 def fonts(reader: pypdf.PdfReader) -> set[str]:
@@ -189,7 +190,7 @@ def test_huge_document_hits_the_time_limit():
     small = model.parse_payload(EXAMPLE)
     results = dict(
         pool.PdfRenderer(workers=2, limits=limits).render_each(
-            {1: (rendering.render_html(parsed), "invoice"), 2: (rendering.render_html(small), "invoice")}
+            {1: rendering.render_html(parsed), 2: rendering.render_html(small)}
         )
     )
     assert isinstance(results[1], RenderTimeout)
@@ -213,7 +214,7 @@ def test_big_pdf_hits_the_size_limit():
 
 def test_renderer_renders_a_batch_in_parallel():
     html = rendering.render_html(model.parse_payload(EXAMPLE))
-    results = dict(pool.PdfRenderer(workers=2).render_each({n: (html, "invoice") for n in range(4)}))
+    results = dict(pool.PdfRenderer(workers=2).render_each({n: html for n in range(4)}))
     assert sorted(results) == [0, 1, 2, 3]
     assert all(
         isinstance(r, rendering.RenderedPdf) and r.content.startswith(b"%PDF") for r in results.values()
@@ -227,9 +228,7 @@ def test_a_workers_start_up_does_not_count_against_the_first_documents_limit(mon
     monkeypatch.setenv("PYTHONPATH", f"{tmp_path}{os.pathsep}{os.environ.get('PYTHONPATH', '')}")
     limits = settings.PdfLimits(timeout_seconds=2, max_bytes=20_000_000, max_html_bytes=5_000_000)
     small = model.parse_payload(EXAMPLE)
-    results = dict(
-        pool.PdfRenderer(workers=1, limits=limits).render_each({1: (rendering.render_html(small), "invoice")})
-    )
+    results = dict(pool.PdfRenderer(workers=1, limits=limits).render_each({1: rendering.render_html(small)}))
     assert isinstance(results[1], rendering.RenderedPdf), results[1]
 
 

@@ -7,12 +7,9 @@ from typing import Annotated, Any, Literal
 import pydantic
 
 from jobqueue import paths, payloads
-from jobqueue.emails.model import EmailBase, TemplateName
+from jobqueue.emails.model import EmailBase, TemplateName, offered_templates
 
-TEMPLATES_DIR = paths.INCLUDE_DIR / "templates" / "pdf"
 FONTS_DIR = paths.INCLUDE_DIR / "fonts"
-# What the trigger form offers.
-FORM_TEMPLATES: list[Any] = sorted(folder.name for folder in TEMPLATES_DIR.iterdir() if folder.is_dir())
 
 
 class DocumentEmail(EmailBase):
@@ -26,7 +23,7 @@ class DocumentPayload(pydantic.BaseModel):
     model_config = pydantic.ConfigDict(extra="forbid", frozen=True)
 
     template: TemplateName = pydantic.Field(
-        title="Template", json_schema_extra={"enum": FORM_TEMPLATES, "default": "invoice"}
+        title="Template", json_schema_extra=offered_templates("pdf", default="invoice")
     )
     context: dict[str, Any] = pydantic.Field({}, title="Document data")
     filename: Annotated[str, pydantic.StringConstraints(pattern=r"^[\w\-. ]+\.pdf$", max_length=200)] = (

@@ -18,7 +18,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from jobqueue import paths, settings
-from jobqueue.documents.rendering import RenderedPdf
+from jobqueue.documents.rendering import DocumentHtml, RenderedPdf
 from jobqueue.exceptions import PermanentJobError, RenderTimeout, RetryableJobError, WorkerError
 
 
@@ -33,20 +33,21 @@ class PdfRenderer:
         workers: int | None = None,
         limits: settings.PdfLimits | None = None,
         slots: RenderSlots | None = None,
+        roots: list[Path] | None = None,
     ) -> None:
         self.workers = workers or settings.pdf_workers()
         self.limits = limits or settings.pdf_limits()
+        # What a document may fetch (besides the fonts): the template folders, the project's and ours.
+        self.roots = roots or settings.template_dirs("pdf")
         self.slots = slots or RenderSlots(settings.data_dir() / "pdf-render-slots", self.workers)
 
-    def render_each(
-        self, jobs: dict[int, tuple[str, str]]
-    ) -> Iterator[tuple[int, RenderedPdf | WorkerError]]:
-        """(job_id, the PDF or why it failed) for each of {job_id: (html, template)}, as each is
+    def render_each(self, jobs: dict[int, DocumentHtml]) -> Iterator[tuple[int, RenderedPdf | WorkerError]]:
+        """(job_id, the PDF or why it failed) for each of {job_id: its HTML}, as each is
         ready: the caller records a document while the next ones render, and a task killed half-way
         keeps what it recorded. Stopping early (closing the iterator) starts no further render."""
-        pending = queue.SimpleQueue[tuple[int, str, str]]()
-        for job_id, (html, template) in jobs.items():
-            pending.put((job_id, html, template))
+        pending = queue.SimpleQueue[tuple[int, DocumentHtml]]()
+        for job_id, document in jobs.items():
+            pending.put((job_id, document))
         finished = queue.SimpleQueue[tuple[int, RenderedPdf | WorkerError]]()
         with tempfile.TemporaryDirectory(prefix="jobqueue-pdf-") as scratch:
             threads = [
@@ -67,7 +68,7 @@ class PdfRenderer:
 
     def _drain(
         self,
-        pending: queue.SimpleQueue[tuple[int, str, str]],
+        pending: queue.SimpleQueue[tuple[int, DocumentHtml]],
         finished: queue.SimpleQueue[tuple[int, RenderedPdf | WorkerError]],
         scratch: Path,
         slot: int,
@@ -76,13 +77,13 @@ class PdfRenderer:
         try:
             while True:
                 try:
-                    job_id, html, template = pending.get_nowait()
+                    job_id, document = pending.get_nowait()
                 except queue.Empty:
                     return
                 try:
-                    worker = worker or _Worker(self.limits)
+                    worker = worker or _Worker(self.limits, self.roots)
                     with self.slots.hold(slot):
-                        outcome = worker.render(job_id, html, template, scratch)
+                        outcome = worker.render(job_id, document, scratch)
                 except Exception as exc:  # no worker process (fork refused), no slot file: try again later
                     outcome = RetryableJobError(f"could not render: {type(exc).__name__}: {exc}")
                 finished.put((job_id, outcome))  # each job gets an answer: render_each waits for all
@@ -93,7 +94,7 @@ class PdfRenderer:
                 worker.close()
 
 
-def _empty(pending: queue.SimpleQueue[tuple[int, str, str]]) -> None:
+def _empty(pending: queue.SimpleQueue[tuple[int, DocumentHtml]]) -> None:
     with contextlib.suppress(queue.Empty):
         while True:
             pending.get_nowait()
@@ -123,8 +124,9 @@ class _Worker:
 
     STARTUP_TIMEOUT = 120.0
 
-    def __init__(self, limits: settings.PdfLimits) -> None:
+    def __init__(self, limits: settings.PdfLimits, roots: list[Path]) -> None:
         self.limits = limits
+        self.roots = roots
         env = {
             **os.environ,
             "PYTHONPATH": os.pathsep.join(
@@ -151,13 +153,14 @@ class _Worker:
     def alive(self) -> bool:
         return self.process.poll() is None
 
-    def render(self, job_id: int, html: str, template: str, scratch: Path) -> RenderedPdf | WorkerError:
+    def render(self, job_id: int, document: DocumentHtml, scratch: Path) -> RenderedPdf | WorkerError:
         if not self.ready and (error := self._wait_ready()) is not None:
             return error
         output = scratch / f"{job_id}.pdf"
         request = {
-            "html": html,
-            "template": template,
+            "html": document.html,
+            "folder": str(document.folder),
+            "roots": [str(root) for root in self.roots],
             "output": str(output),
             "limits": dataclasses.asdict(self.limits),
         }

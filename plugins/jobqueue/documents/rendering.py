@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -13,7 +14,7 @@ import jinja2
 from jobqueue import settings
 from jobqueue.documents.fetcher import make_url_fetcher
 from jobqueue.documents.invoice import CONTEXT_BUILDERS, euros, percent
-from jobqueue.documents.model import FONTS_DIR, TEMPLATES_DIR, DocumentPayload
+from jobqueue.documents.model import FONTS_DIR, DocumentPayload
 from jobqueue.exceptions import PermanentJobError
 
 
@@ -23,12 +24,21 @@ class RenderedPdf:
     refused_urls: list[str]
 
 
+@dataclasses.dataclass(frozen=True)
+class DocumentHtml:
+    """A document's HTML, and its template's own folder: where its CSS and images are, the base of
+    its relative URLs (the project's folder for a team's template, ours for ours)."""
+
+    html: str
+    folder: Path
+
+
 @functools.cache
-def _environment(directory: Path) -> jinja2.Environment:
-    """One per template directory and process: it keeps each template compiled (compiling the
+def _environment(directories: tuple[Path, ...]) -> jinja2.Environment:
+    """One per template search path and process: it keeps each template compiled (compiling the
     invoice took 12 ms, rendering it takes well under one), and still sees a template file change."""
     environment = jinja2.Environment(
-        loader=jinja2.FileSystemLoader(directory),
+        loader=jinja2.FileSystemLoader(directories),
         autoescape=True,
         undefined=jinja2.StrictUndefined,
     )
@@ -37,17 +47,21 @@ def _environment(directory: Path) -> jinja2.Environment:
     return environment
 
 
-def render_html(payload: DocumentPayload, directory: Path = TEMPLATES_DIR) -> str:
-    environment = _environment(directory)
+def render_html(payload: DocumentPayload, directories: Sequence[Path] | None = None) -> DocumentHtml:
+    """The document's HTML from the first of `directories` (by default the project's templates, then
+    ours) that has `<template>/<locale>.html`."""
+    environment = _environment(tuple(directories or settings.template_dirs("pdf")))
     build = CONTEXT_BUILDERS.get(payload.template, lambda raw: raw)
     context = build(payload.context)
     try:
         template = environment.get_template(f"{payload.template}/{payload.locale}.html")
-        return template.render(context)
+        html = template.render(context)
     except jinja2.TemplateNotFound as exc:
         raise PermanentJobError(f"no document template {exc.name!r}") from exc
     except jinja2.UndefinedError as exc:
         raise PermanentJobError(f"document template {payload.template!r}: {exc.message}") from exc
+    assert template.filename is not None, "a FileSystemLoader's template has a file"
+    return DocumentHtml(html, Path(template.filename).parent)
 
 
 _FONT_CONFIG: Any = None
@@ -63,22 +77,22 @@ def warm_up() -> None:
         _FONT_CONFIG = FontConfiguration()
 
 
-def render_pdf(
-    html: str, template: str, limits: settings.PdfLimits, directory: Path = TEMPLATES_DIR
-) -> RenderedPdf:
-    """Runs in a worker process: one FontConfiguration per process, reused for every render."""
+def render_pdf(document: DocumentHtml, limits: settings.PdfLimits, roots: Sequence[Path]) -> RenderedPdf:
+    """Runs in a worker process: one FontConfiguration per process, reused for every render. What
+    the document may fetch: files under `roots` (the template folders) and the shipped fonts."""
     import weasyprint
 
-    if len(html.encode()) > limits.max_html_bytes:
+    if len(document.html.encode()) > limits.max_html_bytes:
         raise PermanentJobError(
             f"the document's HTML is over the size limit of {limits.max_html_bytes} bytes"
         )
     warm_up()
     refused: list[str] = []
-    template_dir = directory / template
-    fetcher = make_url_fetcher([directory, FONTS_DIR], refused)
-    document = weasyprint.HTML(string=html, base_url=template_dir.as_uri() + "/", url_fetcher=fetcher)
-    content = document.write_pdf(font_config=_FONT_CONFIG)
+    fetcher = make_url_fetcher([*roots, FONTS_DIR], refused)
+    base_url = document.folder.as_uri() + "/"
+    content = weasyprint.HTML(string=document.html, base_url=base_url, url_fetcher=fetcher).write_pdf(
+        font_config=_FONT_CONFIG
+    )
     assert content is not None
     if len(content) > limits.max_bytes:
         raise PermanentJobError(

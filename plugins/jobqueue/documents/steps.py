@@ -24,11 +24,11 @@ log = logging.getLogger(__name__)
 
 def render_pdf(items: list[BatchItem], ctx: StepContext) -> None:
     """Each document's HTML, then the PDFs on all cores; hands on where each is as it is stored."""
-    html: dict[int, tuple[str, str]] = {}
+    html: dict[int, rendering.DocumentHtml] = {}
     by_id = {item.job.id: item for item in items}
     for item in items:
         try:
-            html[item.job.id] = (rendering.render_html(item.value), item.value.template)
+            html[item.job.id] = rendering.render_html(item.value)
         except PermanentJobError as exc:
             item.fail(str(exc))
         except Exception as exc:  # a bug shown by one job's data: retrying the same data cannot help

@@ -21,9 +21,9 @@ def serve() -> None:
     for line in sys.stdin:
         request = json.loads(line)
         try:
-            rendered = rendering.render_pdf(
-                request["html"], request["template"], settings.PdfLimits(**request["limits"])
-            )
+            document = rendering.DocumentHtml(request["html"], Path(request["folder"]))
+            roots = [Path(root) for root in request["roots"]]
+            rendered = rendering.render_pdf(document, settings.PdfLimits(**request["limits"]), roots)
             Path(request["output"]).write_bytes(rendered.content)
             answer: dict = {"refused_urls": rendered.refused_urls}
         except PermanentJobError as exc:

@@ -3,15 +3,27 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from typing import Annotated, Any, Literal
 
 import pydantic
 
-from jobqueue import paths, payloads
+from jobqueue import payloads, settings
+from jobqueue.project import template_names
 
-TEMPLATES_DIR = paths.INCLUDE_DIR / "templates" / "email"
-# What the trigger form offers; a payload may name any template with the right folders.
-FORM_TEMPLATES: list[Any] = sorted(folder.name for folder in TEMPLATES_DIR.iterdir() if folder.is_dir())
+
+def offered_templates(kind: str, default: str) -> Callable[[dict[str, Any]], None]:
+    """What the trigger form offers for a template field: the templates found when the DAG file is
+    parsed (the project's and ours) as proposals, not a closed list, so a template added since is
+    taken from the form and the REST API at once, and one that does not exist fails its job naming
+    it. The dag-processor parses the file again when a template folder comes or goes (reparse.py)."""
+
+    def extra(schema: dict[str, Any]) -> None:
+        schema["examples"] = template_names(settings.template_dirs(kind))
+        schema["default"] = default
+
+    return extra
+
 
 # A header value holds no line break, as Python's email package counts them (str.splitlines: CR, LF,
 # and also VT, FF, FS, GS, RS, NEL, U+2028, U+2029) and no other control character but tab.
@@ -102,7 +114,7 @@ class EmailBase(pydantic.BaseModel):
 
 class EmailPayload(EmailBase):
     template: TemplateName = pydantic.Field(
-        title="Template", json_schema_extra={"enum": FORM_TEMPLATES, "default": "welcome"}
+        title="Template", json_schema_extra=offered_templates("email", default="welcome")
     )
     locale: Literal["en", "fr"] = pydantic.Field("en", title="Language")
     attachments: list[Attachment] = pydantic.Field(

@@ -1,15 +1,18 @@
-"""An e-mail's subject and bodies from its templates: include/templates/email/<name>/<locale>/
-{subject.txt,body.txt,body.html}, Jinja2 with autoescaping for HTML and strict undefined variables."""
+"""An e-mail's subject and bodies from its templates: <name>/<locale>/{subject.txt,body.txt,body.html}
+in the project's templates/email (WORKER_PROJECT), else in include/templates/email; Jinja2 with
+autoescaping for HTML and strict undefined variables."""
 
 from __future__ import annotations
 
 import dataclasses
 import functools
+from collections.abc import Sequence
 from pathlib import Path
 
 import jinja2
 
-from jobqueue.emails.model import NO_NEWLINES, TEMPLATES_DIR, EmailPayload
+from jobqueue import settings
+from jobqueue.emails.model import NO_NEWLINES, EmailPayload
 from jobqueue.exceptions import PermanentJobError
 
 
@@ -21,11 +24,12 @@ class RenderedEmail:
 
 
 class EmailRenderer:
-    """Templates under include/templates/email/<name>/<locale>/{subject.txt,body.txt,body.html}."""
+    """Templates <name>/<locale>/{subject.txt,body.txt,body.html} in the first of `directories`
+    that has them (by default the project's, then ours)."""
 
-    def __init__(self, directory: Path = TEMPLATES_DIR) -> None:
+    def __init__(self, directories: Sequence[Path] | None = None) -> None:
         self.environment = jinja2.Environment(
-            loader=jinja2.FileSystemLoader(directory),
+            loader=jinja2.FileSystemLoader(directories or settings.template_dirs("email")),
             autoescape=jinja2.select_autoescape(enabled_extensions=("html",), default_for_string=False),
             undefined=jinja2.StrictUndefined,
             keep_trailing_newline=False,
