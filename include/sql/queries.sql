@@ -131,6 +131,15 @@ select
     ) as next_run_at,
     now() as db_now;
 
+-- name: cap_attempts
+-- Caps the attempts of the jobs a worker holds at its job type's max_attempts (never below the attempt
+-- each is on), so the row shows the cap that applies and its last attempt is its last.
+update worker._jobs j
+set max_attempts = greatest(%(cap)s::integer, j.attempts), updated_at = now()
+where j.state = 'running' and j.locked_by = %(worker_id)s
+  and j.max_attempts > greatest(%(cap)s::integer, j.attempts)
+returning j.id, j.max_attempts;
+
 -- name: held_jobs
 -- The running jobs a worker holds (a retried task takes back what its first attempt claimed).
 select * from worker.jobs where status = 'running' and locked_by = %(worker_id)s order by id;

@@ -9,11 +9,11 @@ from __future__ import annotations
 
 import contextlib
 import datetime
-import json
 from collections.abc import Iterable, Iterator, Sequence
 from typing import Any, Literal
 
-from jobqueue.exceptions import BY_SQLSTATE, InvalidPayload
+from jobqueue import payloads
+from jobqueue.exceptions import BY_SQLSTATE
 from jobqueue.jobs import Job, JobKeyMode, JobSpec, JsonValue
 from jobqueue.queries import query
 
@@ -57,20 +57,12 @@ def _message(exc: BaseException) -> str:
 
 
 def _to_json(value: JsonValue, what: str) -> str:
-    try:
-        return json.dumps(value)
-    except (TypeError, ValueError) as exc:
-        raise InvalidPayload(f"{what} is not JSON-serialisable: {exc}") from exc
+    return payloads.json_text(value, what)
 
 
 def _json_by_job(values: dict[int, JsonValue], what: str) -> str:
     """{job id: value} as one JSON object: one encoding for a group, not one per element."""
-    try:
-        return json.dumps({str(job_id): value for job_id, value in values.items()})
-    except (TypeError, ValueError):
-        for value in values.values():
-            _to_json(value, what)  # names the value that cannot be JSON
-        raise
+    return payloads.json_text({str(job_id): value for job_id, value in values.items()}, what)
 
 
 class JobManager:
@@ -123,7 +115,7 @@ class JobManager:
         return self._jobs("add_job", params)[0]
 
     def add_jobs(self, specs: Iterable[JobSpec]) -> list[Job]:
-        body = _to_json([spec.to_json() for spec in specs], "a job spec")
+        body = _to_json([spec.to_json() for spec in specs], "specs")
         return self._jobs("add_jobs", {"specs": body})
 
     def remove_job(self, job_key: str) -> Job | None:
@@ -313,6 +305,12 @@ class JobManager:
         """Waits until no other process sends for this worker (a DAG run), then keeps the others
         out until this connection closes: a task's retry and the sender its killed attempt left."""
         self._execute("lock_sends", {"worker_id": worker_id})
+
+    def cap_attempts(self, worker_id: str, cap: int) -> dict[int, int]:
+        """Lowers the max_attempts of the jobs the worker holds to `cap` (not below the attempt each
+        is on); {job id: its max_attempts now} of those it changed."""
+        with self._executed("cap_attempts", {"worker_id": worker_id, "cap": cap}) as cursor:
+            return {int(job_id): int(attempts) for job_id, attempts in cursor.fetchall()}
 
     def held_jobs(self, worker_id: str) -> list[Job]:
         return self._jobs("held_jobs", {"worker_id": worker_id})

@@ -2,9 +2,9 @@
 
 A step of a job ends in one of four ways: the job completed (its result kept), it handed a value to
 the next step of its chain, it failed for a retry with backoff, or it failed for good. Whether a
-failure is retried is decided here and nowhere else: a PermanentJobError or a refused payload is
-final, anything else is retried while the job has attempts left (its own max_attempts, capped by
-its job type's).
+failure is retried is decided here and nowhere else: a PermanentJobError, a refused payload or a
+call the job database refused is final, anything else is retried while the job has attempts left
+(its own max_attempts, which its claim capped at its job type's).
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from jobqueue import payloads
-from jobqueue.exceptions import JobTimeLimitExceeded, PermanentJobError
+from jobqueue.exceptions import JobQueueError, JobTimeLimitExceeded, PermanentJobError
 from jobqueue.jobs import Job, JsonValue
 from jobqueue.manager import JobManager
 
@@ -46,8 +46,10 @@ Outcome = Completed | HandedOn | Retry | Failed
 
 
 def of_exception(exc: BaseException, doing: str) -> Outcome:
-    """What an exception out of a handler means for its job."""
-    if isinstance(exc, PermanentJobError):
+    """What an exception out of a handler means for its job. The job database refusing a call of
+    the handler's (ctx.add_job with a payload JSON cannot hold, an empty identifier) is final too:
+    the same call would be refused again."""
+    if isinstance(exc, PermanentJobError | JobQueueError):
         return Failed(str(exc) or type(exc).__name__)
     if isinstance(exc, JobTimeLimitExceeded):
         return Retry(str(exc))
@@ -67,7 +69,6 @@ class Recorder:
     worker_id: str
     step: str
     chained: bool  # the job type has several steps, so values are kept between them
-    max_attempts: int | None = None
 
     def record(self, jobs: JobManager, job: Job, outcome: Outcome) -> dict[str, int]:
         """Runs inside the caller's transaction (the job's own), which the caller commits."""
@@ -107,5 +108,8 @@ class Recorder:
             jobs.forget_step_values(finished)
         return counts
 
-    def _attempts_left(self, job: Job) -> bool:
-        return self.max_attempts is None or job.attempts < self.max_attempts
+    @staticmethod
+    def _attempts_left(job: Job) -> bool:
+        """The job's row says it (its max_attempts capped by its job type's at its claim): so the log
+        says "failed for good" of a last attempt, as the job table does."""
+        return job.attempts < job.max_attempts

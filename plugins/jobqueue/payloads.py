@@ -6,13 +6,16 @@ names each field (`payload.to: value is not a valid email address`) and fails th
 
 from __future__ import annotations
 
+import json
+import math
 import re
 from collections.abc import Callable
 from typing import Any
 
 import pydantic
+import pydantic_core
 
-from jobqueue.exceptions import PermanentJobError
+from jobqueue.exceptions import InvalidPayload, PermanentJobError
 
 Parse = Callable[[Any], Any]
 
@@ -42,6 +45,40 @@ def to_json(value: Any) -> Any:
     if isinstance(value, pydantic.BaseModel):
         return value.model_dump(mode="json")
     return _adapter(type(value)).dump_python(value, mode="json")
+
+
+def json_text(value: Any, where: str) -> str:
+    """`value` (a payload, a result) as the JSON text the job table keeps. What SQL and Python hand
+    back is written as pydantic writes a handler's result (`to_json`), the way a payload reads it
+    back into a model: a `Decimal` as a string of its exact digits ("1234.50"), a date, a time or
+    a date-time as ISO 8601, a UUID as its string; a model or a dataclass as its fields. Anything
+    JSON cannot hold (an object of no such kind, NaN, an infinity) is refused, naming the field:
+    `payload.lines.2.total: float('nan') is not JSON`."""
+    try:
+        return json.dumps(value, allow_nan=False)
+    except (TypeError, ValueError):
+        return json.dumps(_json_value(value, where), allow_nan=False)
+
+
+def _json_value(value: Any, where: str) -> Any:
+    if value is None or isinstance(value, str | bool | int):
+        return value
+    if isinstance(value, float):
+        if math.isfinite(value):
+            return value
+        raise InvalidPayload(f"{where}: float({str(value)!r}) is not JSON")
+    if isinstance(value, dict):
+        return {str(key): _json_value(item, f"{where}.{key}") for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        return [_json_value(item, f"{where}.{index}") for index, item in enumerate(value)]
+    try:
+        converted = pydantic_core.to_jsonable_python(value)
+    except pydantic_core.PydanticSerializationError:
+        raise InvalidPayload(
+            f"{where}: {type(value).__name__} is not JSON (give a string, a number, a boolean, a list, "
+            "a dict, or a Decimal, date, datetime, UUID, model or dataclass)"
+        ) from None
+    return _json_value(converted, where)
 
 
 _ADAPTERS: dict[type, pydantic.TypeAdapter[Any]] = {}

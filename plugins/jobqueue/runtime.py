@@ -146,8 +146,7 @@ class StepRun:
         self.last = index == len(job_type.steps) - 1
         self.worker_id = worker_id
         self.connections = Connections(connect)
-        options = job_type.options
-        self.recorder = Recorder(worker_id, self.step.name, len(job_type.steps) > 1, options.max_attempts)
+        self.recorder = Recorder(worker_id, self.step.name, len(job_type.steps) > 1)
         self.counts: dict[str, int] = {}
         self.counts_lock = threading.Lock()
         self.writer = OutcomeWriter(self)
@@ -217,7 +216,8 @@ class StepRun:
         adopt_manual_job(
             control, job_type.identifier, self.recorder, conf, job_type.parse, job_type.form_defaults
         )
-        batch = claim_batch(control, job_type.identifier, self.worker_id, job_type.batch_size())
+        cap = job_type.options.max_attempts
+        batch = claim_batch(control, job_type.identifier, self.worker_id, job_type.batch_size(), cap)
         items = []
         for job in batch:
             if job.id in already:
@@ -236,8 +236,6 @@ class StepRun:
             self._count(self.recorder.record(control, job, Retry(error)))
 
     def _context(self, job: Job, jobs: JobManager) -> JobContext:
-        cap = self.job_type.options.max_attempts
-        shown = job if cap is None else dataclasses.replace(job, max_attempts=min(job.max_attempts, cap))
         parsed: list[Any] = []
 
         def payload() -> Any:
@@ -245,7 +243,7 @@ class StepRun:
                 parsed.append(self.job_type.parse(job.payload))
             return parsed[0]
 
-        return JobContext(shown, self.worker_id, jobs, payload)
+        return JobContext(job, self.worker_id, jobs, payload)
 
     # -- one handler call per job
 
@@ -528,9 +526,12 @@ class OutcomeWriter:
                     self.error = exc
 
 
-def claim_batch(jobs: JobManager, identifier: str, worker: str, size: BatchSize) -> list[Job]:
+def claim_batch(
+    jobs: JobManager, identifier: str, worker: str, size: BatchSize, max_attempts: int | None = None
+) -> list[Job]:
     """What the run holds already (a retried task), topped up to a batch with waiting jobs: the
-    least batch, and when more wait than that, the run's share of them."""
+    least batch, and when more wait than that, the run's share of them. With `max_attempts` (the
+    job type's cap), a job allowed more attempts is given that many, in its row."""
     held = jobs.held_jobs(worker)
     room = size.least - len(held)
     claimed = jobs.claim_jobs([identifier], worker, max_jobs=room) if room > 0 else []
@@ -541,6 +542,9 @@ def claim_batch(jobs: JobManager, identifier: str, worker: str, size: BatchSize)
             claimed += jobs.claim_jobs([identifier], worker, max_jobs=more)
             room += more
     batch = held + claimed
+    if max_attempts is not None and any(job.max_attempts > max_attempts for job in batch):
+        capped = jobs.cap_attempts(worker, max_attempts)
+        batch = [dataclasses.replace(job, max_attempts=capped.get(job.id, job.max_attempts)) for job in batch]
     if claimed and len(claimed) == room:
         jobs.notify_more_waiting(identifier)
     log.info(

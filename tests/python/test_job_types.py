@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime
+import decimal
 import os
 import signal
 import subprocess
@@ -101,18 +102,80 @@ def test_a_run_triggered_with_a_payload_records_it_as_a_job(conn, db_url):
     )
 
 
-def test_a_job_type_caps_the_attempts_of_its_jobs(conn, db_url):
-    @job_type("capped", max_attempts=1)
+def test_a_job_type_caps_the_attempts_of_its_jobs(conn, db_url, caplog):
+    @job_type("capped", max_attempts=2)
     def capped(payload, ctx):
-        raise ConnectionError(f"never works ({ctx.job.max_attempts} attempt)")
+        raise ConnectionError(f"never works ({ctx.job.attempts}/{ctx.job.max_attempts})")
 
     failing = add(conn, "capped", {})["id"]
+    fewer = add(conn, "capped", {}, max_attempts=1)["id"]  # its own, lower, stands
     run(capped, db_url, worker="capped/r1")
+    # The row shows the cap from the claim on: never "1 of 25" for a job allowed two.
+    first = job(conn, failing)
+    assert (first["status"], first["attempts"], first["max_attempts"]) == ("scheduled", 1, 2)
+    assert (job(conn, fewer)["status"], job(conn, fewer)["max_attempts"]) == ("failed", 1)
+    make_runnable(conn)
+    caplog.clear()
+    run(capped, db_url, worker="capped/r2")
     ended = job(conn, failing)
-    assert (ended["status"], ended["last_error"]) == (
-        "failed",
-        "step capped failed: ConnectionError: never works (1 attempt)",
+    assert (ended["status"], ended["attempts"], ended["max_attempts"]) == ("failed", 2, 2)
+    assert ended["last_error"] == "step capped failed: ConnectionError: never works (2/2)"
+    # Its last attempt is logged as what it is: final.
+    assert f"job {failing} failed for good" in caplog.text and "to be retried" not in caplog.text
+
+
+class Line(pydantic.BaseModel):
+    total: decimal.Decimal
+    day: datetime.date
+
+
+def test_what_sql_hands_back_is_enqueued_as_a_model_reads_it(conn, db_url):
+    """numeric, date, timestamptz and uuid columns read through ctx.connection (psycopg 3: Decimal,
+    date, datetime, UUID) go into a child's payload as pydantic writes them, and read back as such."""
+
+    @job_type("report")
+    def report(payload, ctx):
+        row = ctx.connection.execute(
+            "select 1234.50::numeric, date '2026-11-30', timestamptz '2026-11-30 08:00+01',"
+            " 'a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11'::uuid"
+        ).fetchone()
+        total, day, at, uuid = row
+        ctx.add_job("mail", {"lines": [{"total": total, "day": day}], "at": at, "id": uuid})
+
+    add(conn, "report", {})
+    assert run(report, db_url, worker="report/r1") == [{"jobs": 1, "completed": 1}]
+    [child] = [each for each in all_jobs(conn) if each["identifier"] == "mail"]
+    assert child["payload"] == {
+        "lines": [{"total": "1234.50", "day": "2026-11-30"}],
+        "at": "2026-11-30T07:00:00Z",
+        "id": "a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11",
+    }
+    assert Line.model_validate(child["payload"]["lines"][0]) == Line(
+        total=decimal.Decimal("1234.50"), day=datetime.date(2026, 11, 30)
     )
+
+
+@pytest.mark.parametrize(
+    ("value", "named"),
+    [
+        (object(), "payload.lines.0.total: object is not JSON"),
+        (float("nan"), "payload.lines.0.total: float('nan')"),
+    ],
+    ids=["object", "nan"],
+)
+def test_a_value_json_cannot_hold_is_refused_at_the_call_naming_the_field(conn, db_url, value, named):
+    @job_type("refuses")
+    def refuses(payload, ctx):
+        ctx.add_job("mail", {"lines": [{"total": value}]})
+
+    refused = add(conn, "refuses", {})["id"]
+    run(refuses, db_url, worker="refuses/r1")
+    ended = job(conn, refused)
+    # Failed for good at once (no attempts left, as graphile-worker says it): the same call would be
+    # refused again. Nothing was enqueued.
+    assert (ended["status"], ended["attempts"]) == ("failed", ended["max_attempts"]), ended
+    assert ended["last_error"].startswith(named), ended["last_error"]
+    assert [each["identifier"] for each in all_jobs(conn)] == ["refuses"]
 
 
 @pytest.mark.parametrize("kind", ["async", "threads"])
