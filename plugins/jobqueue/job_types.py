@@ -20,11 +20,14 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import datetime
+import difflib
 import inspect
 import logging
 import re
+import sys
 import typing
 from collections.abc import Callable, Iterator, Sequence
+from pathlib import Path
 from typing import Any
 
 import pydantic
@@ -384,12 +387,14 @@ def job_type(
     The payload's model is the first parameter's annotation (a pydantic model), or `payload=`;
     `batch=True`: the function takes the whole batch, a list of runtime.BatchItem. `schedule`: a
     cron expression (in `timezone`); each tick enqueues a job whose payload is a CronPayload."""
-    checked = _options(options)
+    with _at_the_callers_line():
+        checked = _options(options)
 
     def decorate(function: Handler) -> JobType:
-        handler = Step(function, batch=batch)
-        model = payload or (None if batch else _payload_model(function))
-        return JobType(identifier, [handler], model, checked)
+        with _at_the_callers_line():
+            handler = Step(function, batch=batch)
+            model = payload or (None if batch else _payload_model(function))
+            return JobType(identifier, [handler], model, checked)
 
     return decorate
 
@@ -403,16 +408,39 @@ def job_chain(
     """A job type of several steps, one task each, in this order: each step gets what the step
     before returned for the job (kept in the job database, not in XCom), the last step's value is
     the job's result, and a job that fails in one step goes no further."""
-    chain = [each if isinstance(each, Step) else Step(each) for each in steps]
-    first = chain[0] if chain else None
-    model = payload or (_payload_model(first.function) if first and not first.batch else None)
-    return JobType(identifier, chain, model, _options(options))
+    with _at_the_callers_line():
+        chain = [each if isinstance(each, Step) else Step(each) for each in steps]
+        first = chain[0] if chain else None
+        model = payload or (_payload_model(first.function) if first and not first.batch else None)
+        return JobType(identifier, chain, model, _options(options))
+
+
+_PACKAGE = Path(__file__).parent
+
+
+@contextlib.contextmanager
+def _at_the_callers_line() -> Iterator[None]:
+    """A declaration refused names the line of the DAG file that made it: Airflow shows an import
+    error's last two frames, which are ours (`[core] dagbag_import_error_traceback_depth`)."""
+    try:
+        yield
+    except InvalidJobType as exc:
+        frame = sys._getframe(2)
+        while frame.f_back is not None and Path(frame.f_code.co_filename).is_relative_to(_PACKAGE):
+            frame = frame.f_back
+        where = f"{frame.f_code.co_filename}, line {frame.f_lineno}"
+        if where in str(exc):
+            raise
+        raise InvalidJobType(f"{exc} (at {where})") from exc
 
 
 def _options(given: OptionArgs) -> Options:
-    unknown = set(given) - set(OptionArgs.__annotations__)
+    known = [*OptionArgs.__annotations__, "payload", "batch"]
+    unknown = sorted(set(given) - set(OptionArgs.__annotations__))
     if unknown:
-        raise InvalidJobType(f"no such option: {', '.join(sorted(unknown))}")
+        close = {name: difflib.get_close_matches(name, known, n=1) for name in unknown}
+        named = [f"{name} (did you mean {close[name][0]}?)" if close[name] else name for name in unknown]
+        raise InvalidJobType(f"no such option: {', '.join(named)}")
     values: dict[str, Any] = dict(given)
     limit = values.get("time_limit", DEFAULT_TIME_LIMIT)
     values["time_limit"] = limit.total_seconds() if isinstance(limit, datetime.timedelta) else limit

@@ -435,7 +435,7 @@ def test_options_are_checked_when_the_dag_file_is_parsed():
         job_type("x", tags="email")(handler)
     with pytest.raises(InvalidJobType, match="two steps are named alike"):
         job_chain("x", render, render)
-    with pytest.raises(InvalidJobType, match="no such option: batchsize"):
+    with pytest.raises(InvalidJobType, match=r"no such option: batchsize \(did you mean batch_size\?\)"):
         job_type("x", batchsize=3)(handler)  # type: ignore[call-arg]
     with pytest.raises(InvalidJobType, match=r"schedule '61 \* \* \* \*' in time zone 'UTC' is refused"):
         job_type("x", schedule="61 * * * *")(handler)
@@ -449,6 +449,23 @@ def test_options_are_checked_when_the_dag_file_is_parsed():
         job_type("x", rate_limit="0/m")(handler)
     with pytest.raises(InvalidJobType, match=r"rate_limit must be jobs per second.*got 10"):
         job_type("x", rate_limit=10)(handler)  # type: ignore[arg-type]
+
+
+def test_a_refused_declaration_names_the_line_of_the_dag_file(tmp_path):
+    """Airflow's import error shows the last frames of the traceback, which are ours: the message
+    itself names the user's file and line."""
+    dag_file = tmp_path / "typo.py"
+    lines = ["from jobqueue import job_type", "", "", "@job_type('typo', concurency=2)", "def typo(p, ctx):"]
+    dag_file.write_text("\n".join([*lines, "    pass", ""]))
+    result = subprocess.run(
+        [sys.executable, str(dag_file)], capture_output=True, text=True, timeout=60,
+        env={**os.environ, "PYTHONPATH": str(paths.PROJECT_ROOT / "plugins")},
+    )  # fmt: skip
+    last = result.stderr.strip().splitlines()[-1]
+    assert last == (
+        "jobqueue.exceptions.InvalidJobType: no such option: concurency (did you mean concurrency?) "
+        f"(at {dag_file}, line 4)"
+    ), result.stderr
 
 
 def test_a_run_puts_its_job_type_s_rate_limit_in_force_before_it_claims(conn, db_url):
