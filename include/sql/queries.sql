@@ -60,6 +60,17 @@ select * from worker.claim_jobs(
 -- Records a failed attempt of a job this worker holds.
 select * from worker.fail_job(%(job_id)s, %(worker_id)s, %(error)s, %(retry)s) where id is not null;
 
+-- name: record_failed_attempt
+-- Keeps a failed attempt of a job (its error, traceback and task), with the failure it goes with.
+insert into worker._job_attempts (job_id, attempt, outcome, error, traceback, worker_id, task_id, try_number)
+values (%(job_id)s, %(attempt)s, %(outcome)s, %(error)s, %(traceback)s, %(worker_id)s, %(task_id)s,
+        %(try_number)s);
+
+-- name: failed_attempts
+-- A job's failed attempts, the latest first.
+select attempt, outcome, error, traceback, worker_id, task_id, try_number, at
+from worker._job_attempts where job_id = %(job_id)s order by at desc, attempt desc;
+
 -- name: get_job
 -- One job by id.
 select * from worker.jobs where id = %(job_id)s;

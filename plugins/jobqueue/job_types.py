@@ -204,7 +204,7 @@ class JobType:
         hook.connection  # noqa: B018 - resolved now, through the task's supervisor: a detached step cannot
         current = self.steps[index]
         prepared = current.prepare() if current.prepare else None
-        work = StepRun(self, index, run.worker_id, hook.get_conn, prepared)
+        work = StepRun(self, index, run.worker_id, hook.get_conn, prepared, run.try_number)
         conf, tick = dict(run.conf), cron_tick(run)
         if current.detached:
             summary = dict(detach.run_detached(lambda: work.run(conf, tick)))

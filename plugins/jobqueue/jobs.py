@@ -59,6 +59,20 @@ class Job:
 
 
 @dataclasses.dataclass(frozen=True)
+class FailedAttempt:
+    """A failed attempt of a job, as worker._job_attempts keeps it."""
+
+    attempt: int
+    outcome: str  # "retry": it runs again; "failed": for good
+    error: str
+    traceback: str | None
+    worker_id: str  # the DAG run, <dag_id>/<run_id>
+    task_id: str | None  # the step; None when no task recorded it (the run's failure callback)
+    try_number: int | None  # the task's try: with the run and the task, its log in Airflow's UI
+    at: datetime.datetime | None = None  # when it was recorded; None until it is
+
+
+@dataclasses.dataclass(frozen=True)
 class JobSpec:
     """One job for add_jobs; the fields and defaults of worker.add_job."""
 

@@ -8,13 +8,14 @@ and closed for this one call.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import datetime
 from collections.abc import Iterable, Iterator, Sequence
 from typing import Any, Literal
 
 from jobqueue import payloads
 from jobqueue.exceptions import BY_SQLSTATE
-from jobqueue.jobs import Job, JobKeyMode, JobSpec, JsonValue
+from jobqueue.jobs import FailedAttempt, Job, JobKeyMode, JobSpec, JsonValue
 from jobqueue.queries import query
 
 PauseKind = Literal["identifier", "queue"]
@@ -353,6 +354,16 @@ class JobManager:
     def job_counts(self) -> list[dict[str, Any]]:
         """Jobs per identifier and status: [{"identifier", "status", "jobs"}]."""
         return self._rows("job_counts")
+
+    def record_failed_attempt(self, job_id: int, attempt: FailedAttempt) -> None:
+        """Keeps a failed attempt, in the caller's transaction (the one recording the failure)."""
+        fields = dataclasses.asdict(attempt)
+        del fields["at"]
+        self._execute("record_failed_attempt", {"job_id": job_id, **fields})
+
+    def failed_attempts(self, job_id: int) -> list[FailedAttempt]:
+        """A job's failed attempts, the latest first."""
+        return [FailedAttempt(**row) for row in self._rows("failed_attempts", {"job_id": job_id})]
 
     def job_actions(self, job_id: int) -> list[dict[str, Any]]:
         """What was done to a job by hand, oldest first."""

@@ -11,12 +11,13 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import traceback
 from collections.abc import Sequence
 from typing import Any
 
 from jobqueue import payloads
 from jobqueue.exceptions import JobQueueError, JobTimeLimitExceeded, PermanentJobError
-from jobqueue.jobs import Job, JsonValue
+from jobqueue.jobs import FailedAttempt, Job, JsonValue
 from jobqueue.manager import JobManager
 
 log = logging.getLogger(__name__)
@@ -35,11 +36,17 @@ class HandedOn:
 @dataclasses.dataclass(frozen=True)
 class Retry:
     error: str
+    traceback: str | None = None  # of the exception behind it, kept with the failed attempt
 
 
 @dataclasses.dataclass(frozen=True)
 class Failed:
     error: str
+    traceback: str | None = None
+
+
+# What a failed attempt keeps of its traceback: its end, where the error is.
+TRACEBACK_CHARS = 20_000
 
 
 Outcome = Completed | HandedOn | Retry | Failed
@@ -49,11 +56,19 @@ def of_exception(exc: BaseException, doing: str) -> Outcome:
     """What an exception out of a handler means for its job. The job database refusing a call of
     the handler's (ctx.add_job with a payload JSON cannot hold, an empty identifier) is final too:
     the same call would be refused again."""
-    if isinstance(exc, PermanentJobError | JobQueueError):
+    if isinstance(exc, PermanentJobError):  # said on purpose: its message is the whole story
         return Failed(str(exc) or type(exc).__name__)
+    if isinstance(exc, JobQueueError):
+        return Failed(str(exc) or type(exc).__name__, _traceback(exc))
     if isinstance(exc, JobTimeLimitExceeded):
         return Retry(str(exc))
-    return Retry(payloads.unexpected(exc, doing))
+    return Retry(payloads.unexpected(exc, doing), _traceback(exc))
+
+
+def _traceback(exc: BaseException) -> str | None:
+    if exc.__traceback__ is None:
+        return None
+    return "".join(traceback.format_exception(exc))[-TRACEBACK_CHARS:]
 
 
 def of_return(value: Any, last_step: bool, doing: str) -> Outcome:
@@ -67,8 +82,9 @@ class Recorder:
     """Records outcomes for one step of one DAG run (a worker)."""
 
     worker_id: str
-    step: str
+    step: str  # the step's task id; "" when no task records (a DAG run's failure callback)
     chained: bool  # the job type has several steps, so values are kept between them
+    try_number: int | None = None  # the task's try: with the run and step, it names the task's log
 
     def record(self, jobs: JobManager, job: Job, outcome: Outcome) -> dict[str, int]:
         """Runs inside the caller's transaction (the job's own), which the caller commits."""
@@ -88,13 +104,13 @@ class Recorder:
                     completed[job.id] = result
                 case HandedOn(value):
                     handed[job.id] = value
-                case Retry(error) if self._attempts_left(job):
-                    jobs.fail_job(job.id, self.worker_id, error)
+                case Retry(error, trace) if self._attempts_left(job):
+                    self._fail(jobs, job, "retry", error, trace)
                     finished.append(job.id)
                     counts["retry"] = counts.get("retry", 0) + 1
                     log.warning("job %d failed, to be retried: %s", job.id, error)
-                case Retry(error) | Failed(error):
-                    jobs.fail_job(job.id, self.worker_id, error, retry=False)
+                case Retry(error, trace) | Failed(error, trace):
+                    self._fail(jobs, job, "failed", error, trace)
                     finished.append(job.id)
                     counts["failed"] = counts.get("failed", 0) + 1
                     log.warning("job %d failed for good: %s", job.id, error)
@@ -107,6 +123,16 @@ class Recorder:
         if finished and self.chained:
             jobs.forget_step_values(finished)
         return counts
+
+    def _fail(self, jobs: JobManager, job: Job, how: str, error: str, trace: str | None) -> None:
+        """The failed attempt, and what it keeps: its error, its traceback and its task."""
+        if jobs.fail_job(job.id, self.worker_id, error, retry=how == "retry") is None:
+            return  # no longer held by this worker (released meanwhile): its attempt was recorded then
+        attempt = FailedAttempt(
+            attempt=job.attempts, outcome=how, error=error, traceback=trace, worker_id=self.worker_id,
+            task_id=self.step or None, try_number=self.try_number,
+        )  # fmt: skip
+        jobs.record_failed_attempt(job.id, attempt)
 
     @staticmethod
     def _attempts_left(job: Job) -> bool:

@@ -137,7 +137,13 @@ class StepRun:
     RECONNECT_SECONDS = 120.0
 
     def __init__(
-        self, job_type: JobType, index: int, worker_id: str, connect: Connect, prepared: Any = None
+        self,
+        job_type: JobType,
+        index: int,
+        worker_id: str,
+        connect: Connect,
+        prepared: Any = None,
+        try_number: int | None = None,
     ) -> None:
         self.job_type = job_type
         self.prepared = prepared
@@ -146,7 +152,7 @@ class StepRun:
         self.last = index == len(job_type.steps) - 1
         self.worker_id = worker_id
         self.connections = Connections(connect)
-        self.recorder = Recorder(worker_id, self.step.name, len(job_type.steps) > 1)
+        self.recorder = Recorder(worker_id, self.step.name, len(job_type.steps) > 1, try_number)
         self.counts: dict[str, int] = {}
         self.counts_lock = threading.Lock()
         self.writer = OutcomeWriter(self)

@@ -23,7 +23,7 @@ from fastapi.responses import HTMLResponse
 
 from jobqueue import job_types, paths, settings
 from jobqueue.exceptions import JobQueueError
-from jobqueue.jobs import Job, JobSpec
+from jobqueue.jobs import FailedAttempt, Job, JobSpec
 from jobqueue.manager import JobManager, PauseKind
 
 STATUSES = ["queued", "scheduled", "running", "completed", "failed"]
@@ -122,6 +122,26 @@ def dag_run_url(worker: str | None) -> str | None:
     return f"/dags/{dag_id}/runs/{run_id}" if run_id else None
 
 
+def task_log_url(attempt: FailedAttempt) -> str | None:
+    """The log of the task try that ran a failed attempt, in Airflow's UI."""
+    run = dag_run_url(attempt.worker_id)
+    if run is None or attempt.task_id is None:
+        return run
+    try_number = f"?try_number={attempt.try_number}" if attempt.try_number else ""
+    return f"{run}/tasks/{attempt.task_id}{try_number}"
+
+
+@dataclasses.dataclass(frozen=True)
+class AttemptOut(FailedAttempt):
+    """A failed attempt as the API shows it: with the link to its task's log."""
+
+    task_log_url: str | None = None
+
+    @classmethod
+    def of(cls, attempt: FailedAttempt) -> AttemptOut:
+        return cls(**dataclasses.asdict(attempt), task_log_url=task_log_url(attempt))
+
+
 @contextmanager
 def job_database() -> Iterator[JobManager]:
     """One transaction per request: an action and its record commit together."""
@@ -178,6 +198,7 @@ def _templates() -> jinja2.Environment:
         undefined=jinja2.StrictUndefined,
     )
     environment.globals["dag_run_url"] = dag_run_url
+    environment.globals["task_log_url"] = task_log_url
     return environment
 
 
@@ -226,6 +247,14 @@ def create_app() -> FastAPI:
         if job is None:
             raise HTTPException(404, f"no job {job_id}")
         return JobOut.of(job)
+
+    @app.get(
+        "/api/jobs/{job_id}/attempts", response_model=list[AttemptOut],
+        summary="A job's failed attempts, the latest first: error, traceback, the task and its log",
+    )  # fmt: skip
+    def failed_attempts(job_id: int) -> list[AttemptOut]:
+        with job_database() as jobs:
+            return [AttemptOut.of(attempt) for attempt in jobs.failed_attempts(job_id)]
 
     @app.post("/api/jobs", response_model=JobOut, status_code=201, summary="Enqueue a job (worker.add_job)")
     def enqueue(body: Enqueue, user: User, request: Request) -> JobOut:
@@ -353,8 +382,11 @@ def create_app() -> FastAPI:
         with job_database() as jobs:
             job = jobs.get_job(job_id)
             actions = jobs.job_actions(job_id)
+            attempts = jobs.failed_attempts(job_id)
         if job is None:
             raise HTTPException(404, f"no job {job_id}")
-        return templates.get_template("job.html").render(job=job, actions=actions, root=_root(request))
+        return templates.get_template("job.html").render(
+            job=job, actions=actions, attempts=attempts, root=_root(request)
+        )
 
     return app

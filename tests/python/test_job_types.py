@@ -82,6 +82,17 @@ def test_each_outcome_of_a_handler(conn, db_url):
     children = [j for j in all_jobs(conn) if j["identifier"] == "send_email"]
     assert [child["job_key"] for child in children] == [f"resized:{ok}"]
 
+    # Each failed attempt is kept with its error, its traceback (the handler's own line in it) and
+    # the task that ran it; a PermanentJobError's message is the whole story.
+    [attempt] = JobManager(conn).failed_attempts(flaky)
+    assert (attempt.attempt, attempt.outcome, attempt.worker_id, attempt.task_id) == (
+        1, "retry", WORKER, "resize_image",
+    )  # fmt: skip
+    assert attempt.error == again["last_error"] and attempt.traceback is not None
+    assert 'raise ConnectionError("image server went away")' in attempt.traceback
+    [final] = JobManager(conn).failed_attempts(too_wide)
+    assert (final.outcome, final.error, final.traceback) == ("failed", "width over 10000", None)
+
     make_runnable(conn)
     run(resize_image, db_url, worker="resize_image/manual__2")
     retried = job(conn, flaky)
