@@ -31,8 +31,8 @@ soak: $(STAMP) test-deps
 	WORKER_SOAK_ROUNDS=$${WORKER_SOAK_ROUNDS:-20} $(BIN)/python -m pytest tests/e2e/test_faults.py -k soak -p no:cacheprovider
 
 lint: $(STAMP)
-	$(BIN)/ruff check plugins dags devtools tests bench
-	$(BIN)/ruff format --check plugins dags devtools tests bench
+	$(BIN)/ruff check plugins dags devtools tests bench examples
+	$(BIN)/ruff format --check plugins dags devtools tests bench examples
 	$(BIN)/mypy
 	$(BIN)/check-jsonschema --builtin-schema vendor.compose-spec docker-compose.yaml
 

@@ -103,16 +103,9 @@ def run_steps(
 ) -> list[dict]:
     """The steps of one DAG run of a job type, in order, as its tasks run them (without detaching);
     `prepared` stands for what a step's `prepare` would resolve through Airflow. Their summaries."""
-    from jobqueue.runtime import StepRun
+    from jobqueue.testing import run_once
 
-    def connect() -> psycopg.Connection:
-        return psycopg.connect(db_url)
-
-    def run(index: int) -> dict:
-        given = prepared if job_type.steps[index].prepare else None
-        return StepRun(job_type, index, worker, connect, given).run(conf, cron)
-
-    return [run(index) for index in (steps if steps is not None else range(len(job_type.steps)))]
+    return run_once(job_type, db_url, worker=worker, conf=conf, cron=cron, prepared=prepared, steps=steps)
 
 
 def task_run(run_id: str, task_id: str, *, dag_id: str = "send_email", try_number: int = 1) -> Any:

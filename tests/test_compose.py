@@ -4,6 +4,7 @@ no port open beyond loopback. It cannot run here (no container engine), so this 
 from __future__ import annotations
 
 import re
+from pathlib import Path
 
 import yaml
 
@@ -49,6 +50,8 @@ DEPLOYMENT = {
     "AIRFLOW__CELERY__BROKER_URL",
     "AIRFLOW__API_AUTH__JWT_SECRET",
     "AIRFLOW__API__SECRET_KEY",
+    # Where the team's tasks/ are mounted: test_compose_adds_the_team_s_folder_as_make_run_does.
+    "AIRFLOW__DAG_PROCESSOR__DAG_BUNDLE_CONFIG_LIST",
 }
 
 
@@ -65,3 +68,14 @@ def test_compose_sets_airflow_as_make_run_does():
     assert only_compose == set(), (
         "settings only docker-compose.yaml makes: move them to airflow_env.behaviour"
     )
+
+
+def test_compose_adds_the_team_s_folder_as_make_run_does():
+    common = yaml.safe_load(COMPOSE)["x-airflow-common"]
+    environment = common["environment"]
+    assert environment["WORKER_PROJECT"] == "/opt/airflow/project"
+    assert environment["AIRFLOW__DAG_PROCESSOR__DAG_BUNDLE_CONFIG_LIST"] == airflow_env.dag_bundles(
+        Path("/opt/airflow/project/tasks")
+    )
+    assert environment["PYTHONPATH"].split(":") == ["/opt/airflow/plugins", "/opt/airflow/project"]
+    assert any(volume.endswith(":/opt/airflow/project:ro") for volume in common["volumes"])

@@ -20,11 +20,13 @@ from collections.abc import Iterable, Sequence
 
 from jobqueue.context import JobContext
 from jobqueue.exceptions import JobQueueError, PermanentJobError, RetryableJobError, WorkerError
-from jobqueue.job_types import job_chain, job_type, step
+from jobqueue.job_types import CronPayload, CronTick, job_chain, job_type, step
 from jobqueue.jobs import Job, JobKeyMode, JobSpec, JobStatus, JsonValue
 from jobqueue.manager import Connectable, JobManager
 
 __all__ = [
+    "CronPayload",
+    "CronTick",
     "Job",
     "JobContext",
     "JobKeyMode",

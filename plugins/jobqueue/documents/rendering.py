@@ -11,7 +11,7 @@ from typing import Any
 
 import jinja2
 
-from jobqueue import settings
+from jobqueue import paths, settings
 from jobqueue.documents.fetcher import make_url_fetcher
 from jobqueue.documents.invoice import CONTEXT_BUILDERS, euros, percent
 from jobqueue.documents.model import FONTS_DIR, DocumentPayload
@@ -44,6 +44,9 @@ def _environment(directories: tuple[Path, ...]) -> jinja2.Environment:
     )
     environment.filters["euros"] = euros
     environment.filters["percent"] = percent
+    # The shipped fonts ("Doc Sans", include/fonts), for a template of the project's own to link:
+    # <link rel="stylesheet" href="{{ fonts_css }}">; the fetcher serves it and the fonts it names.
+    environment.globals["fonts_css"] = (paths.INCLUDE_DIR / "templates" / "pdf" / "fonts.css").as_uri()
     return environment
 
 
