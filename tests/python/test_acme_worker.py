@@ -23,6 +23,7 @@ import pytest
 from jobqueue import paths
 from jobqueue.testing import run_once
 from tests.helpers import add, all_jobs, job, load_dag_file, rows
+from tests.partner import Partner
 from tests.python.test_send_email import sending
 
 PROJECT = paths.PROJECT_ROOT / "examples" / "acme_worker"
@@ -139,33 +140,6 @@ def test_the_nightly_cleanup_removes_what_expired(acme, conn, db_url):
     [done] = all_jobs(conn)
     assert done["result"] == {"tick": tick, "expired_tokens": 1, "old_carts": 1}
     assert rows(conn, "select count(*) as carts from acme.carts") == [{"carts": 1}]
-
-
-class Partner(http.server.BaseHTTPRequestHandler):
-    """The logistics partner's API: busy (503) at each order's first call, then takes it; refuses
-    the order A-2026-0104 (422)."""
-
-    calls: list[str] = []
-
-    def do_POST(self) -> None:
-        body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
-        reference = body["reference"]
-        first = reference not in self.calls
-        self.calls.append(reference)
-        status, answer = (
-            (422, {"error": "unknown address"}) if reference == "A-2026-0104"
-            else (503, {"error": "busy"}) if first
-            else (201, {"id": f"P-{reference}"})
-        )  # fmt: skip
-        data = json.dumps(answer).encode()
-        self.send_response(status)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(data)))
-        self.end_headers()
-        self.wfile.write(data)
-
-    def log_message(self, *args: Any) -> None:
-        pass
 
 
 @pytest.fixture

@@ -30,7 +30,7 @@ def monthly_report(payload: MonthlyReport, ctx) -> dict:
     first = month_of(payload)
     after = (first + datetime.timedelta(days=32)).replace(day=1)
     days = db.sales_by_day(ctx.connection, first, after)
-    total = sum((amount for _, _, amount in days), start=money.ZERO)
+    total = money.cents(sum((amount for _, _, amount in days), start=money.ZERO))
     label = first.strftime("%Y-%m")
     document = ctx.add_job(
         "generate_pdf",

@@ -1,0 +1,362 @@
+"""The acceptance project (examples/acme_worker, a team's graphile-worker app ported) on one real stack,
+started as `make run` starts it with the team's folder added (WORKER_PROJECT), through every door:
+
+- SQL `add_job` and `add_jobs` with their options, as the shop's application enqueues;
+- Airflow's REST API (a DAG run with a payload) and the job queue's, with an e-mail template the
+  team added after the stack started;
+- Airflow's trigger form, in a real browser, with that template typed in;
+- real ticks of Airflow's scheduler: the team's every-minute `schedule=` (its nightly clean-up, run
+  every minute here), a line added to its crontab file while the stack runs, and a backfill;
+
+then checks the jobs, their results, the mails the SMTP server took (French and English, the team's
+templates before ours) and the PDFs (the team's own templates). On the way: the jobs of a DAG run
+that ended are given back by maintenance at once, and a failed attempt keeps its traceback and the
+link to its task's log. The job database is an outside server (WORKER_DATABASE_URL) holding the
+team's own tables, as a team's database does."""
+
+from __future__ import annotations
+
+import datetime
+import http.server
+import io
+import json
+import shutil
+import threading
+import time
+import urllib.request
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import psycopg
+import pypdf
+import pytest
+from psycopg.types.json import Jsonb
+
+from devtools.harness import RunningStack
+from jobqueue import paths
+from jobqueue.migrations import apply_migrations
+from tests.conftest import create_database, drop_database
+from tests.e2e.conftest import access_token, dag_runs, trigger_dag, wait_for
+from tests.e2e.test_jobs_page import CHROMIUM_FLAGS
+from tests.partner import Partner
+from tests.smtp import SmtpServer
+
+pytestmark = pytest.mark.e2e
+PROJECT = paths.PROJECT_ROOT / "examples" / "acme_worker"
+IDENTIFIERS = [
+    "signup",
+    "password_reset",
+    "send_invoice",
+    "monthly_report",
+    "nightly_cleanup",
+    "sync_partner",
+]
+JOB = "select status, attempts, max_attempts, last_error, result, payload from worker.jobs where id = %s"
+
+
+class AcmeStack:
+    def __init__(self, env: dict[str, str], project: Path, database: str, smtp: SmtpServer) -> None:
+        self.project = project
+        self.database = database
+        self.smtp = smtp
+        self.api = f"http://127.0.0.1:{env['AIRFLOW_API_PORT']}"
+        self.documents = Path(env["WORKER_DATA_DIR"]) / "documents"
+        self.stack = RunningStack(env)
+
+    def token(self) -> str:
+        return access_token(self.api, self.stack.password)
+
+    def call(self, method: str, path: str, body: Any = None) -> Any:
+        request = urllib.request.Request(
+            self.api + path,
+            data=None if body is None else json.dumps(body).encode(),
+            method=method,
+            headers={"Authorization": f"Bearer {self.token()}", "Content-Type": "application/json"},
+        )
+        with urllib.request.urlopen(request, timeout=10) as response:
+            return json.load(response)
+
+    def mails_to(self, address: str) -> list[Any]:
+        return [message for recipients, message in self.smtp.messages if address in recipients]
+
+
+@pytest.fixture
+def acme(server_url, stack_env, tmp_path) -> Iterator[AcmeStack]:
+    project = tmp_path / "acme_worker"
+    shutil.copytree(PROJECT, project)  # the test edits its crontab and adds a template
+    suffix = uuid.uuid4().hex[:8]
+    database = create_database(server_url, f"acme_{suffix}")
+    metadata = create_database(server_url, f"acme_airflow_{suffix}")
+    apply_migrations(database)
+    with psycopg.connect(database, autocommit=True) as conn:
+        conn.execute((project / "schema.sql").read_text())  # the team's tables, there before us
+    smtp = SmtpServer()
+    smtp.start()
+    partner = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Partner)
+    Partner.calls = []
+    threading.Thread(target=partner.serve_forever, daemon=True).start()
+    stack_env.update(
+        WORKER_PROJECT=str(project),
+        WORKER_DATABASE_URL=database,
+        WORKER_AIRFLOW_DATABASE_URL=metadata,
+        AIRFLOW_CONN_SMTP_DEFAULT=smtp.airflow_uri,
+        ACME_CLEANUP_SCHEDULE="* * * * *",  # its nightly clean-up, every minute
+        ACME_PARTNER_URL=f"http://127.0.0.1:{partner.server_address[1]}",
+    )
+    running = AcmeStack(stack_env, project, database, smtp)
+    try:
+        yield running
+    finally:
+        running.stack.stop_with("sigint")
+        smtp.stop()
+        partner.shutdown()
+        partner.server_close()
+        drop_database(server_url, f"acme_{suffix}")
+        drop_database(server_url, f"acme_airflow_{suffix}")
+
+
+def enqueue_by_sql(conn: psycopg.Connection) -> dict[str, int]:
+    """What the shop's application does, in SQL, with add_job's and add_jobs' options."""
+
+    def add(sql: str, *params: Any) -> int:
+        return int(conn.execute(sql, params).fetchone()[0])  # type: ignore[index]
+
+    ids = {
+        "signup": add(
+            "select id from worker.add_job('signup', %s, job_key => 'signup:1', priority => -5)",
+            Jsonb({"customer_id": 1}),
+        ),
+        "reset_en": add("select id from worker.add_job('password_reset', %s)", Jsonb({"customer_id": 2})),
+        "invoice": add(
+            "select id from worker.add_job('send_invoice', %s, queue_name => 'invoices',"
+            " run_at => now() + interval '3 seconds')",
+            Jsonb({"order_id": 1}),
+        ),
+        "report": add(
+            "select id from worker.add_job('monthly_report', %s, max_attempts => 2)",
+            Jsonb({"month": "2026-11"}),
+        ),
+    }
+    specs = [{"identifier": "sync_partner", "payload": {"order_id": order}} for order in (1, 2, 4)]
+    partner_ids = [row[0] for row in conn.execute("select id from worker.add_jobs(%s)", [Jsonb(specs)])]
+    ids.update(zip(["partner_1", "partner_2", "partner_4"], partner_ids, strict=True))
+    return ids
+
+
+def add_template_after_start(project: Path) -> None:
+    """A new e-mail template of the team's, written while the stack runs."""
+    for locale, subject, body in [
+        ("en", "Your order {{ number }} is on its way", "Hello {{ name }}, order {{ number }} left today."),
+        (
+            "fr",
+            "Votre commande {{ number }} est en route",
+            "Bonjour {{ name }}, la commande {{ number }} est partie.",
+        ),
+    ]:
+        folder = project / "templates" / "email" / "acme_order_shipped" / locale
+        folder.mkdir(parents=True)
+        (folder / "subject.txt").write_text(subject + "\n")
+        (folder / "body.txt").write_text(body + "\n")
+        (folder / "body.html").write_text(f"<p>{body}</p>\n")
+
+
+def trigger_with_the_form(acme: AcmeStack) -> None:
+    """Airflow's own trigger form for send_email, the new template typed into its field."""
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path="/usr/bin/chromium", args=CHROMIUM_FLAGS)
+        context = browser.new_context(viewport={"width": 1400, "height": 900})
+        context.add_cookies([{"name": "_token", "value": acme.token(), "url": acme.api}])
+        page = context.new_page()
+        page.goto(f"{acme.api}/dags/send_email")
+        page.get_by_test_id("trigger-dag-button").click()
+        page.locator("#element_to").fill("form@example.com")
+        page.locator("#element_template").fill("acme_order_shipped")
+        page.locator("#element_context .monaco-editor").click()
+        page.keyboard.press("Control+A")
+        page.keyboard.press("Delete")
+        page.keyboard.insert_text('{"name": "Form", "number": "A-2026-0103"}')
+        page.get_by_test_id("trigger-dag-submit").click()
+        page.wait_for_url("**/runs/manual__*", timeout=30_000)
+        browser.close()
+
+
+def ended(conn: psycopg.Connection, job_id: int, timeout: float = 180) -> tuple:
+    [row] = wait_for(
+        conn, JOB, [job_id], lambda rows: bool(rows) and rows[0][0] in ("completed", "failed"), timeout,
+        f"job {job_id} to end",
+    )  # fmt: skip
+    return tuple(row)
+
+
+def pdf_text(acme: AcmeStack, document: str) -> str:
+    reader = pypdf.PdfReader(io.BytesIO((acme.documents / document).read_bytes()))
+    return "\n".join(page.extract_text() for page in reader.pages)
+
+
+def runs(acme: AcmeStack, dag_id: str) -> list[dict]:
+    return dag_runs(acme.api, acme.stack.password, dag_id)
+
+
+def edit_the_crontab(acme: AcmeStack) -> None:
+    """A line added to the team's crontab while the stack runs is a DAG within a minute."""
+    with (acme.project / "crontab").open("a") as crontab:
+        crontab.write('* * * * * signup ?id=signup_every_minute {"customer_id": 3}\n')
+    deadline = time.monotonic() + 60
+    while True:
+        dags = [dag["dag_id"] for dag in acme.call("GET", "/api/v2/dags?limit=100")["dags"]]
+        if "crontab_signup_every_minute" in dags:
+            return
+        assert time.monotonic() < deadline, "the crontab's new line is no DAG a minute after the edit"
+        time.sleep(2)
+
+
+def backfill_last_night(acme: AcmeStack) -> datetime.datetime:
+    """A backfill of the nightly clean-up over three minutes of the night before."""
+    yesterday = datetime.datetime.now(datetime.UTC) - datetime.timedelta(days=1)
+    night = yesterday.replace(hour=1, minute=0, second=0, microsecond=0)
+    body = {
+        "dag_id": "nightly_cleanup", "from_date": night.isoformat(),
+        "to_date": (night + datetime.timedelta(minutes=2)).isoformat(), "max_active_runs": 1,
+    }  # fmt: skip
+    acme.call("POST", "/api/v2/backfills", body)
+    return night
+
+
+def check_the_sql_jobs(acme: AcmeStack, conn: psycopg.Connection, ids: dict[str, int]) -> None:
+    assert ended(conn, ids["signup"])[:2] == ("completed", 1)
+    status, _, max_attempts, *_ = ended(conn, ids["reset_en"])
+    assert (status, max_attempts) == ("completed", 3)  # the job type's cap, in the row
+    invoice = ended(conn, ids["invoice"])
+    document = ended(conn, invoice[4]["document_job"])
+    assert document[5]["context"]["lines"][1]["quantity"] == "3.00"  # numeric, from SQL, exact
+    assert "Facture A-2026-0101" in pdf_text(acme, document[4]["document"])
+    report = ended(conn, ids["report"])
+    assert (report[0], report[4]["month"], report[4]["total"]) == ("completed", "2026-11", "206.65")
+    sales = ended(conn, report[4]["document_job"])
+    assert "Ventes de 2026-11" in pdf_text(acme, sales[4]["document"])
+
+
+def check_the_partner_calls(acme: AcmeStack, conn: psycopg.Connection, ids: dict[str, int]) -> None:
+    """The partner's busy answer retried, its traceback and task log kept; its refusal final."""
+    assert ended(conn, ids["partner_1"])[:2] == ("completed", 2)
+    [busy] = acme.call("GET", f"/job-queue/api/jobs/{ids['partner_1']}/attempts")
+    assert (busy["attempt"], busy["outcome"], busy["task_id"], busy["try_number"]) == (
+        1, "retry", "sync_partner", 1,
+    )  # fmt: skip
+    assert "raise_for_status" in busy["traceback"] and "503 Service Unavailable" in busy["error"]
+    assert busy["task_log_url"].startswith("/dags/sync_partner/runs/")
+    assert busy["task_log_url"].endswith("/tasks/sync_partner?try_number=1")
+    refused = ended(conn, ids["partner_4"])
+    assert refused[:3] == ("failed", 5, 5) and "422" in refused[3]
+
+
+def check_the_ticks(acme: AcmeStack, conn: psycopg.Connection, night: datetime.datetime) -> None:
+    """One job per tick of the every-minute schedule, each scheduled run a tick; the backfill's
+    ticks said so; the crontab's new line ticked too."""
+    ticks = wait_for(
+        conn,
+        "select job_key, payload->'_cron' from worker.jobs where identifier = 'nightly_cleanup'"
+        " and status = 'completed' and not (payload->'_cron'->>'backfilled')::boolean",
+        [], lambda rows: len(rows) >= 2, 240, "two scheduled ticks of the nightly clean-up",
+    )  # fmt: skip
+    stamps = [datetime.datetime.fromisoformat(tick["ts"]) for _, tick in ticks]
+    assert len(set(stamps)) == len(stamps) and all(ts.second == 0 for ts in stamps)
+    assert all(key == f"nightly_cleanup:cron:{tick['ts']}" for key, tick in ticks)
+    done = [
+        r for r in runs(acme, "nightly_cleanup") if r["run_type"] == "scheduled" and r["state"] == "success"
+    ]
+    assert len(done) >= 2
+    assert {datetime.datetime.fromisoformat(r["logical_date"]) for r in done} <= set(stamps)
+    backfilled = wait_for(
+        conn,
+        "select payload->'_cron'->>'ts' from worker.jobs where identifier = 'nightly_cleanup'"
+        " and (payload->'_cron'->>'backfilled')::boolean and status = 'completed' order by 1",
+        [], lambda rows: len(rows) >= 2, 180, "the backfill's ticks",
+    )  # fmt: skip
+    assert datetime.datetime.fromisoformat(backfilled[0][0]) == night
+    # Whichever ran first removed the expired token and the old cart, once.
+    cleaned = conn.execute(
+        "select sum((result->>'expired_tokens')::int), sum((result->>'old_carts')::int) from worker.jobs"
+        " where identifier = 'nightly_cleanup' and status = 'completed'"
+    ).fetchone()
+    assert cleaned == (1, 1)
+    cron_signup = wait_for(
+        conn,
+        "select status, payload->>'customer_id' from worker.jobs where identifier = 'signup'"
+        " and job_key like 'cron:signup_every_minute:%%'",
+        [], lambda rows: bool(rows) and rows[0][0] == "completed", 150, "the new crontab line's job",
+    )  # fmt: skip
+    assert cron_signup[0][1] == "3"
+
+
+def check_maintenance_releases_an_ended_run(acme: AcmeStack, conn: psycopg.Connection) -> None:
+    [finished, *_] = [r for r in runs(acme, "signup") if r["state"] == "success"]
+    holder = f"signup/{finished['dag_run_id']}"
+    conn.execute("select worker.add_job('orphan_probe')")
+    conn.execute("select worker.claim_jobs(array['orphan_probe'], %s)", [holder])
+    trigger_dag(acme.api, acme.stack.password, "worker_maintenance")
+    released = wait_for(
+        conn, "select status, last_error from worker.jobs where identifier = 'orphan_probe'", [],
+        lambda rows: rows[0][0] == "queued", 120, "maintenance to release the ended run's job",
+    )  # fmt: skip
+    assert (
+        released[0][1] == f"released by maintenance: DAG run {holder} ended (success) while holding the job"
+    )
+
+
+def check_the_mails(acme: AcmeStack, conn: psycopg.Connection) -> None:
+    """Each once, in each customer's language, with the team's templates and documents."""
+    wait_for(
+        conn, "select 1", [], lambda _: len(acme.mails_to("form@example.com")) == 1, 120, "the form's mail"
+    )
+    people = ("camille@example.com", "jordan@example.com", "ines@example.com", "form@example.com")
+    subjects = {address: sorted(str(m["Subject"]) for m in acme.mails_to(address)) for address in people}
+    assert "Bienvenue chez Acme Thés, Camille Martin" in subjects["camille@example.com"]
+    assert "Your Acme Teas password" in subjects["jordan@example.com"]
+    assert "Your order A-2026-0102 is on its way" in subjects["jordan@example.com"]
+    assert "Votre mot de passe Acme Thés" in subjects["ines@example.com"]
+    assert subjects["form@example.com"] == ["Your order A-2026-0103 is on its way"]
+    [invoice] = [m for m in acme.mails_to("camille@example.com") if list(m.iter_attachments())]
+    assert [a.get_filename() for a in invoice.iter_attachments()] == ["invoice-A-2026-0101.pdf"]
+    reports = [a.get_filename() for m in acme.mails_to("finance@example.com") for a in m.iter_attachments()]
+    assert "sales-2026-11.pdf" in reports
+    message_ids = acme.smtp.message_ids()
+    assert len(message_ids) == len(set(message_ids)), "a message went out twice"
+
+
+def test_the_team_s_worker_app_runs_its_day_on_the_stack(acme):
+    with psycopg.connect(acme.database, autocommit=True) as conn:
+        watched = "select count(*) from worker._consumers where identifier = any(%s)"
+        wait_for(conn, watched, [IDENTIFIERS], lambda v: v[0][0] == len(IDENTIFIERS), 180, "its triggers")
+
+        ids = enqueue_by_sql(conn)
+        # The REST APIs: a run with a payload (Airflow's), a job (ours), a template added since start.
+        run = trigger_dag(acme.api, acme.stack.password, "password_reset", {"customer_id": 3})
+        body = {"identifier": "send_invoice", "payload": {"order_id": 3}}
+        queued = acme.call("POST", "/job-queue/api/jobs", body)
+        add_template_after_start(acme.project)
+        context = {"name": "Jordan", "number": "A-2026-0102"}
+        shipped = {"to": "jordan@example.com", "template": "acme_order_shipped", "context": context}
+        trigger_dag(acme.api, acme.stack.password, "send_email", shipped)  # not 400: offered, not imposed
+        trigger_with_the_form(acme)
+        edit_the_crontab(acme)
+        night = backfill_last_night(acme)
+
+        check_the_sql_jobs(acme, conn, ids)
+        check_the_partner_calls(acme, conn, ids)
+        key = f"run:password_reset/{run['dag_run_id']}"
+        by_run = wait_for(conn, "select id from worker.jobs where job_key = %s", [key], bool, 120, "its job")
+        assert ended(conn, by_run[0][0])[0] == "completed"
+        assert ended(conn, queued["id"])[0] == "completed"
+        check_the_ticks(acme, conn, night)
+        check_maintenance_releases_an_ended_run(acme, conn)
+        check_the_mails(acme, conn)
+        # Nothing of the team's failed but the order the partner refused.
+        failed = (
+            "select identifier, payload from worker.jobs where status = 'failed' and identifier = any(%s)"
+        )
+        assert conn.execute(failed, [IDENTIFIERS]).fetchall() == [("sync_partner", {"order_id": 4})]
