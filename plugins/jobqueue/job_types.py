@@ -425,8 +425,11 @@ def _at_the_callers_line() -> Iterator[None]:
     try:
         yield
     except InvalidJobType as exc:
-        frame = sys._getframe(2)
-        while frame.f_back is not None and Path(frame.f_code.co_filename).is_relative_to(_PACKAGE):
+        frame = sys._getframe(1)  # contextlib's __exit__, then our frames, then the DAG file's
+        while frame.f_back is not None and (
+            frame.f_code.co_filename == contextlib.__file__
+            or Path(frame.f_code.co_filename).is_relative_to(_PACKAGE)
+        ):
             frame = frame.f_back
         where = f"{frame.f_code.co_filename}, line {frame.f_lineno}"
         if where in str(exc):
