@@ -38,8 +38,8 @@ from devtools.harness import RunningStack
 from jobqueue import paths
 from jobqueue.migrations import apply_migrations
 from tests.conftest import create_database, drop_database
+from tests.e2e.browser import logged_in, trigger_from_the_form
 from tests.e2e.conftest import access_token, dag_runs, trigger_dag, wait_for
-from tests.e2e.test_jobs_page import CHROMIUM_FLAGS
 from tests.partner import Partner
 from tests.smtp import SmtpServer
 
@@ -167,20 +167,9 @@ def trigger_with_the_form(acme: AcmeStack) -> None:
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path="/usr/bin/chromium", args=CHROMIUM_FLAGS)
-        context = browser.new_context(viewport={"width": 1400, "height": 900})
-        context.add_cookies([{"name": "_token", "value": acme.token(), "url": acme.api}])
-        page = context.new_page()
-        page.goto(f"{acme.api}/dags/send_email")
-        page.get_by_test_id("trigger-dag-button").click()
-        page.locator("#element_to").fill("form@example.com")
-        page.locator("#element_template").fill("acme_order_shipped")
-        page.locator("#element_context .monaco-editor").click()
-        page.keyboard.press("Control+A")
-        page.keyboard.press("Delete")
-        page.keyboard.insert_text('{"name": "Form", "number": "A-2026-0103"}')
-        page.get_by_test_id("trigger-dag-submit").click()
-        page.wait_for_url("**/runs/manual__*", timeout=30_000)
+        browser, page = logged_in(playwright, acme.api, acme.token())
+        fields = {"to": "form@example.com", "template": "acme_order_shipped"}
+        trigger_from_the_form(page, acme.api, "send_email", fields, {"name": "Form", "number": "A-2026-0103"})
         browser.close()
 
 

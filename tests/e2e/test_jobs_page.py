@@ -23,20 +23,11 @@ import psycopg
 import pytest
 
 from jobqueue import paths
+from tests.e2e.browser import logged_in, trigger_from_the_form
 from tests.e2e.conftest import access_token, dag_runs, trigger_dag, wait_for
 
 pytestmark = pytest.mark.e2e
 SCREENSHOTS = paths.PROJECT_ROOT / "test-results" / "screenshots"
-CHROMIUM_FLAGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--no-first-run",
-    # Chromium looks Google's hosts up at start, even with the flags above: answer it here.
-    "--host-resolver-rules=MAP * ~NOTFOUND , EXCLUDE 127.0.0.1",
-]
-
 
 ROUTES = """
 import json, re
@@ -139,10 +130,7 @@ def test_the_job_queue_inside_airflow_s_ui(stack_env, mail_stack):
         run_id = failed_run(api, password)
 
         with sync_playwright() as playwright:
-            browser = playwright.chromium.launch(executable_path="/usr/bin/chromium", args=CHROMIUM_FLAGS)
-            context = browser.new_context(viewport={"width": 1400, "height": 900})
-            context.add_cookies([{"name": "_token", "value": token, "url": api}])
-            page = context.new_page()
+            browser, page = logged_in(playwright, api, token)
             page.goto(f"{api}/")
             page.get_by_role("button", name="Browse").click()
             page.get_by_role("menuitem", name="Job queue").click()
@@ -208,15 +196,7 @@ def test_the_job_queue_inside_airflow_s_ui(stack_env, mail_stack):
             page.screenshot(path=SCREENSHOTS / "dag-run-jobs-tab.png")
 
             # Airflow's own trigger form, built from the DAG's params: the payload becomes a job.
-            page.goto(f"{api}/dags/send_email")
-            page.get_by_test_id("trigger-dag-button").click()
-            page.locator("#element_to").fill("form@example.com")
-            page.locator("#element_context .monaco-editor").click()
-            page.keyboard.press("Control+A")
-            page.keyboard.press("Delete")
-            page.keyboard.insert_text('{"name": "Form"}')
-            page.get_by_test_id("trigger-dag-submit").click()
-            page.wait_for_url("**/runs/manual__*", timeout=30_000)
+            trigger_from_the_form(page, api, "send_email", {"to": "form@example.com"}, {"name": "Form"})
             browser.close()
 
         wait_for(
