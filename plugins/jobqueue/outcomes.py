@@ -127,7 +127,7 @@ class Recorder:
     def _fail(self, jobs: JobManager, job: Job, how: str, error: str, trace: str | None) -> None:
         """The failed attempt, and what it keeps: its error, its traceback and its task."""
         if jobs.fail_job(job.id, self.worker_id, error, retry=how == "retry") is None:
-            return  # no longer held by this worker (released meanwhile): its attempt was recorded then
+            return  # released meanwhile (maintenance, a force unlock): the job is not this attempt's now
         attempt = FailedAttempt(
             attempt=job.attempts, outcome=how, error=error, traceback=trace, worker_id=self.worker_id,
             task_id=self.step or None, try_number=self.try_number,
