@@ -105,7 +105,10 @@ class World:
             "truncate graphile_worker._private_jobs, graphile_worker._private_job_queues, "
             "graphile_worker._private_tasks restart identity cascade"
         )
-        self.conn.execute("truncate worker._jobs, worker._job_actions, worker._job_steps restart identity")
+        self.conn.execute(
+            "truncate worker._jobs, worker._job_actions, worker._job_steps, worker._job_attempts"
+            " restart identity"
+        )
         self.jobs = Jobs()
         self.shifted = datetime.timedelta()
 
