@@ -203,9 +203,10 @@ order by identifier, status;
 select exists (select 1 from worker._jobs where job_key = %(job_key)s);
 
 -- name: add_job_for_worker
--- A job created already claimed by a worker (a DAG run triggered by hand).
+-- A job created already claimed by a worker (a DAG run triggered by hand, a cron tick).
 select * from worker.add_job_for_worker(
-    %(identifier)s, %(payload)s::jsonb, %(worker_id)s, job_key => %(job_key)s
+    %(identifier)s, %(payload)s::jsonb, %(worker_id)s, job_key => %(job_key)s,
+    max_attempts => %(max_attempts)s::integer
 );
 
 -- name: remove_jobs

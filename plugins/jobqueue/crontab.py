@@ -254,7 +254,11 @@ def crontab_dags(path: Path, timezone: str = "UTC") -> dict[str, Any]:
     """A DAG per line of the crontab file at `path` (none if there is no such file), by DAG id."""
     if not path.exists():
         return {}
-    return {item.dag_id: _dag(item, timezone) for item in parse_crontab(path.read_text())}
+    try:
+        items = parse_crontab(path.read_text())
+    except InvalidCrontab as exc:  # the import error is filed under dags/crontab.py: name the file
+        raise InvalidCrontab(f"{exc} (in {path})") from exc
+    return {item.dag_id: _dag(item, timezone) for item in items}
 
 
 def _dag(item: CronItem, timezone: str) -> Any:

@@ -246,13 +246,20 @@ class JobManager:
         return jobs[0] if jobs else None
 
     def add_job_for_worker(
-        self, identifier: str, payload: JsonValue, worker_id: str, *, job_key: str | None = None
+        self,
+        identifier: str,
+        payload: JsonValue,
+        worker_id: str,
+        *,
+        job_key: str | None = None,
+        max_attempts: int | None = None,
     ) -> Job:
         params = {
             "identifier": identifier,
             "payload": _to_json(payload, "payload"),
             "worker_id": worker_id,
             "job_key": job_key,
+            "max_attempts": max_attempts,
         }
         return self._jobs("add_job_for_worker", params)[0]
 

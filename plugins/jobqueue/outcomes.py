@@ -13,6 +13,7 @@ import dataclasses
 import logging
 import traceback
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 from jobqueue import payloads
@@ -65,10 +66,17 @@ def of_exception(exc: BaseException, doing: str) -> Outcome:
     return Retry(payloads.unexpected(exc, doing), _traceback(exc))
 
 
+_PACKAGE = str(Path(__file__).parent)
+
+
 def _traceback(exc: BaseException) -> str | None:
-    if exc.__traceback__ is None:
-        return None
-    return "".join(traceback.format_exception(exc))[-TRACEBACK_CHARS:]
+    """The exception's traceback from the handler's frame on: the runtime's frames that called it
+    say nothing to the handler's author (all of it when the error is the runtime's own)."""
+    frames = exc.__traceback__
+    while frames is not None and frames.tb_frame.f_code.co_filename.startswith(_PACKAGE):
+        frames = frames.tb_next
+    shown = traceback.format_exception(type(exc), exc, frames or exc.__traceback__)
+    return "".join(shown)[-TRACEBACK_CHARS:] if exc.__traceback__ is not None else None
 
 
 def of_return(value: Any, last_step: bool, doing: str) -> Outcome:

@@ -198,7 +198,7 @@ class StepRun:
         already = {} if self.last else control.step_values(self.worker_id, self.step.name)
         if self.index == 0:
             if cron is not None:
-                adopt_cron_job(control, self.job_type.identifier, self.worker_id, cron)
+                adopt_cron_job(control, self.job_type, self.worker_id, cron)
             return self._claimed(control, conf, already)
         before = self.job_type.steps[self.index - 1].name
         handed = control.step_values(self.worker_id, before)
@@ -219,9 +219,7 @@ class StepRun:
         job_type = self.job_type
         # Before the claim, which the limit bounds: a new or changed limit is in force from this run on.
         control.declare_rate_limit(job_type.identifier, job_type.options.rate_limit)
-        adopt_manual_job(
-            control, job_type.identifier, self.recorder, conf, job_type.parse, job_type.form_defaults
-        )
+        adopt_manual_job(control, job_type, self.recorder, conf)
         cap = job_type.options.max_attempts
         batch = claim_batch(control, job_type.identifier, self.worker_id, job_type.batch_size(), cap)
         items = []
@@ -576,32 +574,29 @@ def _id_ranges(ids: list[int]) -> str:
 
 
 def adopt_manual_job(
-    jobs: JobManager,
-    identifier: str,
-    recorder: Recorder,
-    conf: dict[str, Any] | None,
-    parse: Callable[[Any], Any],
-    defaults: dict[str, Any] | None = None,
+    jobs: JobManager, job_type: JobType, recorder: Recorder, conf: dict[str, Any] | None
 ) -> Job | None:
     """A run triggered by hand (UI form or REST) with a payload as its conf: the payload becomes a
     job of this run, so it shows in worker.jobs with its outcome. A payload `parse` refuses leaves a
     failed job saying why, and fails the run at once (no retry can fix it). A conf that is exactly
     the form's defaults (the UI's Trigger with nothing typed) is no payload: the run just takes
-    waiting jobs. A REST conf holds only what the caller sent, so any conf but that one counts."""
+    waiting jobs. A REST conf holds only what the caller sent, so any conf but that one counts. The
+    job has its job type's cap on attempts from the start, as a claimed one has from its claim."""
     payload = {name: value for name, value in (conf or {}).items() if value not in (None, "")}
-    untouched = {name: value for name, value in (defaults or {}).items() if value is not None}
+    untouched = {name: value for name, value in job_type.form_defaults.items() if value is not None}
     if not payload or payload == untouched:
         return None
     worker = recorder.worker_id
     key = f"run:{worker}"
     if jobs.job_key_exists(key):
         return None  # a retried task: the job exists already, and is held
-    job = jobs.add_job_for_worker(identifier, payload, worker, job_key=key)
+    identifier, cap = job_type.identifier, job_type.options.max_attempts
+    job = jobs.add_job_for_worker(identifier, payload, worker, job_key=key, max_attempts=cap)
     if job.locked_by != worker:
         log.info("manual run %s: %s is paused, its payload waits as job %d", worker, identifier, job.id)
         return None
     try:
-        parse(payload)
+        job_type.parse(payload)
     except PermanentJobError as exc:
         recorder.record(jobs, job, of_exception(exc, "reading the payload"))
         from airflow.sdk.exceptions import AirflowFailException
@@ -611,13 +606,15 @@ def adopt_manual_job(
     return job
 
 
-def adopt_cron_job(jobs: JobManager, identifier: str, worker: str, tick: dict[str, Any]) -> Job | None:
+def adopt_cron_job(jobs: JobManager, job_type: JobType, worker: str, tick: dict[str, Any]) -> Job | None:
     """A cron tick's job, enqueued already held by the run of that tick. Its key is the tick, so a
     rerun or a retried task enqueues it once (a tick whose job completed is not run again)."""
+    identifier = job_type.identifier
     key = f"{identifier}:cron:{tick['ts']}"
     if jobs.job_key_exists(key):
         return None
-    job = jobs.add_job_for_worker(identifier, {"_cron": tick}, worker, job_key=key)
+    cap = job_type.options.max_attempts
+    job = jobs.add_job_for_worker(identifier, {"_cron": tick}, worker, job_key=key, max_attempts=cap)
     if job.locked_by != worker:
         log.info("cron tick %s: %s is paused, job %d waits", tick["ts"], identifier, job.id)
         return None

@@ -11,8 +11,9 @@ started as `make run` starts it with the team's folder added (WORKER_PROJECT), t
 then checks the jobs, their results, the mails the SMTP server took (French and English, the team's
 templates before ours) and the PDFs (the team's own templates). On the way: the jobs of a DAG run
 that ended are given back by maintenance at once, and a failed attempt keeps its traceback and the
-link to its task's log. The job database is an outside server (WORKER_DATABASE_URL) holding the
-team's own tables, as a team's database does."""
+link to its task's log, which a browser follows to that try's log in Airflow's UI. The job
+database is an outside server (WORKER_DATABASE_URL) holding the team's own tables, as a team's
+database does."""
 
 from __future__ import annotations
 
@@ -45,6 +46,7 @@ from tests.smtp import SmtpServer
 
 pytestmark = pytest.mark.e2e
 PROJECT = paths.PROJECT_ROOT / "examples" / "acme_worker"
+SCREENSHOTS = paths.PROJECT_ROOT / "test-results" / "screenshots"
 IDENTIFIERS = [
     "signup",
     "password_reset",
@@ -170,6 +172,26 @@ def trigger_with_the_form(acme: AcmeStack) -> None:
         browser, page = logged_in(playwright, acme.api, acme.token())
         fields = {"to": "form@example.com", "template": "acme_order_shipped"}
         trigger_from_the_form(page, acme.api, "send_email", fields, {"name": "Form", "number": "A-2026-0103"})
+        browser.close()
+
+
+def follow_a_failed_attempt_to_its_log(acme: AcmeStack, job_id: int) -> None:
+    """The job's page lists its failed attempt with the traceback; its link opens that try's log in
+    Airflow's UI, which holds the handler's error."""
+    from playwright.sync_api import expect, sync_playwright
+
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    with sync_playwright() as playwright:
+        browser, page = logged_in(playwright, acme.api, acme.token())
+        page.goto(f"{acme.api}/job-queue/{job_id}")
+        attempt = page.locator("table.attempts tr", has_text="503 Service Unavailable")
+        expect(attempt).to_have_count(1)
+        assert "raise_for_status" in attempt.locator("pre.traceback").text_content()
+        page.screenshot(path=SCREENSHOTS / "job-failed-attempt.png", full_page=True)
+        attempt.locator("a.airflow").click()
+        page.wait_for_url("**/dags/sync_partner/runs/**/tasks/sync_partner?try_number=1")
+        expect(page.get_by_text("503 Service Unavailable").first).to_be_visible(timeout=30_000)
+        page.screenshot(path=SCREENSHOTS / "job-failed-attempt-log.png")
         browser.close()
 
 
@@ -344,6 +366,7 @@ def test_the_team_s_worker_app_runs_its_day_on_the_stack(acme):
 
         check_the_sql_jobs(acme, conn, ids)
         check_the_partner_calls(acme, conn, ids)
+        follow_a_failed_attempt_to_its_log(acme, ids["partner_1"])
         key = f"run:password_reset/{run['dag_run_id']}"
         by_run = wait_for(conn, "select id from worker.jobs where job_key = %s", [key], bool, 120, "its job")
         assert ended(conn, by_run[0][0])[0] == "completed"

@@ -171,3 +171,20 @@ def test_the_plain_address_shortcut_agrees_with_email_validator(address):
         return
     checked = email_validator.validate_email(address, check_deliverability=False)
     assert checked.ascii_email == shortcut
+
+
+def test_a_project_s_template_replaces_ours_whole_never_locale_by_locale(tmp_path):
+    """A team's `welcome` (English only) is found before ours; a French welcome then fails naming
+    the missing file instead of mixing the product's French with the team's English."""
+    theirs = tmp_path / "email" / "welcome" / "en"
+    theirs.mkdir(parents=True)
+    (theirs / "subject.txt").write_text("Hi from the team, {{ name }}\n")
+    (theirs / "body.txt").write_text("Team text\n")
+    (theirs / "body.html").write_text("<p>Team html</p>\n")
+    renderer = rendering.EmailRenderer([tmp_path / "email", paths.INCLUDE_DIR / "templates" / "email"])
+    assert renderer.render(model.parse_payload(VALID)).subject == "Hi from the team, Ana"
+    with pytest.raises(PermanentJobError, match=r"no template 'welcome/fr/subject.txt'"):
+        renderer.render(model.parse_payload({**VALID, "locale": "fr"}))
+    # A template the team does not have is still ours.
+    reset = {**VALID, "template": "password_reset", "context": {"name": "Ana", "reset_url": "https://x/r"}}
+    assert "password" in renderer.render(model.parse_payload(reset)).subject.lower()

@@ -18,6 +18,7 @@ import time
 import psycopg
 import pydantic
 import pytest
+from airflow.sdk.exceptions import AirflowFailException
 
 from jobqueue import PermanentJobError, forms, job_chain, job_type, paths, step
 from jobqueue.exceptions import InvalidJobType
@@ -90,6 +91,8 @@ def test_each_outcome_of_a_handler(conn, db_url):
     )  # fmt: skip
     assert attempt.error == again["last_error"] and attempt.traceback is not None
     assert 'raise ConnectionError("image server went away")' in attempt.traceback
+    # From the handler's own frame: none of the runtime's that called it.
+    assert "jobqueue/runtime.py" not in attempt.traceback and __file__ in attempt.traceback
     [final] = JobManager(conn).failed_attempts(too_wide)
     assert (final.outcome, final.error, final.traceback) == ("failed", "width over 10000", None)
 
@@ -133,6 +136,18 @@ def test_a_job_type_caps_the_attempts_of_its_jobs(conn, db_url, caplog):
     assert ended["last_error"] == "step capped failed: ConnectionError: never works (2/2)"
     # Its last attempt is logged as what it is: final.
     assert f"job {failing} failed for good" in caplog.text and "to be retried" not in caplog.text
+
+
+def test_a_manual_run_s_refused_payload_has_its_job_type_s_cap(conn, db_url):
+    @job_type("capped_model", max_attempts=3)
+    def capped_model(payload: ResizeImage, ctx):
+        return None
+
+    with pytest.raises(AirflowFailException, match=r"invalid payload: payload\.width"):
+        run(capped_model, db_url, worker="capped_model/manual__1", conf={"url": "a.png", "width": "wide"})
+    [refused] = all_jobs(conn)
+    # Failed for good with no attempts left: of the three its job type allows, not of 25.
+    assert (refused["status"], refused["attempts"], refused["max_attempts"]) == ("failed", 3, 3)
 
 
 class Line(pydantic.BaseModel):

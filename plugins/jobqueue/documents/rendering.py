@@ -16,6 +16,7 @@ from jobqueue.documents.fetcher import make_url_fetcher
 from jobqueue.documents.invoice import CONTEXT_BUILDERS, euros, percent
 from jobqueue.documents.model import FONTS_DIR, DocumentPayload
 from jobqueue.exceptions import PermanentJobError
+from jobqueue.templating import FolderLoader
 
 
 @dataclasses.dataclass(frozen=True)
@@ -38,7 +39,7 @@ def _environment(directories: tuple[Path, ...]) -> jinja2.Environment:
     """One per template search path and process: it keeps each template compiled (compiling the
     invoice took 12 ms, rendering it takes well under one), and still sees a template file change."""
     environment = jinja2.Environment(
-        loader=jinja2.FileSystemLoader(directories),
+        loader=FolderLoader(directories),
         autoescape=True,
         undefined=jinja2.StrictUndefined,
     )

@@ -14,6 +14,7 @@ import jinja2
 from jobqueue import settings
 from jobqueue.emails.model import NO_NEWLINES, EmailPayload
 from jobqueue.exceptions import PermanentJobError
+from jobqueue.templating import FolderLoader
 
 
 @dataclasses.dataclass(frozen=True)
@@ -29,7 +30,7 @@ class EmailRenderer:
 
     def __init__(self, directories: Sequence[Path] | None = None) -> None:
         self.environment = jinja2.Environment(
-            loader=jinja2.FileSystemLoader(directories or settings.template_dirs("email")),
+            loader=FolderLoader(directories or settings.template_dirs("email")),
             autoescape=jinja2.select_autoescape(enabled_extensions=("html",), default_for_string=False),
             undefined=jinja2.StrictUndefined,
             keep_trailing_newline=False,
