@@ -6,6 +6,7 @@ Each setting says why it is there. `make run` applies them; a deployment sets th
 from __future__ import annotations
 
 import json
+import os
 import secrets
 from pathlib import Path
 
@@ -27,6 +28,17 @@ def airflow_home() -> Path:
 
 def passwords_file() -> Path:
     return airflow_home() / "passwords.json"
+
+
+def write_admin_password() -> None:
+    """The admin's password into the passwords file, keeping the other users' (which the Simple auth
+    manager generated on an earlier start)."""
+    path = passwords_file()
+    passwords = json.loads(path.read_text()) if path.exists() and path.read_text().strip() else {}
+    passwords["admin"] = admin_password()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(passwords) + "\n")
+    path.chmod(0o600)
 
 
 def admin_password() -> str:
@@ -127,8 +139,6 @@ def behaviour() -> dict[str, str]:
         "AIRFLOW__CORE__MIGHT_CONTAIN_DAG_CALLABLE": "jobqueue.job_types.might_contain_job_types",
         # Job DAGs must run as soon as they are parsed, not wait for someone to unpause them.
         "AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION": "False",
-        # User `admin`, with the password written to the passwords file before the API server starts.
-        "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS": "admin:admin",
         # The scheduler's idle sleep: Airflow's default, 1 s, cheap when nothing happens. While jobs
         # are about, jobqueue.wakeup shortens it to 0.1 s and ends it when a job arrives.
         "AIRFLOW__SCHEDULER__SCHEDULER_IDLE_SLEEP_TIME": "1",
@@ -155,6 +165,17 @@ def behaviour() -> dict[str, str]:
     }
 
 
+def simple_auth_manager_users() -> str:
+    """Airflow's own `[core] simple_auth_manager_users` when it is given (more users, their roles:
+    `ana:user,vic:viewer`), with the `admin` whose password `make run` prints added when missing.
+    The Simple auth manager generates the others' passwords into the passwords file."""
+    given = os.environ.get("AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS", "")
+    users = [user.strip() for user in given.split(",") if user.strip()]
+    if not any(user.partition(":")[0] == "admin" for user in users):
+        users.insert(0, "admin:admin")
+    return ",".join(users)
+
+
 def airflow_environment() -> dict[str, str]:
     home = airflow_home()
     api = f"http://127.0.0.1:{settings.api_port()}"
@@ -177,6 +198,7 @@ def airflow_environment() -> dict[str, str]:
         "AIRFLOW__API_AUTH__JWT_SECRET": _secret(home / "jwt-secret", 64),
         "AIRFLOW__API__SECRET_KEY": _secret(home / "api-secret-key", 32),
         "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE": str(passwords_file()),
+        "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS": simple_auth_manager_users(),
         # Connections the job DAGs use: the job database and the SMTP server.
         "AIRFLOW_CONN_WORKER_DB": settings.job_database_url(),
         "AIRFLOW_CONN_SMTP_DEFAULT": _smtp_connection(),

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import json
 import os
 import shutil
 import signal
@@ -121,8 +120,7 @@ class Stack:
             )
             if p
         )
-        airflow_env.passwords_file().write_text(json.dumps({"admin": airflow_env.admin_password()}) + "\n")
-        airflow_env.passwords_file().chmod(0o600)
+        airflow_env.write_admin_password()
         log("Airflow: migrating its metadata database")
         with (self.log_dir / "airflow-db-migrate.log").open("ab") as out:
             result = subprocess.run(
@@ -219,6 +217,7 @@ class Stack:
             f"  Job queue:    http://127.0.0.1:{settings.api_port()}/plugin/job-queue   (Browse > Job queue)",
             "  Login:        admin",
             f"  Password:     {airflow_env.admin_password()}",
+            *self._other_users(),
             f"  Job database: {settings.job_database_url()}   (make psql)",
         ]
         if not settings.smtp_connection():
@@ -229,6 +228,18 @@ class Stack:
             lines.append(f"  Metrics:      StatsD at {statsd[0]}:{statsd[1]}, names airflow.jobqueue.*")
         lines += [f"  Logs:         {self.log_dir}", "Ctrl-C or `make stop` stops everything.", ""]
         print("\n".join(lines), flush=True)
+
+    @staticmethod
+    def _other_users() -> list[str]:
+        others = [
+            user
+            for user in airflow_env.simple_auth_manager_users().split(",")
+            if not user.startswith("admin:")
+        ]
+        if not others:
+            return []
+        named = ", ".join(f"{name} ({role})" for name, _, role in (user.partition(":") for user in others))
+        return [f"  Other users:  {named}; their passwords in {airflow_env.passwords_file()}"]
 
     def _supervise(self) -> None:
         while not self.stopping:

@@ -117,3 +117,19 @@ def task_run(run_id: str, task_id: str, *, dag_id: str = "send_email", try_numbe
         dag_id=dag_id, run_id=run_id, task_id=task_id, try_number=try_number, run_type="manual",
         logical_date=None, run_after=None,
     )  # fmt: skip
+
+
+def serve_as(app: Any, role: str, dag_ids: tuple[str, ...] = ("send_email", "generate_pdf")) -> None:
+    """The job queue's app answering as a user of that role of Airflow's Simple auth manager: Airflow's
+    own user class and auth manager decide, over these DAGs (on the running stack, the token that
+    stands for a user and the DAGs Airflow knows are its own: tests/e2e/test_access_e2e.py)."""
+    from airflow.api_fastapi.auth.managers.simple.simple_auth_manager import SimpleAuthManager
+    from airflow.api_fastapi.auth.managers.simple.user import SimpleAuthManagerUser
+    from airflow.api_fastapi.core_api.security import get_user
+
+    from jobqueue import web
+    from jobqueue.access import Access
+
+    user = SimpleAuthManagerUser(username=role, role=role)
+    app.dependency_overrides[get_user] = lambda: user
+    app.dependency_overrides[web._access] = lambda: Access(user, SimpleAuthManager(), frozenset(dag_ids))

@@ -50,6 +50,8 @@ DEPLOYMENT = {
     "AIRFLOW__CELERY__BROKER_URL",
     "AIRFLOW__API_AUTH__JWT_SECRET",
     "AIRFLOW__API__SECRET_KEY",
+    # Who logs in is the deployment's (make run keeps a given list and adds its admin).
+    "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS",
     # Where the team's tasks/ are mounted: test_compose_adds_the_team_s_folder_as_make_run_does.
     "AIRFLOW__DAG_PROCESSOR__DAG_BUNDLE_CONFIG_LIST",
 }

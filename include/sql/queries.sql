@@ -75,6 +75,10 @@ from worker._job_attempts where job_id = %(job_id)s order by at desc, attempt de
 -- One job by id.
 select * from worker.jobs where id = %(job_id)s;
 
+-- name: identifiers_of
+-- The identifiers of the jobs with these ids (those that exist).
+select distinct identifier from worker._jobs where id = any(%(job_ids)s::bigint[]) order by identifier;
+
 -- name: applied_migrations
 -- The migrations already applied, if the table exists yet.
 select name from worker.migrations order by name;
@@ -223,13 +227,17 @@ values (%(job_ids)s::bigint[], %(action)s, %(actor)s, %(detail)s::jsonb);
 select action, actor, detail, at from worker.job_actions where %(job_id)s = any(job_ids) order by at desc, id desc;
 
 -- name: job_counts
--- Jobs per identifier and status.
-select identifier, status, count(*) as jobs from worker.jobs group by identifier, status order by identifier, status;
+-- Jobs per identifier and status, of the identifiers given (null: every one).
+select identifier, status, count(*) as jobs from worker.jobs
+where %(identifiers)s::text[] is null or identifier = any(%(identifiers)s::text[])
+group by identifier, status order by identifier, status;
 
 -- name: search_jobs
--- Jobs matching the filters (any may be null), newest first, one page.
+-- Jobs matching the filters (any may be null; identifiers: those the caller may read), newest
+-- first, one page.
 select * from worker.jobs
-where (%(identifier)s::text is null or identifier = %(identifier)s)
+where (%(identifiers)s::text[] is null or identifier = any(%(identifiers)s::text[]))
+  and (%(identifier)s::text is null or identifier = %(identifier)s)
   and (%(status)s::text is null or status = %(status)s)
   and (%(queue_name)s::text is null or queue_name = %(queue_name)s)
   and (%(job_key)s::text is null or job_key = %(job_key)s)

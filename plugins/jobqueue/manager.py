@@ -287,8 +287,11 @@ class JobManager:
         error: str | None = None,
         limit: int = 50,
         offset: int = 0,
+        identifiers: Sequence[str] | None = None,
     ) -> list[Job]:
+        """Jobs matching the filters, newest first; `identifiers`: only of those (None: any)."""
         params = {
+            "identifiers": None if identifiers is None else list(identifiers),
             "identifier": identifier,
             "status": status,
             "queue_name": queue_name,
@@ -358,9 +361,14 @@ class JobManager:
         """Jobs per identifier and status, finished ones over the last day."""
         return self._rows("queue_depth")
 
-    def job_counts(self) -> list[dict[str, Any]]:
-        """Jobs per identifier and status: [{"identifier", "status", "jobs"}]."""
-        return self._rows("job_counts")
+    def job_counts(self, identifiers: Sequence[str] | None = None) -> list[dict[str, Any]]:
+        """Jobs per identifier and status: [{"identifier", "status", "jobs"}], of `identifiers` (None:
+        every one)."""
+        return self._rows("job_counts", {"identifiers": None if identifiers is None else list(identifiers)})
+
+    def identifiers_of(self, job_ids: Sequence[int]) -> list[str]:
+        """The identifiers of these jobs (of those that exist)."""
+        return [row["identifier"] for row in self._rows("identifiers_of", {"job_ids": list(job_ids)})]
 
     def record_failed_attempt(self, job_id: int, attempt: FailedAttempt) -> None:
         """Keeps a failed attempt, in the caller's transaction (the one recording the failure)."""

@@ -18,15 +18,8 @@ database does."""
 from __future__ import annotations
 
 import datetime
-import http.server
 import io
-import json
-import shutil
-import threading
 import time
-import urllib.request
-import uuid
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -35,17 +28,12 @@ import pypdf
 import pytest
 from psycopg.types.json import Jsonb
 
-from devtools.harness import RunningStack
 from jobqueue import paths
-from jobqueue.migrations import apply_migrations
-from tests.conftest import create_database, drop_database
 from tests.e2e.browser import logged_in, trigger_from_the_form
-from tests.e2e.conftest import access_token, dag_runs, trigger_dag, wait_for
-from tests.partner import Partner
-from tests.smtp import SmtpServer
+from tests.e2e.conftest import dag_runs, trigger_dag, wait_for
+from tests.e2e.team import AcmeStack
 
 pytestmark = pytest.mark.e2e
-PROJECT = paths.PROJECT_ROOT / "examples" / "acme_worker"
 SCREENSHOTS = paths.PROJECT_ROOT / "test-results" / "screenshots"
 IDENTIFIERS = [
     "signup",
@@ -56,67 +44,6 @@ IDENTIFIERS = [
     "sync_partner",
 ]
 JOB = "select status, attempts, max_attempts, last_error, result, payload from worker.jobs where id = %s"
-
-
-class AcmeStack:
-    def __init__(self, env: dict[str, str], project: Path, database: str, smtp: SmtpServer) -> None:
-        self.project = project
-        self.database = database
-        self.smtp = smtp
-        self.api = f"http://127.0.0.1:{env['AIRFLOW_API_PORT']}"
-        self.documents = Path(env["WORKER_DATA_DIR"]) / "documents"
-        self.stack = RunningStack(env)
-
-    def token(self) -> str:
-        return access_token(self.api, self.stack.password)
-
-    def call(self, method: str, path: str, body: Any = None) -> Any:
-        request = urllib.request.Request(
-            self.api + path,
-            data=None if body is None else json.dumps(body).encode(),
-            method=method,
-            headers={"Authorization": f"Bearer {self.token()}", "Content-Type": "application/json"},
-        )
-        with urllib.request.urlopen(request, timeout=10) as response:
-            return json.load(response)
-
-    def mails_to(self, address: str) -> list[Any]:
-        return [message for recipients, message in self.smtp.messages if address in recipients]
-
-
-@pytest.fixture
-def acme(server_url, stack_env, tmp_path) -> Iterator[AcmeStack]:
-    project = tmp_path / "acme_worker"
-    shutil.copytree(PROJECT, project)  # the test edits its crontab and adds a template
-    suffix = uuid.uuid4().hex[:8]
-    database = create_database(server_url, f"acme_{suffix}")
-    metadata = create_database(server_url, f"acme_airflow_{suffix}")
-    apply_migrations(database)
-    with psycopg.connect(database, autocommit=True) as conn:
-        conn.execute((project / "schema.sql").read_text())  # the team's tables, there before us
-    smtp = SmtpServer()
-    smtp.start()
-    partner = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Partner)
-    Partner.calls = []
-    threading.Thread(target=partner.serve_forever, daemon=True).start()
-    stack_env.update(
-        WORKER_PROJECT=str(project),
-        WORKER_DATABASE_URL=database,
-        WORKER_AIRFLOW_DATABASE_URL=metadata,
-        AIRFLOW_CONN_SMTP_DEFAULT=smtp.airflow_uri,
-        ACME_CLEANUP_SCHEDULE="* * * * *",  # its nightly clean-up, every minute
-        ACME_PARTNER_URL=f"http://127.0.0.1:{partner.server_address[1]}",
-    )
-    running = AcmeStack(stack_env, project, database, smtp)
-    try:
-        yield running
-    finally:
-        running.stack.stop_with("sigint")
-        smtp.stop()
-        partner.shutdown()
-        partner.server_close()
-        drop_database(server_url, f"acme_{suffix}")
-        drop_database(server_url, f"acme_airflow_{suffix}")
 
 
 def enqueue_by_sql(conn: psycopg.Connection) -> dict[str, int]:

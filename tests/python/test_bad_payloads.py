@@ -27,7 +27,7 @@ from jobqueue.documents import model as documents
 from jobqueue.documents import rendering as document_rendering
 from jobqueue.emails import mime, model, rendering
 from jobqueue.exceptions import PermanentJobError
-from tests.helpers import INVOICE, job, load_dag_file, run_steps
+from tests.helpers import INVOICE, job, load_dag_file, run_steps, serve_as
 from tests.python.test_send_email import SEND_EMAIL, sending
 
 GENERATE_PDF = load_dag_file("generate_pdf").generate_pdf
@@ -196,17 +196,13 @@ def test_any_document_payload_fails_named_or_renders_escaped_html(payload):
 
 @pytest.fixture
 def api(db_url, monkeypatch):
-    from airflow.api_fastapi.auth.managers.simple.user import SimpleAuthManagerUser
-    from airflow.api_fastapi.core_api.security import get_user
     from fastapi.testclient import TestClient
 
     from jobqueue import web
 
     monkeypatch.setenv("AIRFLOW_CONN_WORKER_DB", db_url)
     app = web.create_app()
-    # The user Airflow's default auth manager hands a route, of its own class (the token that
-    # stands for it is checked on the running stack: tests/e2e/test_jobs_page.py).
-    app.dependency_overrides[get_user] = lambda: SimpleAuthManagerUser(username="tester", role="admin")
+    serve_as(app, "admin")
     with TestClient(app, headers={"X-Requested-With": "jobs-page"}) as client:
         yield client
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 
 from devtools import airflow_env
@@ -58,3 +60,33 @@ def test_airflow_settings_stay_on_loopback(tmp_path, monkeypatch):
     assert env["AIRFLOW__API__BASE_URL"] == "http://127.0.0.1:9999"
     assert env["AIRFLOW__CORE__EXECUTION_API_SERVER_URL"] == "http://127.0.0.1:9999/execution/"
     assert len(env["AIRFLOW__API_AUTH__JWT_SECRET"]) >= 64
+
+
+@pytest.mark.parametrize(
+    ("given", "applied"),
+    [
+        (None, "admin:admin"),
+        ("ana:user, vic:viewer", "admin:admin,ana:user,vic:viewer"),
+        ("admin:op,ana:user", "admin:op,ana:user"),
+    ],
+    ids=["none", "colleagues", "own-admin"],
+)
+def test_make_run_keeps_airflow_s_own_users_and_adds_its_admin(monkeypatch, given, applied):
+    if given is None:
+        monkeypatch.delenv("AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS", raising=False)
+    else:
+        monkeypatch.setenv("AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS", given)
+    assert airflow_env.simple_auth_manager_users() == applied
+    assert airflow_env.airflow_environment()["AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS"] == applied
+
+
+def test_the_admin_s_password_is_written_beside_the_generated_ones(tmp_path, monkeypatch):
+    monkeypatch.setenv("WORKER_DATA_DIR", str(tmp_path))
+    monkeypatch.setenv("AIRFLOW_ADMIN_PASSWORD", "secret")
+    airflow_env.passwords_file().parent.mkdir(parents=True)
+    airflow_env.passwords_file().write_text('{"vic": "generated-by-airflow", "admin": "old"}\n')
+    airflow_env.write_admin_password()
+    assert json.loads(airflow_env.passwords_file().read_text()) == {
+        "vic": "generated-by-airflow",
+        "admin": "secret",
+    }

@@ -1,0 +1,117 @@
+"""Who may do what in the job queue: Airflow's auth manager decides, whichever is configured (the
+Simple one's roles, FAB's per-DAG permissions, another), with the meaning it gives its own resources.
+
+A job belongs to the DAG that consumes its identifier: its job type's DAG, named after it.
+
+| in the job queue | asked of the auth manager as |
+|---|---|
+| read a job, its payload and attempts, a list, counts, a run's tab | reading the DAG's runs (GET, RUN) |
+| enqueue a job | creating a run of that DAG (POST, RUN) |
+| retry, reschedule, cancel, fail jobs | editing that DAG's runs (PUT, RUN) |
+| pause, resume, set a rate limit | editing that DAG (PUT) |
+
+Jobs of an identifier that no DAG consumes, and named queues (which may mix identifiers), belong to
+no one DAG: they are asked about as of every DAG (`DagDetails(id=None)`, Airflow's own meaning for
+"all DAGs"). Rights on one DAG cannot cover them, and an identifier nothing consumes needs someone
+who sees the whole installation.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Iterable
+from typing import Any
+
+GET, POST, PUT = "GET", "POST", "PUT"
+
+
+@dataclasses.dataclass(frozen=True)
+class Need:
+    """What an action needs of the DAG a job belongs to: a method, on its runs or on itself."""
+
+    method: str
+    on_runs: bool
+    verb: str  # for the refusal: "read", "enqueue", ...
+
+
+READ = Need(GET, True, "read")
+ENQUEUE = Need(POST, True, "enqueue")
+ACT = Need(PUT, True, "act on")
+CONTROL = Need(PUT, False, "pause, resume or limit")
+
+
+class Refused(Exception):
+    """The caller may not do this; the message says what, for a 403."""
+
+
+class Access:
+    """One user's rights, asked of the auth manager once per question in a request."""
+
+    def __init__(self, user: Any, auth_manager: Any, dag_ids: frozenset[str]) -> None:
+        self.user = user
+        self.auth_manager = auth_manager
+        self.dag_ids = dag_ids  # the DAGs Airflow knows: an identifier outside them has none
+        self.answers: dict[tuple[Need, str | None], bool] = {}
+
+    @classmethod
+    def of(cls, user: Any) -> Access:
+        from airflow.api_fastapi.app import get_auth_manager
+        from airflow.models.dag import DagModel
+        from airflow.utils.session import create_session
+        from sqlalchemy import select
+
+        with create_session() as session:
+            dag_ids = frozenset(session.scalars(select(DagModel.dag_id)))
+        return cls(user, get_auth_manager(), dag_ids)
+
+    @property
+    def name(self) -> str:
+        return str(self.user.get_name())
+
+    def may(self, need: Need, identifier: str | None) -> bool:
+        """Whether the user may do `need` to jobs of `identifier` (None: of every DAG's, or of a
+        named queue's)."""
+        dag_id = identifier if identifier in self.dag_ids else None
+        if (need, dag_id) not in self.answers:
+            self.answers[need, dag_id] = self._ask(need, dag_id)
+        return self.answers[need, dag_id]
+
+    def _ask(self, need: Need, dag_id: str | None) -> bool:
+        from airflow.api_fastapi.auth.managers.models.resource_details import DagAccessEntity, DagDetails
+
+        return bool(
+            self.auth_manager.is_authorized_dag(
+                method=need.method,
+                access_entity=DagAccessEntity.RUN if need.on_runs else None,
+                details=DagDetails(id=dag_id),
+                user=self.user,
+            )
+        )
+
+    def require(self, need: Need, identifiers: Iterable[str | None]) -> None:
+        """Raises Refused, naming the first identifier the user may not `need`."""
+        for identifier in dict.fromkeys(identifiers):
+            if self.may(need, identifier):
+                continue
+            if identifier is None:
+                what = "every DAG's jobs (a named queue's may be any DAG's)"
+            elif identifier not in self.dag_ids:
+                what = f"jobs of {identifier!r}, which no DAG consumes: that takes rights on every DAG"
+            else:
+                what = f"jobs of {identifier!r}"
+            raise Refused(f"{self.name} may not {need.verb} {what}")
+
+    def everything(self, need: Need) -> bool:
+        """Whether the user may `need` every DAG's jobs, and those that belong to none."""
+        return self.may(need, None)
+
+    def readable(self) -> list[str] | None:
+        """The identifiers whose jobs the user may read; None when every one (no filter)."""
+        if self.everything(READ):
+            return None
+        # As Airflow lists the runs of several DAGs: the DAGs it may read, then their runs.
+        candidates = self.auth_manager.get_authorized_dag_ids(user=self.user, method=GET)
+        return sorted(dag_id for dag_id in candidates if self.may(READ, dag_id))
+
+    def allowed(self, need: Need, identifiers: Iterable[str]) -> set[str]:
+        return {identifier for identifier in identifiers if self.may(need, identifier)}
