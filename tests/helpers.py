@@ -119,10 +119,13 @@ def task_run(run_id: str, task_id: str, *, dag_id: str = "send_email", try_numbe
     )  # fmt: skip
 
 
-def serve_as(app: Any, role: str, dag_ids: tuple[str, ...] = ("send_email", "generate_pdf")) -> None:
+def serve_as(
+    app: Any, role: str, dag_ids: tuple[str, ...] = ("send_email", "generate_pdf"), auth_manager: Any = None
+) -> None:
     """The job queue's app answering as a user of that role of Airflow's Simple auth manager: Airflow's
-    own user class and auth manager decide, over these DAGs (on the running stack, the token that
-    stands for a user and the DAGs Airflow knows are its own: tests/e2e/test_access_e2e.py)."""
+    own user class and auth manager (or `auth_manager`) decide, over these DAGs (on the running
+    stack, the token that stands for a user and the DAGs Airflow knows are its own:
+    tests/e2e/test_access_e2e.py)."""
     from airflow.api_fastapi.auth.managers.simple.simple_auth_manager import SimpleAuthManager
     from airflow.api_fastapi.auth.managers.simple.user import SimpleAuthManagerUser
     from airflow.api_fastapi.core_api.security import get_user
@@ -132,4 +135,5 @@ def serve_as(app: Any, role: str, dag_ids: tuple[str, ...] = ("send_email", "gen
 
     user = SimpleAuthManagerUser(username=role, role=role)
     app.dependency_overrides[get_user] = lambda: user
-    app.dependency_overrides[web._access] = lambda: Access(user, SimpleAuthManager(), frozenset(dag_ids))
+    decides = auth_manager or SimpleAuthManager()
+    app.dependency_overrides[web._access] = lambda: Access(user, decides, frozenset(dag_ids))

@@ -11,9 +11,10 @@ A job belongs to the DAG that consumes its identifier: its job type's DAG, named
 | pause, resume, set a rate limit | editing that DAG (PUT) |
 
 Jobs of an identifier that no DAG consumes, and named queues (which may mix identifiers), belong to
-no one DAG: they are asked about as of every DAG (`DagDetails(id=None)`, Airflow's own meaning for
-"all DAGs"). Rights on one DAG cannot cover them, and an identifier nothing consumes needs someone
-who sees the whole installation.
+no one DAG: they take the right on every DAG Airflow knows. Rights on one DAG cannot cover them, and
+an identifier nothing consumes needs someone who sees the whole installation. (Asking with no DAG,
+`DagDetails(id=None)`, would not do: to FAB's auth manager a GET without a DAG means "may list the
+DAGs", which a user of one DAG may.)
 """
 
 from __future__ import annotations
@@ -69,9 +70,19 @@ class Access:
         return str(self.user.get_name())
 
     def may(self, need: Need, identifier: str | None) -> bool:
-        """Whether the user may do `need` to jobs of `identifier` (None: of every DAG's, or of a
-        named queue's)."""
-        dag_id = identifier if identifier in self.dag_ids else None
+        """Whether the user may do `need` to jobs of `identifier` (None: a named queue's, which may
+        be any DAG's)."""
+        if identifier is not None and identifier in self.dag_ids:
+            return self._answer(need, identifier)
+        return self.everything(need)
+
+    def everything(self, need: Need) -> bool:
+        """Whether the user may `need` the jobs of every DAG Airflow knows, and so those of none."""
+        if not self.dag_ids:  # nothing to go by but the auth manager's answer for no DAG in particular
+            return self._answer(need, None)
+        return all(self._answer(need, dag_id) for dag_id in self.dag_ids)
+
+    def _answer(self, need: Need, dag_id: str | None) -> bool:
         if (need, dag_id) not in self.answers:
             self.answers[need, dag_id] = self._ask(need, dag_id)
         return self.answers[need, dag_id]
@@ -94,24 +105,17 @@ class Access:
             if self.may(need, identifier):
                 continue
             if identifier is None:
-                what = "every DAG's jobs (a named queue's may be any DAG's)"
+                what = "a named queue, whose jobs may be any DAG's: that takes rights on every DAG"
             elif identifier not in self.dag_ids:
                 what = f"jobs of {identifier!r}, which no DAG consumes: that takes rights on every DAG"
             else:
                 what = f"jobs of {identifier!r}"
             raise Refused(f"{self.name} may not {need.verb} {what}")
 
-    def everything(self, need: Need) -> bool:
-        """Whether the user may `need` every DAG's jobs, and those that belong to none."""
-        return self.may(need, None)
-
     def readable(self) -> list[str] | None:
         """The identifiers whose jobs the user may read; None when every one (no filter)."""
-        if self.everything(READ):
-            return None
-        # As Airflow lists the runs of several DAGs: the DAGs it may read, then their runs.
-        candidates = self.auth_manager.get_authorized_dag_ids(user=self.user, method=GET)
-        return sorted(dag_id for dag_id in candidates if self.may(READ, dag_id))
+        found = sorted(dag_id for dag_id in self.dag_ids if self._answer(READ, dag_id))
+        return None if self.everything(READ) else found
 
     def allowed(self, need: Need, identifiers: Iterable[str]) -> set[str]:
         return {identifier for identifier in identifiers if self.may(need, identifier)}

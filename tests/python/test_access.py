@@ -123,3 +123,43 @@ def test_jobs_no_dag_consumes_belong_to_whoever_may_act_on_every_dag(queue, conn
         "that takes rights on every DAG"
     )
     assert queue.client("user").post(f"/api/jobs/{orphan}/cancel").status_code == 200
+
+
+class OneDagAuthManager:
+    """An auth manager of per-DAG rights, as FAB's answers for a user given one DAG (send_email):
+    that DAG's runs and the DAG itself; and, as FAB does, yes to a GET about no DAG in particular
+    ("may list DAGs"), which must not open every DAG's jobs. tests/e2e/test_access_e2e.py plays a
+    real FAB user of one DAG."""
+
+    def is_authorized_dag(
+        self, *, method: str, user: Any, access_entity: Any = None, details: Any = None
+    ) -> bool:
+        if details is None or details.id is None:
+            return method == "GET"
+        return details.id == "send_email"
+
+
+def test_a_user_of_one_dag_sees_and_acts_on_its_jobs_only(queue, conn):
+    from fastapi.testclient import TestClient
+
+    from jobqueue import web
+
+    app = web.create_app()
+    serve_as(app, "user", auth_manager=OneDagAuthManager())
+    client = TestClient(app, headers={"X-Requested-With": "jobs-page"})
+    pdf = add(conn, "generate_pdf", {"n": 1}, run_at="2999-01-01T00:00:00Z")["id"]
+    listed = {job["identifier"] for job in client.get("/api/jobs").json()}
+    assert listed == {"send_email"}  # not generate_pdf's, not the orphan's
+    assert {row["identifier"] for row in client.get("/api/counts").json()} == {"send_email"}
+    assert client.get(f"/api/jobs/{pdf}").status_code == 403
+    assert client.get(f"/api/jobs/{queue.ids['orphan']}").status_code == 403
+    assert "nobody_consumes" not in client.get("/").text
+    before = world(conn)
+    for body in (
+        {"action": "cancel", "ids": [pdf]},
+        {"action": "cancel", "ids": [queue.ids["waiting"], pdf]},
+    ):
+        assert client.post("/api/jobs/actions", json=body).status_code == 403
+    assert client.post("/api/pause", json={"queue_name": "customer:7"}).status_code == 403
+    assert world(conn) == before  # a mixed selection is refused whole
+    assert client.post(f"/api/jobs/{queue.ids['waiting']}/cancel").status_code == 200
