@@ -7,7 +7,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-$(shell sha1sum requirements.txt | cut -c1-12)
 export PYTHONPATH := $(CURDIR)/plugins:$(CURDIR)
 
-.PHONY: run stop psql test lint venv check-system clean-data test-deps bench soak
+.PHONY: run stop psql airflow test lint venv check-system clean-data test-deps bench soak
 
 run: $(STAMP)
 	$(BIN)/python -m devtools.stack run
@@ -17,6 +17,10 @@ stop: $(STAMP)
 
 psql: $(STAMP)
 	@$(BIN)/python -m devtools.stack psql
+
+# Airflow's CLI with the stack's settings: make airflow ARGS="users create --role Viewer ..."
+airflow: $(STAMP)
+	@$(BIN)/python -m devtools.stack airflow $(ARGS)
 
 test: $(STAMP) lint test-deps
 	$(BIN)/python -m pytest

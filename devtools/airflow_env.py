@@ -176,6 +176,20 @@ def simple_auth_manager_users() -> str:
     return ",".join(users)
 
 
+FAB_AUTH_MANAGER = "airflow.providers.fab.auth_manager.fab_auth_manager.FabAuthManager"
+
+
+def _auth_manager_settings() -> dict[str, str]:
+    """Who logs in: the Simple auth manager's users (Airflow's own setting kept, the admin added), or
+    FAB's, kept in the metadata database (WORKER_AUTH_MANAGER=fab)."""
+    if settings.auth_manager() == "fab":
+        return {"AIRFLOW__CORE__AUTH_MANAGER": FAB_AUTH_MANAGER}
+    return {
+        "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE": str(passwords_file()),
+        "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS": simple_auth_manager_users(),
+    }
+
+
 def airflow_environment() -> dict[str, str]:
     home = airflow_home()
     api = f"http://127.0.0.1:{settings.api_port()}"
@@ -197,8 +211,7 @@ def airflow_environment() -> dict[str, str]:
         # Every component signs and checks task tokens with the same secret (64+ bytes).
         "AIRFLOW__API_AUTH__JWT_SECRET": _secret(home / "jwt-secret", 64),
         "AIRFLOW__API__SECRET_KEY": _secret(home / "api-secret-key", 32),
-        "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE": str(passwords_file()),
-        "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS": simple_auth_manager_users(),
+        **_auth_manager_settings(),
         # Connections the job DAGs use: the job database and the SMTP server.
         "AIRFLOW_CONN_WORKER_DB": settings.job_database_url(),
         "AIRFLOW_CONN_SMTP_DEFAULT": _smtp_connection(),

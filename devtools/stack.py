@@ -106,6 +106,18 @@ class Stack:
             self.cluster.create_database("airflow")
         applied = migrations.apply_migrations(settings.job_database_url())
         log(f"migrations applied: {', '.join(applied) if applied else 'none needed'}")
+        env = self.environment()
+        log("Airflow: migrating its metadata database")
+        self._airflow_cli(env, "db", "migrate")
+        if settings.auth_manager() == "fab":
+            self._airflow_cli(env, "fab-db", "migrate")
+            self._fab_admin(env)
+        else:
+            airflow_env.write_admin_password()
+        return env
+
+    def environment(self) -> dict[str, str]:
+        """What every Airflow component (and the Airflow CLI) of the stack runs with."""
         env = {**os.environ, **airflow_env.airflow_environment()}
         # The job package for Airflow's components, the tooling for the mail sink, and the team's
         # own modules (its utils/, beside its tasks/).
@@ -120,17 +132,31 @@ class Stack:
             )
             if p
         )
-        airflow_env.write_admin_password()
-        log("Airflow: migrating its metadata database")
-        with (self.log_dir / "airflow-db-migrate.log").open("ab") as out:
-            result = subprocess.run(
-                [self._airflow(), "db", "migrate"], env=env, stdout=out, stderr=subprocess.STDOUT
-            )
-        if result.returncode != 0:
-            raise ConfigurationError(
-                f"`airflow db migrate` failed; see {self.log_dir / 'airflow-db-migrate.log'}"
-            )
         return env
+
+    def _airflow_cli(self, env: dict[str, str], *args: str) -> str:
+        """The Airflow CLI with the stack's settings; its output, also kept in the logs folder."""
+        log_path = self.log_dir / f"airflow-{args[0]}.log"
+        result = subprocess.run([self._airflow(), *args], env=env, capture_output=True, text=True)
+        with log_path.open("a") as out:
+            out.write(result.stdout + result.stderr)
+        if result.returncode != 0:
+            raise ConfigurationError(f"`airflow {' '.join(args[:2])}` failed; see {log_path}")
+        return result.stdout + result.stderr
+
+    def _fab_admin(self, env: dict[str, str]) -> None:
+        """FAB's user `admin`, with the password the banner prints (created, or reset if it exists)."""
+        password = airflow_env.admin_password()
+        names = ["--firstname", "Admin", "--lastname", "User", "--email", "admin@localhost"]
+        created = self._airflow_cli(
+            env, "users", "create", "--username", "admin", "--password", password, "--role", "Admin", *names
+        )
+        if "already exist" in created:
+            self._airflow_cli(env, "users", "reset-password", "--username", "admin", "--password", password)
+
+    def airflow(self, args: list[str]) -> int:
+        """`make airflow ARGS=...`: Airflow's CLI on this stack's settings (users, roles, DAGs)."""
+        return subprocess.run([self._airflow(), *args], env=self.environment()).returncode
 
     @staticmethod
     def _airflow() -> str:
@@ -231,6 +257,8 @@ class Stack:
 
     @staticmethod
     def _other_users() -> list[str]:
+        if settings.auth_manager() == "fab":
+            return ['  Other users:  FAB\'s: make airflow ARGS="users create --role Viewer ..."']
         others = [
             user
             for user in airflow_env.simple_auth_manager_users().split(",")
@@ -321,6 +349,8 @@ class Stack:
 
 def main(argv: list[str]) -> int:
     commands = {"run": Stack.run, "stop": Stack.stop_other, "psql": Stack.psql}
+    if argv[:1] == ["airflow"]:
+        return Stack().airflow(argv[1:])
     if len(argv) != 1 or argv[0] not in {*commands, "url"}:
         print(f"usage: python -m devtools.stack {{{'|'.join([*commands, 'url'])}}}", file=sys.stderr)
         return 2

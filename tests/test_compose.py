@@ -44,14 +44,13 @@ def test_compose_runs_every_airflow_component_with_celery():
 DEPLOYMENT = {
     "AIRFLOW__CORE__EXECUTOR",
     "AIRFLOW__CORE__EXECUTION_API_SERVER_URL",
-    "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE",
     "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN",
     "AIRFLOW__CELERY__RESULT_BACKEND",
     "AIRFLOW__CELERY__BROKER_URL",
     "AIRFLOW__API_AUTH__JWT_SECRET",
     "AIRFLOW__API__SECRET_KEY",
-    # Who logs in is the deployment's (make run keeps a given list and adds its admin).
-    "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS",
+    # Who logs in is the deployment's: test_compose_runs_fab_s_auth_manager_as_make_run_can.
+    "AIRFLOW__CORE__AUTH_MANAGER",
     # Where the team's tasks/ are mounted: test_compose_adds_the_team_s_folder_as_make_run_does.
     "AIRFLOW__DAG_PROCESSOR__DAG_BUNDLE_CONFIG_LIST",
 }
@@ -81,3 +80,16 @@ def test_compose_adds_the_team_s_folder_as_make_run_does():
     )
     assert environment["PYTHONPATH"].split(":") == ["/opt/airflow/plugins", "/opt/airflow/project"]
     assert any(volume.endswith(":/opt/airflow/project:ro") for volume in common["volumes"])
+
+
+def test_compose_runs_fab_s_auth_manager_as_make_run_can(monkeypatch):
+    """Production logins are FAB's (users, roles, per-DAG permissions), the auth manager
+    `WORKER_AUTH_MANAGER=fab make run` starts (tests/e2e/test_celery.py plays it); the lock has its
+    provider."""
+    monkeypatch.setenv("WORKER_AUTH_MANAGER", "fab")
+    environment = yaml.safe_load(COMPOSE)["x-airflow-common"]["environment"]
+    made = airflow_env.airflow_environment()
+    assert environment["AIRFLOW__CORE__AUTH_MANAGER"] == made["AIRFLOW__CORE__AUTH_MANAGER"]
+    assert not [name for name in environment if "SIMPLE_AUTH_MANAGER" in name]
+    assert "airflow fab-db migrate" in yaml.safe_load(COMPOSE)["services"]["airflow-init"]["command"][1]
+    assert "apache-airflow-providers-fab==" in (paths.PROJECT_ROOT / "requirements.txt").read_text()

@@ -215,6 +215,23 @@ def maintenance() -> Maintenance:
     )
 
 
+AUTH_MANAGERS = ("simple", "fab")
+
+
+def auth_manager() -> str:
+    """WORKER_AUTH_MANAGER: `simple` (Airflow's default, for development: users and roles in
+    [core] simple_auth_manager_users) or `fab` (the FAB provider's: users, roles and per-DAG
+    permissions in the metadata database, what docker-compose.yaml runs)."""
+    from jobqueue.exceptions import ConfigurationError
+
+    chosen = os.environ.get("WORKER_AUTH_MANAGER") or "simple"
+    if chosen not in AUTH_MANAGERS:
+        raise ConfigurationError(
+            f"WORKER_AUTH_MANAGER must be one of {', '.join(AUTH_MANAGERS)}, got {chosen!r}"
+        )
+    return chosen
+
+
 EXECUTORS = ("LocalExecutor", "CeleryExecutor")
 
 

@@ -1,18 +1,30 @@
-"""The CeleryExecutor for real: Redis on loopback, a Celery worker process, the real stack. Jobs added
-by SQL are done by the Celery worker, as they would be on other hosts: the claims hold there too."""
+"""docker-compose.yaml's production settings for real, on one stack: the CeleryExecutor (Redis on
+loopback, a Celery worker process) and FAB's auth manager.
+
+- Jobs added by SQL are done by the Celery worker, as they would be on other hosts: the claims hold
+  there too.
+- A FAB user given one DAG (user_signup), through FAB's own roles and per-DAG permissions, sees and
+  acts on that job type's jobs only: every other job is a 403 that changes nothing, and the lists
+  hold none of them."""
 
 from __future__ import annotations
 
+import json
 import shutil
 import subprocess
+import sys
 import time
+import urllib.error
+import urllib.request
 from pathlib import Path
+from typing import Any
 
 import psycopg
 import pytest
 from psycopg.types.json import Jsonb
 
 from tests.conftest import free_port
+from tests.e2e.conftest import access_token
 
 pytestmark = pytest.mark.e2e
 
@@ -36,10 +48,86 @@ def redis_url():
 def celery_env(stack_env, redis_url):
     stack_env["WORKER_EXECUTOR"] = "CeleryExecutor"
     stack_env["WORKER_CELERY_BROKER_URL"] = redis_url
+    stack_env["WORKER_AUTH_MANAGER"] = "fab"
     return stack_env
 
 
-def test_celery_worker_does_the_jobs(celery_env, mail_stack):
+def airflow_cli(env: dict[str, str], *args: str) -> None:
+    """`make airflow ARGS=...` on the test's stack."""
+    command = [sys.executable, "-m", "devtools.stack", "airflow", *args]
+    subprocess.run(command, env=env, check=True, capture_output=True, timeout=180)
+
+
+def call(api: str, token: str, method: str, path: str, body: Any = None) -> tuple[int, Any]:
+    request = urllib.request.Request(
+        api + path, data=None if body is None else json.dumps(body).encode(), method=method,
+        headers={"Authorization": f"Bearer {token}", "Content-Type": "application/json"},
+    )  # fmt: skip
+    try:
+        with urllib.request.urlopen(request, timeout=10) as response:
+            return response.status, json.loads(response.read() or b"null")
+    except urllib.error.HTTPError as error:
+        with error:
+            return error.code, error.read().decode()
+
+
+def a_user_of_one_dag_sees_and_acts_on_its_jobs_only(env: dict[str, str], conn: psycopg.Connection) -> None:
+    api = f"http://127.0.0.1:{env['AIRFLOW_API_PORT']}"
+    airflow_cli(env, "roles", "create", "signup_desk")
+    airflow_cli(
+        env, "roles", "add-perms", "signup_desk", "-a", "can_read", "can_edit", "-r", "DAG:user_signup"
+    )
+    airflow_cli(
+        env, "roles", "add-perms", "signup_desk", "-a", "can_read", "can_create", "can_edit", "-r", "DAG Runs"
+    )
+    airflow_cli(
+        env, "users", "create", "--username", "sol", "--password", "sol-password", "--role", "signup_desk",
+        "--firstname", "Sol", "--lastname", "Desk", "--email", "sol@example.com",
+    )  # fmt: skip
+    token = access_token(api, "sol-password", "sol")
+    far = "2999-01-01T00:00:00Z"
+    theirs = conn.execute(
+        "select id from worker.add_job('user_signup', '{\"email\": \"s@example.com\"}', run_at => %s)", [far]
+    ).fetchone()[0]  # type: ignore[index]
+    other = conn.execute("select id from worker.add_job('send_email', '{}', run_at => %s)", [far]).fetchone()[
+        0
+    ]  # type: ignore[index]
+    assert {job["identifier"] for job in call(api, token, "GET", "/job-queue/api/jobs")[1]} == {"user_signup"}
+    assert {row["identifier"] for row in call(api, token, "GET", "/job-queue/api/counts")[1]} == {
+        "user_signup"
+    }
+    assert call(api, token, "GET", f"/job-queue/api/jobs/{theirs}")[0] == 200
+    before = conn.execute("select * from worker.jobs order by id").fetchall()
+    refused: list[tuple[str, str, Any]] = [
+        ("GET", f"/job-queue/api/jobs/{other}", None),
+        ("POST", "/job-queue/api/jobs", {"identifier": "send_email", "payload": {}, "run_at": far}),
+        ("POST", "/job-queue/api/jobs/actions", {"action": "cancel", "ids": [other]}),
+        ("POST", "/job-queue/api/jobs/actions", {"action": "cancel", "ids": [theirs, other]}),
+        ("POST", "/job-queue/api/pause", {"identifier": "send_email"}),
+        ("POST", "/job-queue/api/pause", {"queue_name": "customer:7"}),
+    ]
+    for method, path, body in refused:
+        status, answer = call(api, token, method, path, body)
+        assert status == 403 and "sol may not" in answer, (path, status, answer)
+    assert conn.execute("select * from worker.jobs order by id").fetchall() == before
+    allowed: list[tuple[str, str, Any]] = [
+        (
+            "POST",
+            "/job-queue/api/jobs",
+            {"identifier": "user_signup", "payload": {"email": "t@example.com"}, "run_at": far},
+        ),
+        ("POST", "/job-queue/api/pause", {"identifier": "user_signup", "reason": "signups on hold"}),
+        ("POST", "/job-queue/api/resume", {"identifier": "user_signup"}),
+        ("POST", f"/job-queue/api/jobs/{theirs}/cancel", None),
+    ]
+    for method, path, body in allowed:
+        status, answer = call(api, token, method, path, body)
+        assert status in (200, 201), (path, status, answer)
+    # Airflow's own API answers sol the same: one DAG.
+    assert [dag["dag_id"] for dag in call(api, token, "GET", "/api/v2/dags")[1]["dags"]] == ["user_signup"]
+
+
+def test_production_settings_celery_and_fab(celery_env, mail_stack):
     specs = [
         {
             "identifier": "send_email",
@@ -57,6 +145,7 @@ def test_celery_worker_does_the_jobs(celery_env, mail_stack):
                 done = conn.execute(
                     "select count(*) from worker.jobs where id = any(%s) and status = 'completed'", [ids]
                 ).fetchone()[0]  # type: ignore[index]
+            a_user_of_one_dag_sees_and_acts_on_its_jobs_only(celery_env, conn)
     finally:
         mail_stack.stop()
     assert done == len(ids)
