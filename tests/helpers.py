@@ -125,7 +125,7 @@ def serve_as(
     """The job queue's app answering as a user of that role of Airflow's Simple auth manager: Airflow's
     own user class and auth manager (or `auth_manager`) decide, over these DAGs (on the running
     stack, the token that stands for a user and the DAGs Airflow knows are its own:
-    tests/e2e/test_access_e2e.py)."""
+    tests/e2e/test_acme_worker_e2e.py)."""
     from airflow.api_fastapi.auth.managers.simple.simple_auth_manager import SimpleAuthManager
     from airflow.api_fastapi.auth.managers.simple.user import SimpleAuthManagerUser
     from airflow.api_fastapi.core_api.security import get_user

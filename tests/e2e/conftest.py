@@ -8,7 +8,6 @@ import urllib.error
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import psutil
 import pytest
@@ -97,15 +96,6 @@ def wait_for(conn, sql: str, params, predicate, timeout: float, what: str):
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out waiting for {what}: {value}")
         time.sleep(0.5)
-
-
-@pytest.fixture(scope="session")
-def acme(server_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
-    """The team's stack (tests/e2e/team.py), one per session."""
-    from tests.e2e.team import acme_stack
-
-    with acme_stack(server_url, tmp_path_factory.mktemp("acme")) as running:
-        yield running
 
 
 @pytest.fixture

@@ -1,7 +1,7 @@
 """The team's stack: `make run` with examples/acme_worker added (WORKER_PROJECT), its job database an
 outside server holding the team's own tables, a test-owned SMTP server and partner API, and
-colleagues with Airflow's roles beside the admin. One per test session (tests/e2e/conftest.py):
-the acceptance test and the test of who may do what play on it."""
+colleagues with Airflow's roles beside the admin. The acceptance test and the test of who may do
+what play on one (tests/e2e/test_acme_worker_e2e.py)."""
 
 from __future__ import annotations
 

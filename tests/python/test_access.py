@@ -1,7 +1,7 @@
 """Who may do what in the job queue (jobqueue/access.py): every route of the app played as each role
 of Airflow's Simple auth manager (its own user class and auth manager deciding), against a real job
 database. A refused request answers 403 naming what was refused, and changes nothing; the pages
-offer only what the user may do. tests/e2e/test_access_e2e.py plays the same on a running stack with
+offer only what the user may do. tests/e2e/test_acme_worker_e2e.py plays the same on a running stack with
 real logins."""
 
 from __future__ import annotations
@@ -128,7 +128,7 @@ def test_jobs_no_dag_consumes_belong_to_whoever_may_act_on_every_dag(queue, conn
 class OneDagAuthManager:
     """An auth manager of per-DAG rights, as FAB's answers for a user given one DAG (send_email):
     that DAG's runs and the DAG itself; and, as FAB does, yes to a GET about no DAG in particular
-    ("may list DAGs"), which must not open every DAG's jobs. tests/e2e/test_access_e2e.py plays a
+    ("may list DAGs"), which must not open every DAG's jobs. tests/e2e/test_celery.py plays a
     real FAB user of one DAG."""
 
     def is_authorized_dag(
