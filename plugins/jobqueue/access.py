@@ -23,6 +23,8 @@ import dataclasses
 from collections.abc import Iterable
 from typing import Any
 
+from jobqueue.exceptions import AccessRefused
+
 GET, POST, PUT = "GET", "POST", "PUT"
 
 
@@ -39,10 +41,6 @@ READ = Need(GET, True, "read")
 ENQUEUE = Need(POST, True, "enqueue")
 ACT = Need(PUT, True, "act on")
 CONTROL = Need(PUT, False, "pause, resume or limit")
-
-
-class Refused(Exception):
-    """The caller may not do this; the message says what, for a 403."""
 
 
 class Access:
@@ -100,7 +98,7 @@ class Access:
         )
 
     def require(self, need: Need, identifiers: Iterable[str | None]) -> None:
-        """Raises Refused, naming the first identifier the user may not `need`."""
+        """Raises AccessRefused, naming the first identifier the user may not `need`."""
         for identifier in dict.fromkeys(identifiers):
             if self.may(need, identifier):
                 continue
@@ -110,7 +108,7 @@ class Access:
                 what = f"jobs of {identifier!r}, which no DAG consumes: that takes rights on every DAG"
             else:
                 what = f"jobs of {identifier!r}"
-            raise Refused(f"{self.name} may not {need.verb} {what}")
+            raise AccessRefused(f"{self.name} may not {need.verb} {what}")
 
     def readable(self) -> list[str] | None:
         """The identifiers whose jobs the user may read; None when every one (no filter)."""

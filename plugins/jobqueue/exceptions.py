@@ -45,6 +45,10 @@ class DetachedError(WorkerError):
     """The detached process failed, or died without a result."""
 
 
+class AccessRefused(WorkerError):
+    """Airflow's auth manager says the user may not do this (jobqueue/access.py); a 403 naming what."""
+
+
 class JobQueueError(WorkerError):
     """The database refused a call; `sqlstate` is one of the project's codes (README, "Errors")."""
 

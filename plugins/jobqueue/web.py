@@ -25,8 +25,8 @@ from fastapi import Depends, FastAPI, HTTPException, Query, Request
 from fastapi.responses import HTMLResponse, JSONResponse
 
 from jobqueue import job_types, paths, settings
-from jobqueue.access import ACT, CONTROL, ENQUEUE, READ, Access, Refused
-from jobqueue.exceptions import JobQueueError
+from jobqueue.access import ACT, CONTROL, ENQUEUE, READ, Access
+from jobqueue.exceptions import AccessRefused, JobQueueError
 from jobqueue.jobs import FailedAttempt, Job, JobSpec
 from jobqueue.manager import JobManager, PauseKind
 
@@ -249,8 +249,8 @@ def create_app() -> FastAPI:
     )
     templates = _templates()
 
-    @app.exception_handler(Refused)
-    def refused(request: Request, exc: Refused) -> JSONResponse:
+    @app.exception_handler(AccessRefused)
+    def refused(request: Request, exc: AccessRefused) -> JSONResponse:
         return JSONResponse({"detail": str(exc)}, status_code=403)
 
     @app.get("/openapi.json", include_in_schema=False)
