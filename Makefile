@@ -7,7 +7,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-$(shell sha1sum requirements.txt | cut -c1-12)
 export PYTHONPATH := $(CURDIR)/plugins:$(CURDIR)
 
-.PHONY: run stop psql airflow test lint venv check-system clean-data test-deps bench soak
+.PHONY: run stop psql airflow test lint venv check-system clean-data test-deps bench soak schema
 
 run: $(STAMP)
 	$(BIN)/python -m devtools.stack run
@@ -21,6 +21,10 @@ psql: $(STAMP)
 # Airflow's CLI with the stack's settings: make airflow ARGS="users create --role Viewer ..."
 airflow: $(STAMP)
 	@$(BIN)/python -m devtools.stack airflow $(ARGS)
+
+# include/sql/schema.sql, rewritten from the migrations (after adding one).
+schema: $(STAMP)
+	$(BIN)/python -m devtools.schema
 
 test: $(STAMP) lint test-deps
 	$(BIN)/python -m pytest

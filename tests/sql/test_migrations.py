@@ -10,6 +10,7 @@ import psycopg
 import pytest
 
 from devtools.localpg import find_bin_dir
+from devtools.schema import SCHEMA_FILE, dump
 from jobqueue import paths
 from jobqueue.exceptions import MigrationError
 from jobqueue.migrations import apply_migrations, migration_files
@@ -41,26 +42,35 @@ def test_two_processes_at_once(empty_db):
     assert applied(empty_db) == ALL
 
 
-def schema_dump(url: str) -> str:
-    dump = find_bin_dir() / "pg_dump"
-    result = subprocess.run(
-        [str(dump), "--schema-only", "--no-owner", "--schema=worker", url],
-        check=True, capture_output=True, text=True,
-    )  # fmt: skip
-    # \restrict and \unrestrict carry a random key per dump.
-    ignored = ("--", "\\restrict", "\\unrestrict")
-    return "\n".join(line for line in result.stdout.splitlines() if not line.startswith(ignored))
+def psql_file(path, url: str) -> None:
+    psql = find_bin_dir() / "psql"
+    subprocess.run(
+        [str(psql), "-X", "-q", "-v", "ON_ERROR_STOP=1", "-f", str(path), url], check=True, capture_output=True
+    )
 
 
 def test_psql_in_name_order_gives_the_same_schema(server_url, empty_db, db_url):
-    psql = find_bin_dir() / "psql"
     for path in migration_files():
-        subprocess.run(
-            [str(psql), "-X", "-q", "-v", "ON_ERROR_STOP=1", "-f", str(path), empty_db],
-            check=True, capture_output=True,
-        )  # fmt: skip
+        psql_file(path, empty_db)
     assert applied(empty_db) == applied(db_url) == ALL
-    assert schema_dump(empty_db) == schema_dump(db_url)
+    assert dump(empty_db) == dump(db_url)
+
+
+def test_the_schema_file_is_what_the_migrations_make(empty_db, db_url):
+    psql_file(SCHEMA_FILE, empty_db)
+    assert dump(empty_db) == dump(db_url), "include/sql/schema.sql is out of date: run `make schema`"
+
+
+def test_a_function_changed_by_a_migration_alone_is_a_difference(empty_db, db_url):
+    psql_file(SCHEMA_FILE, empty_db)
+    with psycopg.connect(db_url, autocommit=True) as conn:
+        definition = conn.execute(
+            "select pg_get_functiondef('worker.claim_jobs(text[], text, integer, text[])'::regprocedure)"
+        ).fetchone()[0]
+        conn.execute(definition.replace("max_jobs * 4 + 100", "max_jobs * 4 + 200"))  # as a migration might
+    changed = dump(db_url)
+    assert "max_jobs * 4 + 200" in changed
+    assert dump(empty_db) != changed
 
 
 def test_a_migration_that_does_not_record_itself_is_refused(empty_db, tmp_path):
