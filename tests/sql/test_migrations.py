@@ -44,9 +44,8 @@ def test_two_processes_at_once(empty_db):
 
 def psql_file(path, url: str) -> None:
     psql = find_bin_dir() / "psql"
-    subprocess.run(
-        [str(psql), "-X", "-q", "-v", "ON_ERROR_STOP=1", "-f", str(path), url], check=True, capture_output=True
-    )
+    command = [str(psql), "-X", "-q", "-v", "ON_ERROR_STOP=1", "-f", str(path), url]
+    subprocess.run(command, check=True, capture_output=True)
 
 
 def test_psql_in_name_order_gives_the_same_schema(server_url, empty_db, db_url):
