@@ -9,7 +9,8 @@ import datetime
 from airflow.sdk import dag, task
 
 from jobqueue import maintenance, settings
-from jobqueue.job_types import DEFAULT_ARGS, job_database
+from jobqueue.airflow_dag import DEFAULT_ARGS
+from jobqueue.database import job_database
 from jobqueue.task_run import dag_run_state
 
 

@@ -136,7 +136,7 @@ def behaviour() -> dict[str, str]:
         "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
         # A DAG file of job types may name neither "airflow" nor "dag": Airflow's own guess would
         # skip it.
-        "AIRFLOW__CORE__MIGHT_CONTAIN_DAG_CALLABLE": "jobqueue.job_types.might_contain_job_types",
+        "AIRFLOW__CORE__MIGHT_CONTAIN_DAG_CALLABLE": "jobqueue.airflow_dag.might_contain_job_types",
         # Job DAGs must run as soon as they are parsed, not wait for someone to unpause them.
         "AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION": "False",
         # The scheduler's idle sleep: Airflow's default, 1 s, cheap when nothing happens. While jobs

@@ -108,14 +108,16 @@ def run_steps(
     return run_once(job_type, db_url, worker=worker, conf=conf, cron=cron, prepared=prepared, steps=steps)
 
 
-def task_run(run_id: str, task_id: str, *, dag_id: str = "send_email", try_number: int = 1) -> Any:
+def task_run(
+    run_id: str, task_id: str, *, dag_id: str = "send_email", try_number: int = 1, conf: dict | None = None
+) -> Any:
     """Our own TaskRun of a manual run, for a test that runs a task past the point where it read
     Airflow's context (that reading, TaskRun.of, is tested on Airflow's own contexts)."""
     from jobqueue.task_run import TaskRun
 
     return TaskRun(
         dag_id=dag_id, run_id=run_id, task_id=task_id, try_number=try_number, run_type="manual",
-        logical_date=None, run_after=None,
+        logical_date=None, run_after=None, conf=conf or {},
     )  # fmt: skip
 
 

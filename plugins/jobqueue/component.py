@@ -28,7 +28,7 @@ PRELOAD = (
     "airflow.providers.postgres.hooks.postgres",
     "airflow.providers.smtp.hooks.smtp",
     "airflow.providers.standard.operators.python",
-    "jobqueue.runtime",
+    "jobqueue.airflow_dag",
     "jobqueue.emails.steps",
     "jobqueue.documents.steps",
     "jobqueue.digest",

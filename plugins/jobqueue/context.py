@@ -1,7 +1,9 @@
-"""What a job's handler gets beside its payload: graphile-worker's `helpers`, as `ctx`."""
+"""What a job's handler gets beside its payload: graphile-worker's `helpers`, as `ctx` (JobContext);
+a batch handler gets its jobs as BatchItems and the step's StepContext."""
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import threading
 from collections.abc import Callable, Iterable, MutableMapping
@@ -10,6 +12,7 @@ from typing import Any
 from jobqueue.exceptions import JobAbandoned
 from jobqueue.jobs import Job, JobSpec, JsonValue
 from jobqueue.manager import JobManager
+from jobqueue.outcomes import Failed, Outcome, Retry
 
 
 class JobLog(logging.LoggerAdapter):
@@ -75,3 +78,46 @@ class JobContext:
     def abandoned(self) -> bool:
         with self._lock:
             return self._abandoned
+
+
+@dataclasses.dataclass
+class BatchItem:
+    """One job of a batch handler's batch: its input and context, and how to report its outcome at
+    once (`done`, `fail`, `retry`, or `report` with an Outcome). A job not reported when the handler
+    returns takes what the handler returned for it (a list, one entry per job: a value, an
+    exception or an Outcome), else None.
+
+    The jobs of a batch share one connection, whose transaction each report commits: what a job
+    enqueues through its `ctx` belongs to the next job reported, so report a job right after."""
+
+    job: Job
+    value: Any
+    ctx: JobContext
+    _report: Callable[[BatchItem, Any], None]
+    reported: bool = False
+
+    def done(self, value: Any = None) -> None:
+        """Completed (or, in a chain, handed on to the next step) with this value."""
+        self._report(self, value)
+
+    def fail(self, message: str) -> None:
+        """Failed for good: retrying cannot fix it."""
+        self._report(self, Failed(message))
+
+    def retry(self, message: str) -> None:
+        """Failed for a retry with backoff."""
+        self._report(self, Retry(message))
+
+    def report(self, outcome: Outcome) -> None:
+        """The job's outcome, as domain code decided it."""
+        self._report(self, outcome)
+
+
+@dataclasses.dataclass(frozen=True)
+class StepContext:
+    """A batch handler's `ctx`: the run, a log, and what the step's `prepare` returned (resolved in
+    the task process, before a detached step leaves it)."""
+
+    worker_id: str
+    log: logging.Logger
+    prepared: Any = None

@@ -265,10 +265,10 @@ def _dag(item: CronItem, timezone: str) -> Any:
     from airflow.providers.standard.operators.python import PythonOperator
     from airflow.sdk import DAG, CronTriggerTimetable
 
-    from jobqueue.job_types import DEFAULT_ARGS
+    from jobqueue.airflow_dag import DEFAULT_ARGS
 
     def enqueue(**context: Any) -> list[int]:
-        from jobqueue.job_types import job_database
+        from jobqueue.database import job_database
         from jobqueue.task_run import TaskRun
 
         run = TaskRun.of(context)

@@ -33,8 +33,9 @@ class OutcomeNotRecorded(WorkerError):
     stops and its task fails, loudly, rather than go on doing work it cannot record."""
 
 
-class RenderTimeout(PermanentJobError):
-    """A document's render ran past its time limit: the same data would again."""
+class RunPayloadRefused(PermanentJobError):
+    """A DAG run triggered by hand carries a payload its job type refuses: its job is failed saying
+    why, and the run fails at once (no retry can fix it)."""
 
 
 class StorageError(WorkerError):

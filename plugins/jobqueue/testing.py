@@ -20,7 +20,7 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from jobqueue.job_types import JobType
+    from jobqueue.declaration import JobType
 
 
 def run_once(

@@ -24,7 +24,7 @@ import pydantic
 from fastapi import Depends, FastAPI, HTTPException, Query, Request
 from fastapi.responses import HTMLResponse, JSONResponse
 
-from jobqueue import job_types, paths, settings
+from jobqueue import database, paths, settings
 from jobqueue.access import ACT, CONTROL, ENQUEUE, READ, Access
 from jobqueue.exceptions import AccessRefused, JobQueueError
 from jobqueue.jobs import FailedAttempt, Job, JobSpec
@@ -164,7 +164,7 @@ class AttemptOut(FailedAttempt):
 @contextmanager
 def job_database() -> Iterator[JobManager]:
     """One transaction per request: an action and its record commit together."""
-    with job_types.job_database(autocommit=False) as jobs, jobs.transaction():
+    with database.job_database(autocommit=False) as jobs, jobs.transaction():
         yield jobs
 
 

@@ -12,6 +12,7 @@ import time
 import pytest
 
 from jobqueue import detach, paths
+from jobqueue.airflow_dag import run_task
 from jobqueue.exceptions import DetachedError
 from tests.helpers import add, job, run_steps, task_run
 from tests.python.test_send_email import RENDER, SEND_EMAIL, WORKER, welcome
@@ -20,8 +21,9 @@ from tests.python.test_send_email import RENDER, SEND_EMAIL, WORKER, welcome
 # Airflow's own contexts in tests/test_dag_run.py): the DAG file parsed, then its `send` task.
 SEND = """
 import sys
+from jobqueue.airflow_dag import run_task
 from tests.helpers import load_dag_file, task_run
-load_dag_file("send_email").send_email.run_task(1, task_run(sys.argv[1], "send"))
+run_task(load_dag_file("send_email").send_email, 1, task_run(sys.argv[1], "send"))
 """
 
 
@@ -71,7 +73,7 @@ def test_a_send_task_killed_mid_batch_sends_each_message_once(conn, db_url, smtp
     killed_after = len(smtp.messages)
     assert 5 <= killed_after < len(ids), "the kill did not land mid-batch"
 
-    retry = SEND_EMAIL.run_task(1, task_run(run_id, "send", try_number=2))  # waits for the orphaned sender
+    retry = run_task(SEND_EMAIL, 1, task_run(run_id, "send", try_number=2))  # waits for the orphaned sender
 
     # The orphan went on to the end of the batch: the retry, let in once it was done, had nothing left.
     assert retry == {"jobs": 0}

@@ -18,12 +18,12 @@ import time
 import psycopg
 import pydantic
 import pytest
-from airflow.sdk.exceptions import AirflowFailException
 
 from jobqueue import PermanentJobError, forms, job_chain, job_type, paths, step
-from jobqueue.exceptions import InvalidJobType
+from jobqueue.claiming import claim_batch
+from jobqueue.exceptions import InvalidJobType, RunPayloadRefused
 from jobqueue.manager import JobManager
-from jobqueue.runtime import StepRun, claim_batch
+from jobqueue.runtime import StepRun
 from tests.helpers import add, all_jobs, job, load_dag_file, rows
 from tests.python import chained_jobs
 
@@ -92,7 +92,7 @@ def test_each_outcome_of_a_handler(conn, db_url):
     assert attempt.error == again["last_error"] and attempt.traceback is not None
     assert 'raise ConnectionError("image server went away")' in attempt.traceback
     # From the handler's own frame: none of the runtime's that called it.
-    assert "jobqueue/runtime.py" not in attempt.traceback and __file__ in attempt.traceback
+    assert "plugins/jobqueue/" not in attempt.traceback and __file__ in attempt.traceback
     [final] = JobManager(conn).failed_attempts(too_wide)
     assert (final.outcome, final.error, final.traceback) == ("failed", "width over 10000", None)
 
@@ -143,7 +143,7 @@ def test_a_manual_run_s_refused_payload_has_its_job_type_s_cap(conn, db_url):
     def capped_model(payload: ResizeImage, ctx):
         return None
 
-    with pytest.raises(AirflowFailException, match=r"invalid payload: payload\.width"):
+    with pytest.raises(RunPayloadRefused, match=r"invalid payload: payload\.width"):
         run(capped_model, db_url, worker="capped_model/manual__1", conf={"url": "a.png", "width": "wide"})
     [refused] = all_jobs(conn)
     # Failed for good with no attempts left: of the three its job type allows, not of 25.
@@ -539,8 +539,7 @@ def test_the_trigger_form_comes_from_the_payload_model():
 RUN_PARENTS = """
 import sys
 import psycopg
-from jobqueue.manager import JobManager
-from jobqueue.runtime import StepRun, claim_batch
+from jobqueue.runtime import StepRun
 from tests.python.chained_jobs import parent
 StepRun(parent, 0, "parent/r1", lambda: psycopg.connect(sys.argv[1])).run(None)
 """

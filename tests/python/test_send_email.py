@@ -10,9 +10,10 @@ import threading
 import psycopg
 import pytest
 
+from jobqueue.airflow_dag import run_task
 from jobqueue.emails.steps import Sending
-from jobqueue.exceptions import OutcomeNotRecorded
-from tests.helpers import add, all_jobs, job, load_dag_file, run_steps
+from jobqueue.exceptions import OutcomeNotRecorded, RunPayloadRefused
+from tests.helpers import add, all_jobs, job, load_dag_file, run_steps, task_run
 from tests.smtp import SmtpServer
 
 WORKER = "send_email/manual__test"
@@ -238,10 +239,8 @@ def test_a_manual_run_with_only_the_form_defaults_adds_no_job(conn, db_url, smtp
 
 
 def test_a_manual_run_with_a_bad_payload_fails_and_leaves_a_failed_job(conn, db_url, smtp):
-    from airflow.sdk.exceptions import AirflowFailException
-
     waiting = add(conn, "send_email", welcome(1))["id"]
-    with pytest.raises(AirflowFailException, match=r"payload\.to: Field required"):
+    with pytest.raises(RunPayloadRefused, match=r"payload\.to: Field required"):
         run_chain(db_url, smtp, conf={"template": "welcome", "context": {"name": "Ana"}})
     failed = next(j for j in all_jobs(conn) if j["id"] != waiting)
     assert (failed["status"], failed["last_worker"]) == ("failed", WORKER)
@@ -249,12 +248,15 @@ def test_a_manual_run_with_a_bad_payload_fails_and_leaves_a_failed_job(conn, db_
     assert job(conn, waiting)["status"] == "queued"  # not taken by a run that is failing
 
 
-def test_a_rest_conf_with_only_some_fields_is_a_payload(conn, db_url, smtp):
+def test_a_rest_conf_with_only_some_fields_is_a_payload(conn, db_url, smtp, monkeypatch):
     from airflow.sdk.exceptions import AirflowFailException
 
-    # REST sends only what the caller wrote, even if it equals a form default.
+    # REST sends only what the caller wrote, even if it equals a form default. The task fails with
+    # no retry (AirflowFailException): none could help.
+    monkeypatch.setenv("AIRFLOW_CONN_WORKER_DB", db_url)
+    run = task_run(WORKER.partition("/")[2], "render", conf={"template": "welcome"})
     with pytest.raises(AirflowFailException, match=r"payload\.to: Field required"):
-        run_chain(db_url, smtp, conf={"template": "welcome"})
+        run_task(SEND_EMAIL, 0, run)
     assert [j["status"] for j in all_jobs(conn)] == ["failed"]
 
 

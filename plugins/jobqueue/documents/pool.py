@@ -19,7 +19,9 @@ from pathlib import Path
 
 from jobqueue import paths, settings
 from jobqueue.documents.rendering import DocumentHtml, RenderedPdf
-from jobqueue.exceptions import PermanentJobError, RenderTimeout, RetryableJobError, WorkerError
+from jobqueue.outcomes import Failed, Retry
+
+NotRendered = Failed | Retry  # why a document has no PDF: for good, or for now
 
 
 class PdfRenderer:
@@ -41,14 +43,14 @@ class PdfRenderer:
         self.roots = roots or settings.template_dirs("pdf")
         self.slots = slots or RenderSlots(settings.data_dir() / "pdf-render-slots", self.workers)
 
-    def render_each(self, jobs: dict[int, DocumentHtml]) -> Iterator[tuple[int, RenderedPdf | WorkerError]]:
-        """(job_id, the PDF or why it failed) for each of {job_id: its HTML}, as each is
+    def render_each(self, jobs: dict[int, DocumentHtml]) -> Iterator[tuple[int, RenderedPdf | NotRendered]]:
+        """(job_id, the PDF or its job's outcome) for each of {job_id: its HTML}, as each is
         ready: the caller records a document while the next ones render, and a task killed half-way
         keeps what it recorded. Stopping early (closing the iterator) starts no further render."""
         pending = queue.SimpleQueue[tuple[int, DocumentHtml]]()
         for job_id, document in jobs.items():
             pending.put((job_id, document))
-        finished = queue.SimpleQueue[tuple[int, RenderedPdf | WorkerError]]()
+        finished = queue.SimpleQueue[tuple[int, RenderedPdf | NotRendered]]()
         with tempfile.TemporaryDirectory(prefix="jobqueue-pdf-") as scratch:
             threads = [
                 threading.Thread(
@@ -69,7 +71,7 @@ class PdfRenderer:
     def _drain(
         self,
         pending: queue.SimpleQueue[tuple[int, DocumentHtml]],
-        finished: queue.SimpleQueue[tuple[int, RenderedPdf | WorkerError]],
+        finished: queue.SimpleQueue[tuple[int, RenderedPdf | NotRendered]],
         scratch: Path,
         slot: int,
     ) -> None:
@@ -85,7 +87,7 @@ class PdfRenderer:
                     with self.slots.hold(slot):
                         outcome = worker.render(job_id, document, scratch)
                 except Exception as exc:  # no worker process (fork refused), no slot file: try again later
-                    outcome = RetryableJobError(f"could not render: {type(exc).__name__}: {exc}")
+                    outcome = Retry(f"could not render: {type(exc).__name__}: {exc}")
                 finished.put((job_id, outcome))  # each job gets an answer: render_each waits for all
                 if worker and not worker.alive:
                     worker = None
@@ -139,13 +141,13 @@ class _Worker:
         )  # fmt: skip
         self.ready = False
 
-    def _wait_ready(self) -> WorkerError | None:
+    def _wait_ready(self) -> Retry | None:
         assert self.process.stdout is not None
         ready, _, _ = select.select([self.process.stdout], [], [], self.STARTUP_TIMEOUT)
         line = self.process.stdout.readline() if ready else ""
         if not line or not json.loads(line).get("ready"):
             self._kill()
-            return RetryableJobError(f"the PDF worker process did not start in {self.STARTUP_TIMEOUT:g} s")
+            return Retry(f"the PDF worker process did not start in {self.STARTUP_TIMEOUT:g} s")
         self.ready = True
         return None
 
@@ -153,7 +155,7 @@ class _Worker:
     def alive(self) -> bool:
         return self.process.poll() is None
 
-    def render(self, job_id: int, document: DocumentHtml, scratch: Path) -> RenderedPdf | WorkerError:
+    def render(self, job_id: int, document: DocumentHtml, scratch: Path) -> RenderedPdf | NotRendered:
         if not self.ready and (error := self._wait_ready()) is not None:
             return error
         output = scratch / f"{job_id}.pdf"
@@ -169,19 +171,19 @@ class _Worker:
             self.process.stdin.write(json.dumps(request) + "\n")
             self.process.stdin.flush()
         except BrokenPipeError:
-            return RetryableJobError("the PDF worker process died")
+            return Retry("the PDF worker process died")
         ready, _, _ = select.select([self.process.stdout], [], [], self.limits.timeout_seconds)
         if not ready:
             self._kill()
-            return RenderTimeout(f"rendering took longer than the limit of {self.limits.timeout_seconds:g} s")
+            # The same data would take as long again: failed for good.
+            return Failed(f"rendering took longer than the limit of {self.limits.timeout_seconds:g} s")
         line = self.process.stdout.readline()
         if not line:
             self._kill()
-            return RetryableJobError(f"the PDF worker process died (exit code {self.process.returncode})")
+            return Retry(f"the PDF worker process died (exit code {self.process.returncode})")
         answer = json.loads(line)
         if "error" in answer:
-            error_type = PermanentJobError if answer["permanent"] else RetryableJobError
-            return error_type(answer["error"])
+            return (Failed if answer["permanent"] else Retry)(answer["error"])
         return RenderedPdf(output.read_bytes(), answer["refused_urls"])
 
     def close(self) -> None:

@@ -14,10 +14,9 @@ import logging
 from typing import Any
 
 from jobqueue import payloads, storage
-from jobqueue.context import JobContext
+from jobqueue.context import BatchItem, JobContext, StepContext
 from jobqueue.documents import model, pool, rendering
-from jobqueue.exceptions import PermanentJobError, WorkerError
-from jobqueue.runtime import BatchItem, StepContext
+from jobqueue.exceptions import PermanentJobError
 
 log = logging.getLogger(__name__)
 
@@ -34,21 +33,19 @@ def render_pdf(items: list[BatchItem], ctx: StepContext) -> None:
         except Exception as exc:  # a bug shown by one job's data: retrying the same data cannot help
             log.exception("job %d: rendering the HTML failed", item.job.id)
             item.fail(payloads.unexpected(exc, "rendering the document"))
-    for job_id, outcome in pool.PdfRenderer().render_each(html):
+    for job_id, rendered in pool.PdfRenderer().render_each(html):
         item = by_id[job_id]
-        if isinstance(outcome, PermanentJobError):
-            item.fail(str(outcome))
-        elif isinstance(outcome, WorkerError):
-            item.retry(str(outcome))
-        else:
-            try:
-                document = storage.write_document(f"{job_id}/{item.value.filename}", outcome.content)
-            except OSError as exc:  # a full disk, an object store away: the others go on
-                item.retry(f"storing the document failed: {type(exc).__name__}: {exc}")
-                continue
-            if outcome.refused_urls:
-                item.ctx.log.warning("refused to fetch %s", outcome.refused_urls)
-            item.done({"document": document, "refused_urls": outcome.refused_urls})
+        if not isinstance(rendered, rendering.RenderedPdf):
+            item.report(rendered)
+            continue
+        try:
+            document = storage.write_document(f"{job_id}/{item.value.filename}", rendered.content)
+        except OSError as exc:  # a full disk, an object store away: the others go on
+            item.retry(f"storing the document failed: {type(exc).__name__}: {exc}")
+            continue
+        if rendered.refused_urls:
+            item.ctx.log.warning("refused to fetch %s", rendered.refused_urls)
+        item.done({"document": document, "refused_urls": rendered.refused_urls})
 
 
 def enqueue_email(rendered: dict[str, Any], ctx: JobContext) -> dict[str, Any]:

@@ -13,13 +13,14 @@ from typing import Any
 
 from jobqueue.emails.mime import Outgoing
 from jobqueue.exceptions import PermanentJobError
+from jobqueue.outcomes import Failed, Retry
+
+NotSent = Failed | Retry  # a message's job's outcome when the server did not accept it
 
 
-@dataclasses.dataclass
-class SendResult:
-    sent: list[int] = dataclasses.field(default_factory=list)
-    failed: dict[int, str] = dataclasses.field(default_factory=dict)  # permanently
-    retry: dict[int, str] = dataclasses.field(default_factory=dict)
+@dataclasses.dataclass(frozen=True)
+class SessionLost(Retry):
+    """The session's connection went: this message waits for a retry, and the session ends."""
 
 
 BuildMessage = Callable[[], Outgoing]
@@ -29,7 +30,7 @@ def send_messages(
     clients: Sequence[smtplib.SMTP],
     messages: Iterable[tuple[int, BuildMessage]],
     on_sent: Callable[[int, Outgoing], object],
-) -> SendResult:
+) -> dict[int, NotSent]:
     """Sends over the given sessions, one thread each, every session taking the next message when
     it is free (so one slow answer holds up one session, not the batch). `on_sent` records a job as
     done the moment its message is accepted; it is called from the sessions' threads.
@@ -38,11 +39,12 @@ def send_messages(
     fails it for a retry; a session that loses its connection leaves the rest to the others, and
     what no session could send is failed for a retry. If `on_sent` raises (the outcome could not be
     recorded), every session stops and the error is raised: nothing more is sent unrecorded.
+    Returns the outcome of each message not sent.
     """
     work: queue.SimpleQueue[tuple[int, BuildMessage]] = queue.SimpleQueue()
     for item in messages:
         work.put(item)
-    result = SendResult()
+    unsent: dict[int, NotSent] = {}
     lock = threading.Lock()
     lost: list[str] = []
     unrecorded: list[BaseException] = []
@@ -57,7 +59,7 @@ def send_messages(
                 message = build()
             except PermanentJobError as exc:
                 with lock:
-                    result.failed[job_id] = str(exc)
+                    unsent[job_id] = Failed(str(exc))
                 continue
             outcome = _send_one(client, message)
             if outcome is None:
@@ -66,16 +68,12 @@ def send_messages(
                 except BaseException as exc:
                     unrecorded.append(exc)
                     return
-                with lock:
-                    result.sent.append(job_id)
                 continue
-            kind, error = outcome
             with lock:
-                if kind == "lost":
-                    result.retry[job_id] = error
-                    lost.append(error)
+                unsent[job_id] = outcome
+                if isinstance(outcome, SessionLost):
+                    lost.append(outcome.error)
                     return
-                (result.failed if kind == "failed" else result.retry)[job_id] = error
 
     if len(clients) == 1:
         session(clients[0])
@@ -92,12 +90,12 @@ def send_messages(
             job_id, _ = work.get_nowait()
         except queue.Empty:
             break
-        result.retry[job_id] = lost[-1] if lost else "not sent"
-    return result
+        unsent[job_id] = Retry(lost[-1] if lost else "not sent")
+    return unsent
 
 
-def _send_one(client: smtplib.SMTP, message: Outgoing) -> tuple[str, str] | None:
-    """None when the server accepted the message, else ("failed" | "retry" | "lost", why)."""
+def _send_one(client: smtplib.SMTP, message: Outgoing) -> NotSent | None:
+    """None when the server accepted the message, else its job's outcome."""
     try:
         client.sendmail(message.sender, message.recipients, message.data)
     except smtplib.SMTPRecipientsRefused as exc:
@@ -105,15 +103,14 @@ def _send_one(client: smtplib.SMTP, message: Outgoing) -> tuple[str, str] | None
             f"{addr} ({code} {reason.decode(errors='replace')})"
             for addr, (code, reason) in exc.recipients.items()
         )
-        return "failed", f"every recipient was refused: {refused}"
+        return Failed(f"every recipient was refused: {refused}")
     except smtplib.SMTPResponseException as exc:
         reply = exc.smtp_error
         text = reply.decode(errors="replace") if isinstance(reply, bytes) else str(reply)
-        return ("failed" if 500 <= exc.smtp_code < 600 else "retry"), (
-            f"SMTP server answered {exc.smtp_code}: {text}"
-        )
+        answered = f"SMTP server answered {exc.smtp_code}: {text}"
+        return Failed(answered) if 500 <= exc.smtp_code < 600 else Retry(answered)
     except (smtplib.SMTPException, OSError) as exc:
-        return "lost", f"SMTP connection lost: {exc}"
+        return SessionLost(f"SMTP connection lost: {exc}")
     return None
 
 

@@ -12,12 +12,12 @@ import dataclasses
 import smtplib
 
 from jobqueue import settings, storage
-from jobqueue.context import JobContext
+from jobqueue.context import BatchItem, JobContext, StepContext
 from jobqueue.emails import mime, smtp
 from jobqueue.emails.model import EmailPayload
 from jobqueue.emails.rendering import RenderedEmail, renderer
 from jobqueue.exceptions import PermanentJobError, StorageError
-from jobqueue.runtime import BatchItem, StepContext
+from jobqueue.outcomes import Failed
 
 
 @dataclasses.dataclass(frozen=True)
@@ -64,7 +64,7 @@ def send(items: list[BatchItem], ctx: StepContext) -> None:
 
     try:
         with smtp.open_sessions(sending.connect, sending.sessions, len(items)) as clients:
-            result = smtp.send_messages(
+            unsent = smtp.send_messages(
                 clients,
                 [(item.job.id, _builder(item, sending.sender)) for item in items],
                 on_sent=sent,
@@ -73,12 +73,11 @@ def send(items: list[BatchItem], ctx: StepContext) -> None:
         for item in items:
             item.retry(f"SMTP server unreachable: {exc}")
         return
-    for job_id, error in result.failed.items():
-        by_id[job_id].fail(error)
-    for job_id, error in result.retry.items():
-        by_id[job_id].retry(error)
+    for job_id, outcome in unsent.items():
+        by_id[job_id].report(outcome)
+    failed = sum(isinstance(outcome, Failed) for outcome in unsent.values())
     ctx.log.info(
-        "sent %d, failed for good %d, to retry %d", len(result.sent), len(result.failed), len(result.retry)
+        "sent %d, failed for good %d, to retry %d", len(items) - len(unsent), failed, len(unsent) - failed
     )
 
 
