@@ -26,8 +26,11 @@ airflow: $(STAMP)
 schema: $(STAMP)
 	$(BIN)/python -m devtools.schema
 
+# The suite in TEST_PROCESSES processes (pytest-xdist); tests/conftest.py keeps each stack's tests in
+# one of them and starts the longest first. The slowest tests' times close the output.
+TEST_PROCESSES ?= 4
 test: $(STAMP) lint test-deps
-	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest -n $(TEST_PROCESSES) --dist loadgroup --durations=20
 
 # Our stack and graphile-worker side by side (BENCH_QUICK=1: a small version in a few minutes).
 bench: $(STAMP) test-deps

@@ -17,8 +17,10 @@ bench/pdf-render (puppeteer-core driving Debian's Chromium, and WeasyPrint, on i
 case 5 (bench/table_scale.py). Each harness installs what it runs from the registries by its locks
 (npm ci, pip) into a scratch folder.
 
-BENCH_QUICK=1: a small version in a few minutes. BENCH_N, BENCH_REPEATS, BENCH_CASES (e.g. "1,5")
-override. Writes <time>.json and <time>.md under bench/results/ (or BENCH_RESULTS).
+BENCH_QUICK=1: a small version in a few minutes. BENCH_N, BENCH_REPEATS, BENCH_CASES (e.g. "1,5"),
+BENCH_TRICKLE_JOBS, BENCH_DOCUMENTS, BENCH_IDLE_SECONDS and BENCH_TABLE_SCALE (table_scale.py's
+arguments) override; tests/test_bench_smoke.py makes them smaller still, to see every case run.
+Writes <time>.json and <time>.md under bench/results/ (or BENCH_RESULTS).
 """
 
 from __future__ import annotations
@@ -52,9 +54,9 @@ from jobqueue import paths, settings
 QUICK = os.environ.get("BENCH_QUICK") == "1"
 N = int(os.environ.get("BENCH_N") or (300 if QUICK else 10_000))
 REPEATS = int(os.environ.get("BENCH_REPEATS") or (1 if QUICK else 3))
-TRICKLE_JOBS = 10 if QUICK else 100
-DOCUMENTS = 20 if QUICK else 1_000
-IDLE_SECONDS = 15 if QUICK else 60
+TRICKLE_JOBS = int(os.environ.get("BENCH_TRICKLE_JOBS") or (10 if QUICK else 100))
+DOCUMENTS = int(os.environ.get("BENCH_DOCUMENTS") or (20 if QUICK else 1_000))
+IDLE_SECONDS = float(os.environ.get("BENCH_IDLE_SECONDS") or (15 if QUICK else 60))
 CASES = {c.strip() for c in (os.environ.get("BENCH_CASES") or "1,2,3,4,5,6").split(",")}
 HARNESSES = paths.PROJECT_ROOT / "bench"
 GRAPHILE = HARNESSES / "graphile-worker"
@@ -467,6 +469,7 @@ def pdf_anchor() -> dict:
 
 def table_scale() -> dict:
     args = ["--waiting", "20000", "--completed", "100000", "--samples", "100"] if QUICK else []
+    args = os.environ["BENCH_TABLE_SCALE"].split() if os.environ.get("BENCH_TABLE_SCALE") else args
     result = subprocess.run(
         [sys.executable, str(paths.PROJECT_ROOT / "bench" / "table_scale.py"), *args],
         capture_output=True, text=True, check=True, timeout=3600,

@@ -3,6 +3,10 @@
 The cluster is initialised in a temporary folder on a free port (or, with WORKER_TEST_DATABASE_URL,
 an existing server is used), a template database gets the migrations once, and each test gets a fresh
 clone of it, dropped afterwards.
+
+`make test` runs the suite in parallel (pytest-xdist, `--dist loadgroup`): each process has its own
+cluster; the tests of one stack (the shared one, the fault suite's, a module's own) or of the one
+graphile-worker install stay in one process, and the long ones start first.
 """
 
 from __future__ import annotations
@@ -24,6 +28,49 @@ from jobqueue.migrations import apply_migrations
 from tests import graphile
 
 TEMPLATE = "worker_test_template"
+
+# Tests that share a session fixture this costly run in one process: (fixture, group).
+SHARED = (("shared_stack", "shared-stack"), ("fault_stack", "fault-stack"), ("graphile_worker", "graphile"))
+# Started first, so that the longest do not come last (seconds each, measured: see README, Testing).
+LONGEST_FIRST = ("test_faults", "test_restart", "test_bench_smoke", "test_controls_e2e", "test_celery")
+
+
+@pytest.hookimpl(tryfirst=True)  # before pytest-xdist reads the groups
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    def module(item: pytest.Item) -> str:
+        return item.path.stem  # test_faults
+
+    for item in items:
+        fixtures = getattr(item, "fixturenames", ())
+        group = next((name for fixture, name in SHARED if fixture in fixtures), None)
+        if group is None and item.get_closest_marker("e2e"):
+            group = module(item)  # a module's own stack
+        if group:
+            item.add_marker(pytest.mark.xdist_group(group))
+
+    def rank(item: pytest.Item) -> int:
+        name = module(item)
+        if name in LONGEST_FIRST:
+            return LONGEST_FIRST.index(name)
+        return len(LONGEST_FIRST) if item.get_closest_marker("e2e") else len(LONGEST_FIRST) + 1
+
+    items.sort(key=rank)  # stable: each file's tests keep their order
+
+
+def pytest_sessionstart(session: pytest.Session) -> None:
+    from tests.e2e import faults
+
+    if not hasattr(session.config, "workerinput"):  # the reporting process, not a worker
+        faults.SUMMARY_FILE.unlink(missing_ok=True)
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    from tests.e2e import faults
+
+    if faults.SUMMARY_FILE.exists():
+        terminalreporter.section("faults: recovery")
+        for line in faults.SUMMARY_FILE.read_text().splitlines():
+            terminalreporter.write_line(line)
 
 
 def _with_database(url: str, database: str) -> str:

@@ -1,10 +1,19 @@
-"""The real stack for end-to-end tests, started the way `make run` starts it."""
+"""The real stack for end-to-end tests, started the way `make run` starts it.
+
+Most tests share one stack (`shared_stack`, started once per session): each reads only its own jobs
+(by id, key or identifier). A test gets a stack of its own only where the configuration differs
+(Celery, a job-type folder it edits, start and stop themselves); the fault suite has one too
+(`fault_stack`), since it kills components. tests/conftest.py keeps each stack's tests together when
+the suite runs in parallel (`make test`: pytest-xdist).
+"""
 
 from __future__ import annotations
 
 import json
+import secrets
 import time
 import urllib.error
+import urllib.parse
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
@@ -13,6 +22,7 @@ import psutil
 import pytest
 
 from devtools.harness import RunningStack, own_stack_environment
+from tests.e2e.statsd import StatsdListener
 from tests.smtp import SmtpServer
 
 
@@ -45,6 +55,16 @@ def dag_runs(api: str, password: str, dag_id: str) -> list[dict]:
     )
     with urllib.request.urlopen(request, timeout=10) as response:
         return list(json.load(response)["dag_runs"])
+
+
+def dag_run(api: str, password: str, dag_id: str, run_id: str) -> dict:
+    """GET /api/v2/dags/{dag_id}/dagRuns/{run_id}: one run, however many the DAG has."""
+    request = urllib.request.Request(
+        f"{api}/api/v2/dags/{dag_id}/dagRuns/{urllib.parse.quote(run_id)}",
+        headers={"Authorization": f"Bearer {access_token(api, password)}"},
+    )
+    with urllib.request.urlopen(request, timeout=10) as response:
+        return dict(json.load(response))
 
 
 def trigger_dag(api: str, password: str, dag_id: str, conf: dict | None = None) -> dict:
@@ -107,11 +127,13 @@ def stack_env() -> Iterator[dict[str, str]]:
 class MailStack:
     """The stack sending to a test-owned SMTP server (which the test may stop to play an outage)."""
 
-    def __init__(self, env: dict[str, str]) -> None:
-        self.smtp = SmtpServer()
+    def __init__(self, env: dict[str, str], smtp: SmtpServer | None = None) -> None:
+        self.env = env
+        self.smtp = smtp or SmtpServer()
         self.smtp.start()
         env["AIRFLOW_CONN_SMTP_DEFAULT"] = self.smtp.airflow_uri
         self.database = f"postgresql://postgres@127.0.0.1:{env['WORKER_PG_PORT']}/worker"
+        self.api = f"http://127.0.0.1:{env['AIRFLOW_API_PORT']}"
         self.stack = RunningStack(env)
 
     def stop(self) -> None:
@@ -126,10 +148,58 @@ def mail_stack(stack_env: dict[str, str]) -> Iterator[MailStack]:
     running.stop()
 
 
-def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
-    from tests.e2e import faults
+# A job type of the shared stack's team folder, for the metrics test: its own identifier, so its
+# counters are its own.
+METERED = """\
+from jobqueue import PermanentJobError, job_type
 
-    if faults.OUTCOMES:
-        terminalreporter.section("faults: recovery")
-        for line in faults.summary():
-            terminalreporter.write_line(line)
+
+@job_type("metered")
+def metered(payload: dict, ctx) -> None:
+    if payload.get("fail"):
+        raise PermanentJobError("refused on purpose")
+    if payload.get("flaky") and ctx.job.attempts == 1:
+        raise ConnectionError("once")
+"""
+
+
+class SharedStack(MailStack):
+    """The stack most e2e tests share: the built-in job types and a team folder's, an SMTP server
+    that requires a login (whose password must leak nowhere), and metrics to a StatsD listener."""
+
+    SMTP_LOGIN = ("mailer", "smtp-" + secrets.token_urlsafe(16))
+
+    def __init__(self, env: dict[str, str], project: Path) -> None:
+        self.statsd = StatsdListener()
+        self.statsd.start()
+        env.update(
+            WORKER_PROJECT=team_project(project, {"metered.py": METERED}),
+            WORKER_STATSD=f"127.0.0.1:{self.statsd.port}",
+            WORKER_METRICS_INTERVAL_SECONDS="1",
+        )
+        super().__init__(env, SmtpServer(login=self.SMTP_LOGIN))
+
+    def stop(self) -> None:
+        super().stop()
+        self.statsd.stop()
+
+
+@pytest.fixture(scope="session")
+def shared_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SharedStack]:
+    with own_stack_environment("worker-shared-") as env:
+        running = SharedStack(env, tmp_path_factory.mktemp("shared") / "project")
+        try:
+            yield running
+        finally:
+            running.stop()
+
+
+@pytest.fixture(scope="session")
+def fault_stack() -> Iterator[MailStack]:
+    """The fault suite's stack (tests/e2e/test_faults.py, then test_restart.py, which stops it)."""
+    with own_stack_environment("worker-faults-") as env:
+        running = MailStack(env)
+        try:
+            yield running
+        finally:
+            running.stop()

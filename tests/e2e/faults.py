@@ -24,13 +24,17 @@ import psycopg
 from psycopg.types.json import Jsonb
 
 from devtools.localpg import LocalCluster
+from jobqueue import paths
 from tests.e2e.conftest import MailStack
 from tests.helpers import invoice
 
-SMTP_OUTAGE_SECONDS = 60
+SMTP_OUTAGE_SECONDS = 20  # past two retries of a job (e^1 + e^2 s of backoff): the outage is felt
 PAUSE_SECONDS = 15
 SETTLE_TIMEOUT = 420
-OUTCOMES: list[Outcome] = []  # every round played in this test run, for the terminal summary
+OUTCOMES: list[Outcome] = []  # every round played in this test run
+# The rounds' summary, for the end of the run: written by the process that plays them (a pytest-xdist
+# worker, under `make test`), shown by the one that reports (tests/conftest.py).
+SUMMARY_FILE = paths.PROJECT_ROOT / "test-results" / "faults.txt"
 
 
 def email(n: int) -> dict:
@@ -312,6 +316,8 @@ def play(running: MailStack, fault: str, before_s: float | None = None, after_s:
         duplicates=duplicates(running),
     )
     OUTCOMES.append(outcome)
+    SUMMARY_FILE.parent.mkdir(parents=True, exist_ok=True)
+    SUMMARY_FILE.write_text("\n".join(summary()) + "\n")
     return outcome
 
 

@@ -20,28 +20,26 @@ def invoices_sent(smtp) -> list:
     return [(to, message) for to, message in smtp.messages if to[0].startswith("client")]
 
 
-def test_invoices_become_emails_with_their_pdf(mail_stack):
-    smtp = mail_stack.smtp
-    try:
-        with psycopg.connect(mail_stack.database, autocommit=True) as conn:
-            specs = [
-                {"identifier": "generate_pdf", "payload": invoice(n, f"client{n}@example.com")}
-                for n in range(COUNT)
-            ]
-            conn.execute("select worker.add_jobs(%s)", [Jsonb(specs)])
-            deadline = time.monotonic() + 300
-            while len(invoices_sent(smtp)) < COUNT and time.monotonic() < deadline:
-                time.sleep(1)
-            # The document jobs and the e-mail jobs they enqueued (other DAGs, such as the digest,
-            # may send mail of their own meanwhile).
-            states: dict[str, int] = dict(
-                conn.execute(
-                    "select status, count(*) from worker.jobs "
-                    "where identifier = 'generate_pdf' or job_key like 'document:%' group by 1"
-                ).fetchall()
-            )
-    finally:
-        mail_stack.stop()
+def test_invoices_become_emails_with_their_pdf(shared_stack):
+    """On the shared stack, where only this test makes documents."""
+    smtp = shared_stack.smtp
+    with psycopg.connect(shared_stack.database, autocommit=True) as conn:
+        specs = [
+            {"identifier": "generate_pdf", "payload": invoice(n, f"client{n}@example.com")}
+            for n in range(COUNT)
+        ]
+        conn.execute("select worker.add_jobs(%s)", [Jsonb(specs)])
+        deadline = time.monotonic() + 300
+        while len(invoices_sent(smtp)) < COUNT and time.monotonic() < deadline:
+            time.sleep(1)
+        # The document jobs and the e-mail jobs they enqueued (other DAGs, such as the digest,
+        # may send mail of their own meanwhile).
+        states: dict[str, int] = dict(
+            conn.execute(
+                "select status, count(*) from worker.jobs "
+                "where identifier = 'generate_pdf' or job_key like 'document:%' group by 1"
+            ).fetchall()
+        )
     assert states == {"completed": 2 * COUNT}, states
     assert len(invoices_sent(smtp)) == COUNT
     for recipients, message in invoices_sent(smtp):

@@ -2,18 +2,17 @@
 
 Each round: e-mail jobs every 0.1 s and an invoice every 20th job for 3-8 s, the fault, 10 s more of
 load, then every job of the round must end `completed` and no Message-ID reach the SMTP server
-twice. The recovery times are printed at the end of the run; `make soak` plays many rounds.
+twice. The recovery times are printed at the end of the run; `make soak` plays many rounds. The
+stack is `fault_stack` (tests/e2e/conftest.py), which test_restart.py uses after these rounds.
 """
 
 from __future__ import annotations
 
 import os
 import random
-from collections.abc import Iterator
 
 import pytest
 
-from devtools.harness import own_stack_environment
 from tests.e2e import faults
 from tests.e2e.conftest import MailStack
 
@@ -32,16 +31,6 @@ FAULTS = [
     f"send_email paused {faults.PAUSE_SECONDS} s, then resumed",
     "send_email rate-limited to 20/s on a burst",
 ]
-
-
-@pytest.fixture(scope="module")
-def fault_stack() -> Iterator[MailStack]:
-    with own_stack_environment("worker-faults-") as env:
-        running = MailStack(env)
-        try:
-            yield running
-        finally:
-            running.stop()
 
 
 @pytest.mark.parametrize("fault", FAULTS)

@@ -24,7 +24,7 @@ import pytest
 
 from jobqueue import paths
 from tests.e2e.browser import logged_in, trigger_from_the_form
-from tests.e2e.conftest import access_token, dag_runs, trigger_dag, wait_for
+from tests.e2e.conftest import access_token, dag_run, trigger_dag, wait_for
 
 pytestmark = pytest.mark.e2e
 SCREENSHOTS = paths.PROJECT_ROOT / "test-results" / "screenshots"
@@ -78,9 +78,7 @@ def failed_run(api: str, password: str) -> str:
     ]
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline:
-        [state] = [
-            run["state"] for run in dag_runs(api, password, "send_email") if run["dag_run_id"] == run_id
-        ]
+        state = dag_run(api, password, "send_email", run_id)["state"]
         if state in ("success", "failed"):
             assert state == "failed"  # not green over a job that will never be sent
             return str(run_id)
@@ -103,13 +101,12 @@ def background(frame) -> str:
     return str(frame.locator("body").evaluate("body => getComputedStyle(body).backgroundColor"))
 
 
-def test_the_job_queue_inside_airflow_s_ui(stack_env, mail_stack):
+def test_the_job_queue_inside_airflow_s_ui(shared_stack):
     from playwright.sync_api import expect, sync_playwright
 
     SCREENSHOTS.mkdir(parents=True, exist_ok=True)
-    api = f"http://127.0.0.1:{stack_env['AIRFLOW_API_PORT']}"
-    password = mail_stack.stack.password
-    with psycopg.connect(mail_stack.database, autocommit=True) as conn:
+    api, password = shared_stack.api, shared_stack.stack.password
+    with psycopg.connect(shared_stack.database, autocommit=True) as conn:
         payload = '{"to": "page@example.com", "template": "welcome", "context": {"name": "Page"}}'
         job_id = conn.execute(
             "select id from worker.add_job('send_email', %s, run_at => now() + interval '1 day')", [payload]
@@ -120,7 +117,7 @@ def test_the_job_queue_inside_airflow_s_ui(stack_env, mail_stack):
         conn.execute("select worker.add_job('send_email', '{}', run_at => now() + interval '1 day')")
         conn.execute("select worker.pause_queue('customer:7')")
 
-        refused_without_login(api, stack_env)
+        refused_without_login(api, shared_stack.env)
         token = access_token(api, password)
         authorized = urllib.request.Request(
             f"{api}/job-queue/openapi.json", headers={"Authorization": f"Bearer {token}"}
@@ -168,14 +165,11 @@ def test_the_job_queue_inside_airflow_s_ui(stack_env, mail_stack):
             row = queue.locator("#counts tr[data-identifier='send_email']")
             row.get_by_role("button", name="Pause").click()
             expect(row.locator(".paused")).to_have_count(1)
-            assert conn.execute("select name from worker.paused where kind = 'identifier'").fetchall() == [
-                ("send_email",)
-            ]
+            paused = "select count(*) from worker.paused where kind = 'identifier' and name = 'send_email'"
+            assert conn.execute(paused).fetchone() == (1,)
             row.get_by_role("button", name="Resume").click()
             expect(row.locator(".paused")).to_have_count(0)
-            assert conn.execute(
-                "select count(*) from worker.paused where kind = 'identifier'"
-            ).fetchone() == (0,)
+            assert conn.execute(paused).fetchone() == (0,)
 
             # The failed run: a link of the queue moves the shell to the run's page, whose Jobs tab
             # lists the job.
@@ -222,7 +216,8 @@ def test_the_job_queue_inside_airflow_s_ui(stack_env, mail_stack):
             "the form's job to end",
         )
         assert form_job == [("completed", "welcome", True)]
-    assert [to for to, _ in mail_stack.smtp.messages if to == ["page@example.com"]] == [["page@example.com"]]
-    assert [to for to, _ in mail_stack.smtp.messages if to == ["form@example.com"]] == [["form@example.com"]]
+    sent = shared_stack.smtp.messages
+    assert [to for to, _ in sent if to == ["page@example.com"]] == [["page@example.com"]]
+    assert [to for to, _ in sent if to == ["form@example.com"]] == [["form@example.com"]]
     for name in ("job-queue-light.png", "job-queue-dark.png", "dag-run-jobs-tab.png"):
         assert (SCREENSHOTS / name).stat().st_size > 10_000, name
