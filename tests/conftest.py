@@ -4,19 +4,22 @@ The cluster is initialised in a temporary folder on a free port (or, with WORKER
 an existing server is used), a template database gets the migrations once, and each test gets a fresh
 clone of it, dropped afterwards.
 
-`make test` runs the suite in parallel (pytest-xdist, `--dist loadgroup`): each process has its own
-cluster; the tests of one stack (the shared one, the fault suite's, a module's own) or of the one
-graphile-worker install stay in one process, and the long ones start first.
+`make test` runs the suite in parallel (pytest-xdist, `--dist loadgroup` with our work units): each
+process has its own cluster; the tests of one stack (the shared one, the fault suite's, a module's
+own) or of one graphile-worker install stay in one process, and the long ones start first.
 """
 
 from __future__ import annotations
 
+import functools
 import os
+import re
 import shutil
 import tempfile
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import psycopg
 import pytest
@@ -24,32 +27,53 @@ from psycopg import sql
 
 from devtools.harness import free_port
 from devtools.localpg import LocalCluster
+from jobqueue import paths
 from jobqueue.migrations import apply_migrations
 from tests import graphile
 
 TEMPLATE = "worker_test_template"
 
-# Tests that share a session fixture this costly run in one process: (fixture, group).
+# Modules whose tests share a session fixture this costly run in one process: (fixture, unit).
 SHARED = (("shared_stack", "shared-stack"), ("fault_stack", "fault-stack"), ("graphile_worker", "graphile"))
 # Started first, so that the longest do not come last (seconds each, measured: see README, Testing).
 LONGEST_FIRST = ("test_faults", "test_restart", "test_bench_smoke", "test_controls_e2e", "test_celery")
 
 
-@pytest.hookimpl(tryfirst=True)  # before pytest-xdist reads the groups
+def work_unit(nodeid: str) -> str:
+    """What runs in one process: a test module, or the modules that use one of the SHARED fixtures.
+    Read from the module's text: the process that schedules (pytest-xdist's controller) collects
+    nothing, so it has the test ids alone."""
+    path = nodeid.partition("::")[0]
+    text = _module_text(path)
+    return next((unit for fixture, unit in SHARED if re.search(rf"\b{fixture}\s*[:,)]", text)), path)
+
+
+@functools.cache
+def _module_text(path: str) -> str:
+    try:
+        return (paths.PROJECT_ROOT / path).read_text()
+    except OSError:
+        return ""
+
+
+def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
+    """`--dist loadgroup`, with our units (work_unit): pytest-xdist 3.8 groups by renaming each test
+    (`item._nodeid`), which pytest 9 no longer reads, so its own grouping silently does nothing."""
+    if config.getvalue("dist") != "loadgroup":
+        return None
+    from xdist.scheduler import LoadScopeScheduling
+
+    class ByWorkUnit(LoadScopeScheduling):
+        def _split_scope(self, nodeid: str) -> str:
+            return work_unit(nodeid)
+
+    config.option.loadscopereorder = False  # the collection's order: the longest first (below)
+    return ByWorkUnit(config, log)
+
+
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    def module(item: pytest.Item) -> str:
-        return item.path.stem  # test_faults
-
-    for item in items:
-        fixtures = getattr(item, "fixturenames", ())
-        group = next((name for fixture, name in SHARED if fixture in fixtures), None)
-        if group is None and item.get_closest_marker("e2e"):
-            group = module(item)  # a module's own stack
-        if group:
-            item.add_marker(pytest.mark.xdist_group(group))
-
     def rank(item: pytest.Item) -> int:
-        name = module(item)
+        name = item.path.stem
         if name in LONGEST_FIRST:
             return LONGEST_FIRST.index(name)
         return len(LONGEST_FIRST) if item.get_closest_marker("e2e") else len(LONGEST_FIRST) + 1
