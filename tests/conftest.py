@@ -36,7 +36,10 @@ TEMPLATE = "worker_test_template"
 # Modules whose tests share a session fixture this costly run in one process: (fixture, unit).
 SHARED = (("shared_stack", "shared-stack"), ("fault_stack", "fault-stack"), ("graphile_worker", "graphile"))
 # Started first, so that the longest do not come last (seconds each, measured: see README, Testing).
-LONGEST_FIRST = ("test_faults", "test_restart", "test_bench_smoke", "test_controls_e2e", "test_celery")
+LONGEST_FIRST = (
+    "test_faults_outages", "test_faults", "test_restart", "test_bench_smoke", "test_controls_e2e",
+    "test_celery", "test_bench_smoke_celery",
+)  # fmt: skip
 
 
 def work_unit(nodeid: str) -> str:
@@ -85,16 +88,24 @@ def pytest_sessionstart(session: pytest.Session) -> None:
     from tests.e2e import faults
 
     if not hasattr(session.config, "workerinput"):  # the reporting process, not a worker
-        faults.SUMMARY_FILE.unlink(missing_ok=True)
+        for old in faults.SUMMARY_DIR.glob("faults-*.txt"):
+            old.unlink()
 
 
 def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
     from tests.e2e import faults
 
-    if faults.SUMMARY_FILE.exists():
+    rounds = [line for f in faults.SUMMARY_DIR.glob("faults-*.txt") for line in f.read_text().splitlines()]
+    if rounds:
         terminalreporter.section("faults: recovery")
-        for line in faults.SUMMARY_FILE.read_text().splitlines():
+        for line in [faults.summary()[0], *sorted(rounds, key=_fault_order)]:
             terminalreporter.write_line(line)
+
+
+def _fault_order(line: str) -> int:
+    from tests.e2e import faults
+
+    return next((n for n, fault in enumerate(faults.ALL) if line.startswith(fault)), len(faults.ALL))
 
 
 def _with_database(url: str, database: str) -> str:

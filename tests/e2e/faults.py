@@ -32,9 +32,10 @@ SMTP_OUTAGE_SECONDS = 20  # past two retries of a job (e^1 + e^2 s of backoff): 
 PAUSE_SECONDS = 15
 SETTLE_TIMEOUT = 420
 OUTCOMES: list[Outcome] = []  # every round played in this test run
-# The rounds' summary, for the end of the run: written by the process that plays them (a pytest-xdist
+# The rounds' summary, for the end of the run: written by each process that plays them (a pytest-xdist
 # worker, under `make test`), shown by the one that reports (tests/conftest.py).
-SUMMARY_FILE = paths.PROJECT_ROOT / "test-results" / "faults.txt"
+SUMMARY_DIR = paths.PROJECT_ROOT / "test-results"
+SUMMARY_FILE = SUMMARY_DIR / f"faults-{os.getpid()}.txt"
 
 
 def email(n: int) -> dict:
@@ -288,13 +289,33 @@ class Faults:
         }
 
 
-def play(running: MailStack, fault: str, before_s: float | None = None, after_s: float = 10) -> Outcome:
-    """One round: steady load (for 3 to 8 s unless `before_s` says), the fault, more load, then
+# The rounds of `make test`, in two halves that run side by side on two stacks (test_faults.py and
+# test_faults_outages.py); `make soak` draws from all.
+KILLS = [
+    "none (the same load, no fault)",
+    "kill -9 task (send, mid-batch)",
+    "kill -9 task (render_pdf, mid-batch)",
+    "kill -9 scheduler",
+    "kill -9 triggerer",
+    "kill -9 dag-processor",
+]
+OUTAGES = [
+    "PostgreSQL fast restart",
+    f"SMTP server down {SMTP_OUTAGE_SECONDS} s",
+    # An operator's controls, under the same guarantees.
+    f"send_email paused {PAUSE_SECONDS} s, then resumed",
+    "send_email rate-limited to 20/s on a burst",
+]
+ALL = KILLS + OUTAGES
+
+
+def play(running: MailStack, fault: str, before_s: float | None = None, after_s: float = 6) -> Outcome:
+    """One round: steady load (for 3 to 5 s unless `before_s` says), the fault, more load, then
     wait until every job of the round is done."""
     faults = Faults(running)
     load = Load(running.database)
     load.start()
-    time.sleep(random.uniform(3, 8) if before_s is None else before_s)
+    time.sleep(random.uniform(3, 5) if before_s is None else before_s)
     fault_at = faults.all()[fault](load)
     time.sleep(after_s)
     load.stop()
@@ -316,8 +337,8 @@ def play(running: MailStack, fault: str, before_s: float | None = None, after_s:
         duplicates=duplicates(running),
     )
     OUTCOMES.append(outcome)
-    SUMMARY_FILE.parent.mkdir(parents=True, exist_ok=True)
-    SUMMARY_FILE.write_text("\n".join(summary()) + "\n")
+    SUMMARY_DIR.mkdir(parents=True, exist_ok=True)
+    SUMMARY_FILE.write_text("\n".join(summary()[1:]) + "\n")
     return outcome
 
 

@@ -1,0 +1,31 @@
+"""Nothing lost, nothing twice, through outages and an operator's controls: PostgreSQL restarted, the
+SMTP server gone, send_email paused, a burst rate-limited; each played once under steady load, as
+test_faults.py plays each component killed, on a stack of its own so that the two run side by side."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+
+from devtools.harness import own_stack_environment
+from tests.e2e import faults
+from tests.e2e.conftest import MailStack
+
+pytestmark = pytest.mark.e2e
+
+
+@pytest.fixture(scope="module")
+def outage_stack() -> Iterator[MailStack]:
+    with own_stack_environment("worker-outages-") as env:
+        running = MailStack(env)
+        try:
+            yield running
+        finally:
+            running.stop()
+
+
+@pytest.mark.parametrize("fault", faults.OUTAGES)
+def test_every_job_done_once_after(fault: str, outage_stack: MailStack) -> None:
+    outcome = faults.play(outage_stack, fault)
+    assert not outcome.duplicates, f"{fault}: messages accepted twice: {outcome.duplicates}"
