@@ -18,8 +18,9 @@ case 5 (bench/table_scale.py). Each harness installs what it runs from the regis
 (npm ci, pip) into a scratch folder.
 
 BENCH_QUICK=1: a small version in a few minutes. BENCH_N, BENCH_REPEATS, BENCH_CASES (e.g. "1,5"),
-BENCH_TRICKLE_JOBS, BENCH_DOCUMENTS, BENCH_IDLE_SECONDS and BENCH_TABLE_SCALE (table_scale.py's
-arguments) override; tests/test_bench_smoke.py makes them smaller still, to see every case run.
+BENCH_TRICKLE_JOBS, BENCH_DOCUMENTS, BENCH_IDLE_SECONDS, BENCH_TABLE_SCALE (table_scale.py's
+arguments), BENCH_GRAPHILE_MODES, BENCH_LATENCY_SAMPLES (graphile-worker's) and BENCH_RAW_PDFS
+override; tests/test_bench_smoke.py makes them smaller still, to see every case run.
 Writes <time>.json and <time>.md under bench/results/ (or BENCH_RESULTS).
 """
 
@@ -394,8 +395,8 @@ def graphile() -> dict:
         **os.environ,
         "N": str(N),
         "TASKS": "send_email",
-        "MODES": "default,batched,perf",
-        "LAT_SAMPLES": "20" if QUICK else "200",
+        "MODES": os.environ.get("BENCH_GRAPHILE_MODES") or "default,batched,perf",
+        "LAT_SAMPLES": os.environ.get("BENCH_LATENCY_SAMPLES") or ("20" if QUICK else "200"),
         "REPEATS": str(REPEATS),
         "PG_PORT": str(free_port()),
         "SMTP_PORT": str(free_port()),
@@ -434,7 +435,7 @@ def raw_weasyprint() -> dict:
 
     document = rendering.render_html(model.parse_payload(INVOICE))
     cores = os.cpu_count() or 1
-    count = 20 if QUICK else 200
+    count = int(os.environ.get("BENCH_RAW_PDFS") or (20 if QUICK else 200))
     with multiprocessing.get_context("spawn").Pool(cores) as pool:
         pool.map(_warm_render, [document] * cores)  # imports, fonts
         start = time.perf_counter()

@@ -30,6 +30,9 @@ def quick_bench(results: Path, cases: str) -> tuple[dict[str, Any], str]:
         "BENCH_DOCUMENTS": "5",
         "BENCH_IDLE_SECONDS": "5",
         "BENCH_TABLE_SCALE": "--waiting 2000 --completed 10000 --samples 20",
+        "BENCH_GRAPHILE_MODES": "perf",
+        "BENCH_LATENCY_SAMPLES": "5",
+        "BENCH_RAW_PDFS": "6",
         # The pdf-render anchor installs puppeteer and a venv and takes minutes: not in a smoke test.
         "BENCH_SKIP_PDF_ANCHOR": "1",
         "BENCH_RESULTS": str(results),

@@ -132,6 +132,12 @@ class Completer:
             return jobs
         return self.write(jobs, [(job, outcome)], touched=True)
 
+    def record_later(self, job: Job, outcome: Outcome) -> None:
+        """An outcome with no transaction of its job's, for the writer thread to record."""
+        if self._error is not None:
+            raise self._error
+        self._queue.put((job, outcome))
+
     def record_now(self, jobs: JobManager, job: Job, outcome: Outcome) -> None:
         """An outcome known before any handler ran (a refused payload), on an autocommit connection."""
         self._count(self.recorder.record(jobs, job, outcome))
@@ -186,12 +192,6 @@ class Completer:
             self._queue.put(None)
             self._thread.join(timeout=self.reconnect_seconds)
         self.connections.close()
-
-    def record_later(self, job: Job, outcome: Outcome) -> None:
-        """An outcome with no transaction of its job's, for the writer thread to record."""
-        if self._error is not None:
-            raise self._error
-        self._queue.put((job, outcome))
 
     def _write_behind(self) -> None:
         jobs = self.connections.take()

@@ -9,6 +9,7 @@ the suite runs in parallel (`make test`: pytest-xdist).
 
 from __future__ import annotations
 
+import contextlib
 import json
 import secrets
 import time
@@ -194,12 +195,19 @@ def shared_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SharedSta
             running.stop()
 
 
-@pytest.fixture(scope="session")
-def fault_stack() -> Iterator[MailStack]:
-    """The fault suite's stack (tests/e2e/test_faults.py, then test_restart.py, which stops it)."""
-    with own_stack_environment("worker-faults-") as env:
+@contextlib.contextmanager
+def own_mail_stack(prefix: str) -> Iterator[MailStack]:
+    """A MailStack of its own, stopped and gone afterwards."""
+    with own_stack_environment(prefix) as env:
         running = MailStack(env)
         try:
             yield running
         finally:
             running.stop()
+
+
+@pytest.fixture(scope="session")
+def fault_stack() -> Iterator[MailStack]:
+    """The fault suite's stack (tests/e2e/test_faults.py, then test_restart.py, which stops it)."""
+    with own_mail_stack("worker-faults-") as running:
+        yield running

@@ -8,21 +8,16 @@ from collections.abc import Iterator
 
 import pytest
 
-from devtools.harness import own_stack_environment
 from tests.e2e import faults
-from tests.e2e.conftest import MailStack
+from tests.e2e.conftest import MailStack, own_mail_stack
 
 pytestmark = pytest.mark.e2e
 
 
 @pytest.fixture(scope="module")
 def outage_stack() -> Iterator[MailStack]:
-    with own_stack_environment("worker-outages-") as env:
-        running = MailStack(env)
-        try:
-            yield running
-        finally:
-            running.stop()
+    with own_mail_stack("worker-outages-") as running:
+        yield running
 
 
 @pytest.mark.parametrize("fault", faults.OUTAGES)
