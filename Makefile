@@ -28,7 +28,7 @@ schema: $(STAMP)
 
 # The suite in TEST_PROCESSES processes (pytest-xdist); tests/conftest.py keeps each stack's tests in
 # one of them and starts the longest first. The slowest tests' times close the output.
-TEST_PROCESSES ?= 4
+TEST_PROCESSES ?= 3
 test: $(STAMP) lint test-deps
 	$(BIN)/python -m pytest -n $(TEST_PROCESSES) --dist loadgroup --durations=20
 
