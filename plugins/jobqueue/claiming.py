@@ -43,8 +43,7 @@ def step_inputs(
     cron: dict[str, Any] | None,
 ) -> StepInputs:
     """The step `index`'s work in run `worker`, skipping jobs a killed try of it recorded already."""
-    last = index == len(job_type.steps) - 1
-    already = {} if last else control.step_values(worker, job_type.steps[index].name)
+    already = {} if job_type.is_last(index) else control.step_values(worker, job_type.steps[index].name)
     if index == 0:
         if cron is not None:
             adopt_cron_job(control, job_type, worker, cron)

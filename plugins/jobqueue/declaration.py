@@ -138,6 +138,10 @@ class JobType:
     def __repr__(self) -> str:
         return f"<job type {self.identifier!r}: {' >> '.join(each.name for each in self.steps)}>"
 
+    def is_last(self, index: int) -> bool:
+        """Whether the step `index` ends the chain: its value is the job's result."""
+        return index == len(self.steps) - 1
+
     def batch_size(self) -> BatchSize:
         least = self.options.batch_size or settings.batch_size()
         most = max(least, self.options.max_batch_size or settings.max_batch_size())

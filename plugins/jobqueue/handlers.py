@@ -41,7 +41,7 @@ class Handler:
     def __init__(self, job_type: JobType, index: int, worker_id: str, prepared: Any = None) -> None:
         self.job_type = job_type
         self.step = job_type.steps[index]
-        self.last = index == len(job_type.steps) - 1
+        self.last = job_type.is_last(index)
         self.worker_id = worker_id
         self.prepared = prepared
         self.time_limit = job_type.options.time_limit

@@ -44,7 +44,7 @@ class StepRun:
         self.job_type = job_type
         self.index = index
         self.step = job_type.steps[index]
-        self.last = index == len(job_type.steps) - 1
+        self.last = job_type.is_last(index)
         self.worker_id = worker_id
         recorder = Recorder(worker_id, self.step.name, len(job_type.steps) > 1, try_number)
         self.completer = Completer(connect, recorder)
