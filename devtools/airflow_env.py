@@ -5,6 +5,7 @@ Each setting says why it is there. `make run` applies them; a deployment sets th
 
 from __future__ import annotations
 
+import importlib.metadata
 import json
 import os
 import secrets
@@ -48,6 +49,16 @@ def admin_password() -> str:
     if explicit:
         return explicit
     return _secret(stored, 18)
+
+
+def migrating_versions() -> str:
+    """The packages whose migrations the metadata database needs, with their installed versions:
+    what a data folder records once they have migrated it."""
+    packages = [
+        "apache-airflow",
+        *(["apache-airflow-providers-fab"] if settings.auth_manager() == "fab" else []),
+    ]
+    return " ".join(f"{name}=={importlib.metadata.version(name)}" for name in packages)
 
 
 def _sqlalchemy_url(url: str) -> str:

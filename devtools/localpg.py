@@ -121,15 +121,17 @@ class LocalCluster:
         if self.initialized() and self.running():
             self._run("pg_ctl", "stop", "-w", "-m", "fast", "-D", str(self.data_dir), check=False)
 
-    def create_database(self, name: str, template: str | None = None) -> None:
+    def create_database(self, name: str, template: str | None = None) -> bool:
+        """Creates the database unless it exists: whether it did."""
         import psycopg
         from psycopg import sql
 
         with psycopg.connect(self.url(), autocommit=True) as conn:
             exists = conn.execute("select 1 from pg_database where datname = %s", [name]).fetchone()
             if exists:
-                return
+                return False
             statement = sql.SQL("create database {}").format(sql.Identifier(name))
             if template:
                 statement += sql.SQL(" template {}").format(sql.Identifier(template))
             conn.execute(statement)
+            return True

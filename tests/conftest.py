@@ -25,7 +25,7 @@ import psycopg
 import pytest
 from psycopg import sql
 
-from devtools.harness import free_port
+from devtools.harness import PREPARED_DATA, free_port
 from devtools.localpg import LocalCluster
 from jobqueue import paths
 from jobqueue.migrations import apply_migrations
@@ -34,7 +34,10 @@ from tests import graphile
 TEMPLATE = "worker_test_template"
 
 # Modules whose tests share a session fixture this costly run in one process: (fixture, unit).
-SHARED = (("shared_stack", "shared-stack"), ("fault_stack", "fault-stack"), ("graphile_worker", "graphile"))
+SHARED = (
+    ("shared_stack", "shared-stack"), ("fault_stack", "fault-stack"), ("team_stack", "team-stack"),
+    ("graphile_worker", "graphile"),
+)  # fmt: skip
 # Started first, so that the longest do not come last (seconds each, measured: see README, Testing).
 LONGEST_FIRST = (
     "test_faults_outages", "test_faults", "test_restart", "test_bench_smoke", "test_controls_e2e",
@@ -82,6 +85,25 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
         return len(LONGEST_FIRST) if item.get_closest_marker("e2e") else len(LONGEST_FIRST) + 1
 
     items.sort(key=rank)  # stable: each file's tests keep their order
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """One prepared data folder for every stack of the run (devtools.harness.PREPARED_DATA): named
+    by the reporting process, inherited by the workers, built by the first stack to need it."""
+    if not hasattr(config, "workerinput") and PREPARED_DATA not in os.environ:
+        folder = Path(tempfile.mkdtemp(prefix="worker-prepared-"))
+        folder.chmod(0o755)  # PostgreSQL may run as another user (we are root)
+        os.environ[PREPARED_DATA] = str(folder / "data")
+        config.stash[_PREPARED] = folder
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    if folder := config.stash.get(_PREPARED, None):
+        shutil.rmtree(folder, ignore_errors=True)
+        del os.environ[PREPARED_DATA]
+
+
+_PREPARED = pytest.StashKey[Path]()
 
 
 def pytest_sessionstart(session: pytest.Session) -> None:

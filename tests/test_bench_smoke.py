@@ -14,6 +14,7 @@ from typing import Any
 
 import pytest
 
+from devtools.harness import PREPARED_DATA
 from jobqueue import paths
 
 pytestmark = pytest.mark.e2e
@@ -22,6 +23,8 @@ pytestmark = pytest.mark.e2e
 def quick_bench(results: Path, cases: str) -> tuple[dict[str, Any], str]:
     """bench/run.py on little (its report, and its table): each case runs, its figures written."""
     env = {k: v for k, v in os.environ.items() if not k.startswith(("AIRFLOW", "WORKER_"))}
+    if prepared := os.environ.get(PREPARED_DATA):
+        env[PREPARED_DATA] = prepared  # the run's prepared data folder (tests/conftest.py)
     env |= {
         "BENCH_QUICK": "1",
         "BENCH_CASES": cases,

@@ -125,6 +125,13 @@ def stack_env() -> Iterator[dict[str, str]]:
         yield env
 
 
+@pytest.fixture
+def fresh_stack_env() -> Iterator[dict[str, str]]:
+    """An empty data folder, as a first `make run` has: not a copy of the run's prepared one."""
+    with own_stack_environment("worker-fresh-", fresh=True) as env:
+        yield env
+
+
 class MailStack:
     """The stack sending to a test-owned SMTP server (which the test may stop to play an outage)."""
 
@@ -211,3 +218,64 @@ def fault_stack() -> Iterator[MailStack]:
     """The fault suite's stack (tests/e2e/test_faults.py, then test_restart.py, which stops it)."""
     with own_mail_stack("worker-faults-") as running:
         yield running
+
+
+# The team stack's folder (test_controls_e2e, then test_job_type_e2e): a job type with a rate limit,
+# two runs at once and a crontab line; and one of a few lines, using only the public contract,
+# whose file a test changes while the stack runs.
+THROTTLED = """\
+import time
+
+from jobqueue import job_type
+
+
+@job_type("throttled", rate_limit="10/s", max_active_runs=2)
+def throttled(payload: dict, ctx) -> dict:
+    return {"claimed": ctx.job.locked_at.timestamp(), "started": time.time()}
+"""
+
+RESIZE_IMAGE = """\
+from jobqueue import PermanentJobError, job_type
+
+
+@job_type("resize_image")
+def resize_image(payload: dict, ctx) -> dict:
+    if payload["width"] > 10_000:
+        raise PermanentJobError("width over 10000")
+    if payload["url"] == "flaky" and ctx.job.attempts == 1:
+        raise ConnectionError("image server went away")
+    ctx.add_job("notify", {"image": payload["url"]}, job_key=f"resized:{ctx.job.id}")
+    return {"width": payload["width"], "attempts": ctx.job.attempts}
+"""
+
+
+class TeamStack:
+    """A stack with a team folder (WORKER_PROJECT) of its own job types and crontab, sending to
+    the stack's own mail sink; jobs of an identifier nothing consumes are reported after 5 s."""
+
+    def __init__(self, env: dict[str, str], project: Path) -> None:
+        env["WORKER_PROJECT"] = team_project(
+            project,
+            {"throttled.py": THROTTLED, "resize_image.py": RESIZE_IMAGE},
+            crontab='* * * * * throttled ?id=every_minute {"round": "cron"}\n',
+        )
+        env["WORKER_UNCONSUMED_AFTER_SECONDS"] = "5"
+        self.env = env
+        self.tasks = project / "tasks"
+        self.database = f"postgresql://postgres@127.0.0.1:{env['WORKER_PG_PORT']}/worker"
+        self.api = f"http://127.0.0.1:{env['AIRFLOW_API_PORT']}"
+        self.stack = RunningStack(env)
+
+    def stop(self) -> None:
+        self.stack.stop_with("sigint")
+
+
+@pytest.fixture(scope="session")
+def team_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TeamStack]:
+    """The team stack (test_controls_e2e, then test_job_type_e2e, which stops it)."""
+    with own_stack_environment("worker-team-") as env:
+        running = TeamStack(env, tmp_path_factory.mktemp("team") / "project")
+        try:
+            yield running
+        finally:
+            running.stop()

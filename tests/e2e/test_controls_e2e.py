@@ -1,9 +1,10 @@
-"""Pause and rate limits on the real stack. A job type declared with rate_limit="10/s" and two runs
-at once: paused, its 100 jobs wait and no DAG run starts; resumed through the Jobs REST API, with
-the triggerer killed -9 on the way, they all complete, each once, and take at least 9 s. Then an
-operator's limit set at run time (5/s, over the declared 10/s) spreads 50 more over 9 s. Meanwhile a
-crontab line of graphile-worker's (every minute) runs as its own DAG's schedule and enqueues its
-job, which the same job type runs."""
+"""Pause and rate limits on the real stack (the team stack of tests/e2e/conftest.py). A job type
+declared with rate_limit="10/s" and two runs at once: paused, its 100 jobs wait and no DAG run
+starts; resumed through the Jobs REST API, with the triggerer killed -9 on the way, they all
+complete, each once, and take at least 9 s. Then an operator's limit set at run time (5/s, over the
+declared 10/s) spreads 50 more over 9 s. Before all that, a crontab line of graphile-worker's
+(every minute) runs as its own DAG's schedule (its latest tick at once) and enqueues its job, which
+the same job type runs."""
 
 from __future__ import annotations
 
@@ -15,22 +16,10 @@ import psycopg
 import pytest
 from psycopg.types.json import Jsonb
 
-from devtools.harness import RunningStack
-from tests.e2e.conftest import access_token, dag_runs, team_project, wait_for
+from tests.e2e.conftest import access_token, dag_runs, wait_for
 from tests.e2e.faults import component
 
 pytestmark = pytest.mark.e2e
-
-THROTTLED = """\
-import time
-
-from jobqueue import job_type
-
-
-@job_type("throttled", rate_limit="10/s", max_active_runs=2)
-def throttled(payload: dict, ctx) -> dict:
-    return {"claimed": ctx.job.locked_at.timestamp(), "started": time.time()}
-"""
 
 STARTS = (
     "select (result->>'claimed')::float, attempts, last_worker from worker.jobs "
@@ -59,57 +48,47 @@ def completed_once(conn: psycopg.Connection, name: str, count: int) -> list[tupl
     return done
 
 
-def test_pause_resume_and_rate_limits_on_the_stack(stack_env, tmp_path):
-    stack_env["WORKER_PROJECT"] = team_project(
-        tmp_path / "project",
-        {"throttled.py": THROTTLED},
-        crontab='* * * * * throttled ?id=every_minute {"round": "cron"}\n',
-    )
-    stack = RunningStack(stack_env)
-    api = f"http://127.0.0.1:{stack_env['AIRFLOW_API_PORT']}"
-    database = f"postgresql://postgres@127.0.0.1:{stack_env['WORKER_PG_PORT']}/worker"
-    try:
-        with psycopg.connect(database, autocommit=True) as conn:
-            watched = "select 1 from worker._consumers where identifier = 'throttled'"
-            wait_for(conn, watched, None, bool, 180, "the trigger of throttled to watch")
-            conn.execute("select worker.pause_identifier('throttled')")
-            add_round(conn, "first", 100)
-            time.sleep(8)
-            first_round = (
-                "select status, count(*) from worker.jobs where payload->>'round' = 'first' group by 1"
-            )
-            waiting = conn.execute(first_round).fetchall()
-            assert waiting == [("queued", 100)]
-            assert dag_runs(api, stack.password, "throttled") == []  # the trigger did not fire
+def test_pause_resume_and_rate_limits_on_the_stack(team_stack):
+    stack, api = team_stack.stack, team_stack.api
+    with psycopg.connect(team_stack.database, autocommit=True) as conn:
+        watched = "select 1 from worker._consumers where identifier = 'throttled'"
+        wait_for(conn, watched, None, bool, 180, "the trigger of throttled to watch")
+        # The crontab's latest tick runs as soon as Airflow sees its DAG (catchup=False): its job
+        # is done first, so that it does not start a run while the identifier is paused.
+        cron = "select job_key, payload->'_cron', status from worker.jobs where payload->>'round' = 'cron'"
+        [(key, tick, _), *_] = wait_for(
+            conn, cron, None, lambda v: v and v[0][2] == "completed", 120, "a tick"
+        )
+        runs_before = {run["dag_run_id"] for run in dag_runs(api, stack.password, "throttled")}
+        conn.execute("select worker.pause_identifier('throttled')")
+        add_round(conn, "first", 100)
+        time.sleep(8)
+        first_round = "select status, count(*) from worker.jobs where payload->>'round' = 'first' group by 1"
+        waiting = conn.execute(first_round).fetchall()
+        assert waiting == [("queued", 100)]
+        runs = {run["dag_run_id"] for run in dag_runs(api, stack.password, "throttled")}
+        assert runs == runs_before  # the trigger did not fire
 
-            token = access_token(api, stack.password)
-            assert api_post(api, token, "resume", {"identifier": "throttled"}) == {"changed": True}
-            time.sleep(3)
-            component(stack.process.pid, "triggerer").kill()
-            first = completed_once(conn, "first", 100)
-            claims = sorted(claimed for claimed, _, _ in first)
-            assert claims[-1] - claims[0] >= 9.0
-            assert len({worker for _, _, worker in first}) >= 2  # over several runs
+        token = access_token(api, stack.password)
+        assert api_post(api, token, "resume", {"identifier": "throttled"}) == {"changed": True}
+        time.sleep(3)
+        component(stack.process.pid, "triggerer").kill()
+        first = completed_once(conn, "first", 100)
+        claims = sorted(claimed for claimed, _, _ in first)
+        assert claims[-1] - claims[0] >= 9.0
+        assert len({worker for _, _, worker in first}) >= 2  # over several runs
 
-            api_post(api, token, "rate_limits", {"identifier": "throttled", "rate_limit": "5/s"})
-            limits = conn.execute("select declared, override, rate_limit from worker.rate_limits")
-            assert limits.fetchall() == [("10/s", "5/s", "5/s")]
-            add_round(conn, "second", 50)
-            second = sorted(claimed for claimed, _, _ in completed_once(conn, "second", 50))
-            assert second[-1] - second[0] >= 9.0
-            actions = conn.execute("select action from worker.job_actions order by id").fetchall()
-            assert actions == [("resume",), ("rate_limit",)]
+        api_post(api, token, "rate_limits", {"identifier": "throttled", "rate_limit": "5/s"})
+        limits = conn.execute("select declared, override, rate_limit from worker.rate_limits")
+        assert limits.fetchall() == [("10/s", "5/s", "5/s")]
+        add_round(conn, "second", 50)
+        second = sorted(claimed for claimed, _, _ in completed_once(conn, "second", 50))
+        assert second[-1] - second[0] >= 9.0
+        actions = conn.execute("select action from worker.job_actions order by id").fetchall()
+        assert actions == [("resume",), ("rate_limit",)]
 
-            cron = (
-                "select job_key, payload->'_cron', status from worker.jobs where payload->>'round' = 'cron'"
-            )
-            [(key, tick, _), *_] = wait_for(
-                conn, cron, None, lambda v: v and v[0][2] == "completed", 90, "a tick"
-            )
-            assert key == f"cron:every_minute:{tick['ts']}" and tick["backfilled"] is False
-            assert tick["ts"].endswith(":00+00:00")  # a whole minute, the tick's
-            assert {run["run_type"] for run in dag_runs(api, stack.password, "crontab_every_minute")} == {
-                "scheduled"
-            }
-    finally:
-        stack.stop_with("sigint")
+        assert key == f"cron:every_minute:{tick['ts']}" and tick["backfilled"] is False
+        assert tick["ts"].endswith(":00+00:00")  # a whole minute, the tick's
+        assert {run["run_type"] for run in dag_runs(api, stack.password, "crontab_every_minute")} == {
+            "scheduled"
+        }

@@ -2,7 +2,8 @@
 contract (`job_type`, `PermanentJobError`, `ctx`), dropped into the DAG folder, runs its jobs: a
 result kept, a plain exception retried (attempts 2), PermanentJobError failing for good with its
 message, and a job enqueued through ctx.add_job exactly when its parent completed. The child's
-identifier has no job type: the Jobs page says so. A change to the file is parsed again at once."""
+identifier has no job type: the Jobs page says so. A change to the file is parsed again at once.
+On the team stack of tests/e2e/conftest.py, after test_controls_e2e."""
 
 from __future__ import annotations
 
@@ -14,35 +15,17 @@ import psycopg
 import pytest
 from psycopg.types.json import Jsonb
 
-from devtools.harness import RunningStack
-from tests.e2e.conftest import access_token, team_project, wait_for
+from tests.e2e.conftest import RESIZE_IMAGE, access_token, wait_for
 
 pytestmark = pytest.mark.e2e
-
-RESIZE_IMAGE = """\
-from jobqueue import PermanentJobError, job_type
-
-
-@job_type("resize_image")
-def resize_image(payload: dict, ctx) -> dict:
-    if payload["width"] > 10_000:
-        raise PermanentJobError("width over 10000")
-    if payload["url"] == "flaky" and ctx.job.attempts == 1:
-        raise ConnectionError("image server went away")
-    ctx.add_job("notify", {"image": payload["url"]}, job_key=f"resized:{ctx.job.id}")
-    return {"width": payload["width"], "attempts": ctx.job.attempts}
-"""
 
 JOB = "select status, attempts, last_error, result from worker.jobs where id = %s"
 CHILDREN = "select payload->>'image' from worker.jobs where identifier = 'notify' order by id"
 
 
-def test_a_dag_file_of_a_few_lines_is_a_working_job_type(stack_env, tmp_path):
+def test_a_dag_file_of_a_few_lines_is_a_working_job_type(team_stack):
     assert len(RESIZE_IMAGE.splitlines()) < 15
-    stack_env["WORKER_PROJECT"] = team_project(tmp_path / "project", {"resize_image.py": RESIZE_IMAGE})
-    stack_env["WORKER_UNCONSUMED_AFTER_SECONDS"] = "5"
-    stack = RunningStack(stack_env)
-    database = f"postgresql://postgres@127.0.0.1:{stack_env['WORKER_PG_PORT']}/worker"
+    stack, database = team_stack.stack, team_stack.database
     try:
         with psycopg.connect(database, autocommit=True) as conn:
 
@@ -68,7 +51,7 @@ def test_a_dag_file_of_a_few_lines_is_a_working_job_type(stack_env, tmp_path):
             assert sorted(image for (image,) in conn.execute(CHILDREN).fetchall()) == ["a.png", "flaky"]
 
             # Nothing consumes `notify`: the Jobs page says so, once its jobs have waited a while.
-            api = f"http://127.0.0.1:{stack_env['AIRFLOW_API_PORT']}"
+            api = team_stack.api
             request = urllib.request.Request(
                 f"{api}/job-queue/", headers={"Authorization": f"Bearer {access_token(api, stack.password)}"}
             )
@@ -93,9 +76,9 @@ def test_a_dag_file_of_a_few_lines_is_a_working_job_type(stack_env, tmp_path):
             '@job_type("resize_image")', '@job_type("resize_image", tags=["images"])'
         )
         assert tagged != RESIZE_IMAGE
-        changed = tmp_path / "project" / "tasks" / "resize_image.py"
+        changed = team_stack.tasks / "resize_image.py"
         changed.write_text(tagged)
-        metadata = f"postgresql://postgres@127.0.0.1:{stack_env['WORKER_PG_PORT']}/airflow"
+        metadata = team_stack.database.replace("/worker", "/airflow")
         with psycopg.connect(metadata, autocommit=True) as meta:
             tags = "select count(*) from dag_tag where dag_id = 'resize_image' and name = 'images'"
             try:
@@ -104,4 +87,4 @@ def test_a_dag_file_of_a_few_lines_is_a_working_job_type(stack_env, tmp_path):
                 os.utime(changed)
                 wait_for(meta, tags, [], lambda v: v[0][0] == 1, 60, "the file parsed again, once touched")
     finally:
-        stack.stop_with("sigint")
+        team_stack.stop()  # the team stack's last test

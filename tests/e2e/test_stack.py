@@ -18,10 +18,10 @@ from tests.e2e.conftest import survivors, token, trigger_dag
 pytestmark = pytest.mark.e2e
 
 
-def test_run_serves_the_printed_login_and_stops_clean(stack_env):
-    api = f"http://127.0.0.1:{stack_env['AIRFLOW_API_PORT']}"
-    database = f"postgresql://postgres@127.0.0.1:{stack_env['WORKER_PG_PORT']}/worker"
-    stack = RunningStack(stack_env)
+def test_run_serves_the_printed_login_and_stops_clean(fresh_stack_env):
+    api = f"http://127.0.0.1:{fresh_stack_env['AIRFLOW_API_PORT']}"
+    database = f"postgresql://postgres@127.0.0.1:{fresh_stack_env['WORKER_PG_PORT']}/worker"
+    stack = RunningStack(fresh_stack_env)
     try:
         assert token(api, stack.password) == 201
         assert token(api, stack.password + "x") == 401
@@ -56,19 +56,24 @@ def test_run_serves_the_printed_login_and_stops_clean(stack_env):
         message = EmailMessage()
         message["From"], message["To"], message["Subject"] = "a@example.com", "b@example.com", "hello"
         message.set_content("body")
-        with smtplib.SMTP("127.0.0.1", int(stack_env["WORKER_SMTP_PORT"]), timeout=10) as smtp:
+        with smtplib.SMTP("127.0.0.1", int(fresh_stack_env["WORKER_SMTP_PORT"]), timeout=10) as smtp:
             smtp.send_message(message)
         # Only ours: the sink also holds the digest Airflow runs once when it first sees that DAG.
-        mails = [mail.read_bytes() for mail in (Path(stack_env["WORKER_DATA_DIR"]) / "mail").glob("*.eml")]
+        mails = [
+            mail.read_bytes() for mail in (Path(fresh_stack_env["WORKER_DATA_DIR"]) / "mail").glob("*.eml")
+        ]
         assert len([mail for mail in mails if b"Subject: hello" in mail]) == 1
     finally:
         stack.stop_with("sigint")
     assert stack.process.returncode == 0, "".join(stack.output)
     assert survivors(stack.pids) == []
+    assert "Airflow: migrating its metadata database" in "".join(stack.output)
 
-    again = RunningStack(stack_env)
+    again = RunningStack(fresh_stack_env)
     try:
         assert again.password == stack.password
+        # The same Airflow migrated this data folder's database: no `airflow db migrate` again.
+        assert "Airflow: metadata database already migrated by apache-airflow==" in "".join(again.output)
         with psycopg.connect(database) as conn:
             assert conn.execute("select count(*) from worker.jobs where identifier = 'kept'").fetchone() == (
                 1,
