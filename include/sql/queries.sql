@@ -173,8 +173,20 @@ select
      where j.state = 'running' and j.identifier = %(identifier)s and j.locked_by <> %(worker_id)s
     ) as other_runs;
 
+-- name: rate_limited_waiting
+-- For a run pacing its claims (claiming.py): the identifier's limit (jobs per second) and its
+-- bucket's tokens now, if it has a limit, is not paused and has a job a claim could take now.
+select r.per_second, worker._tokens_now(r) as tokens
+from worker._rate_limits r
+where r.identifier = %(identifier)s and r.per_second is not null
+  and not exists (select 1 from worker._paused p where p.kind = 'identifier' and p.name = r.identifier)
+  and exists (
+      select 1 from worker._jobs j
+      where j.state = 'waiting' and j.identifier = r.identifier and j.run_at <= now());
+
 -- name: notify_more_waiting
--- A run that claimed a full batch tells the trigger more jobs may wait, so it fires again at once.
+-- A run that claimed a full batch, or stopped pacing a limited one, tells the trigger more jobs
+-- may wait, so it fires again as soon as it may.
 select worker._notify(array[%(identifier)s]::text[]);
 
 -- name: lock_holders

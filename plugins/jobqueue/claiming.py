@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import time
 from typing import TYPE_CHECKING, Any
 
 from jobqueue import metrics
@@ -91,17 +92,20 @@ def claim_batch(
     held = jobs.held_jobs(worker)
     room = size.least - len(held)
     claimed = jobs.claim_jobs([identifier], worker, max_jobs=room) if room > 0 else []
-    if claimed and len(claimed) == room and size.most > size.least:
+    more_waiting = bool(claimed) and len(claimed) == room
+    if more_waiting and size.most > size.least:
         waiting, others = jobs.waiting_and_runs(identifier, worker, most=size.most * size.runs)
         more = size.share(waiting + len(claimed), others) - len(claimed)
         if more > 0:
             claimed += jobs.claim_jobs([identifier], worker, max_jobs=more)
-            room += more
+    elif room > len(claimed) and size.pace_seconds > 0:
+        paced, more_waiting = _paced_claims(jobs, identifier, worker, room - len(claimed), size.pace_seconds)
+        claimed += paced
     batch = held + claimed
     if max_attempts is not None and any(job.max_attempts > max_attempts for job in batch):
         capped = jobs.cap_attempts(worker, max_attempts)
         batch = [dataclasses.replace(job, max_attempts=capped.get(job.id, job.max_attempts)) for job in batch]
-    if claimed and len(claimed) == room:
+    if more_waiting:
         jobs.notify_more_waiting(identifier)
     log.info(
         "worker %s holds %d job(s) (%d taken back, %d claimed now)%s",
@@ -109,6 +113,37 @@ def claim_batch(
     )  # fmt: skip
     metrics.claimed(identifier, batch, claimed)
     return batch
+
+
+# A run held back by a rate limit claims again about this often as the bucket refills. A run that
+# ended with its first claim (a bucket's worth, one second of the rate) left the rest of the refill
+# to the next run, which Airflow starts a second or more later, when the bucket has been full and
+# lost tokens for a while: a 10/s limit delivered about 2/s.
+PACE_STEP_SECONDS = 0.5
+
+
+def _paced_claims(
+    jobs: JobManager, identifier: str, worker: str, room: int, seconds: float
+) -> tuple[list[Job], bool]:
+    """Claims up to `room` jobs of `identifier` as its rate limit lets, for up to `seconds`: the
+    jobs, and whether jobs the limit holds back still wait. At once if it has no limit."""
+    claimed: list[Job] = []
+    deadline = time.monotonic() + seconds
+    while len(claimed) < room:
+        limit = jobs.rate_limited_waiting(identifier)
+        if limit is None:
+            return claimed, False
+        per_second, tokens = limit
+        wanted = min(room - len(claimed), max(1.0, per_second * PACE_STEP_SECONDS))
+        wait = max(0.0, (wanted - tokens) / per_second)
+        if time.monotonic() + wait > deadline:
+            return claimed, True
+        time.sleep(wait)
+        taken = jobs.claim_jobs([identifier], worker, max_jobs=room - len(claimed))
+        if not taken:  # what waits is another run's or behind a busy queue: look again later
+            time.sleep(min(PACE_STEP_SECONDS, max(0.0, deadline - time.monotonic())))
+        claimed += taken
+    return claimed, True
 
 
 def _id_ranges(ids: list[int]) -> str:

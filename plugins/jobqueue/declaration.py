@@ -27,11 +27,13 @@ Handler = Callable[..., Any]
 @dataclasses.dataclass(frozen=True)
 class BatchSize:
     """How many jobs a run claims: `least` when that many wait; when more do, its share of them
-    with the runs that may still start (of `runs` at once), up to `most`."""
+    with the runs that may still start (of `runs` at once), up to `most`. Held back by a rate
+    limit, it claims more as the limit allows for up to `pace_seconds`."""
 
     least: int
     most: int
     runs: int
+    pace_seconds: float = 0.0
 
     def share(self, waiting: int, other_runs: int) -> int:
         free = max(1, self.runs - other_runs)
@@ -145,7 +147,8 @@ class JobType:
     def batch_size(self) -> BatchSize:
         least = self.options.batch_size or settings.batch_size()
         most = max(least, self.options.max_batch_size or settings.max_batch_size())
-        return BatchSize(least, most, self.options.max_active_runs or settings.max_active_runs())
+        runs = self.options.max_active_runs or settings.max_active_runs()
+        return BatchSize(least, most, runs, settings.rate_limit_pace_seconds())
 
 
 class CronTick(pydantic.BaseModel):

@@ -309,6 +309,12 @@ class JobManager:
         [row] = self._rows("waiting_and_runs", params)
         return int(row["waiting"]), int(row["other_runs"])
 
+    def rate_limited_waiting(self, identifier: str) -> tuple[float, float] | None:
+        """(jobs per second, tokens now) of `identifier`'s rate limit while a job it holds back
+        waits; None when it has no limit, is paused or has no job a claim could take now."""
+        rows = self._rows("rate_limited_waiting", {"identifier": identifier})
+        return (float(rows[0]["per_second"]), float(rows[0]["tokens"])) if rows else None
+
     def notify_more_waiting(self, identifier: str) -> None:
         self._execute("notify_more_waiting", {"identifier": identifier})
 

@@ -501,10 +501,41 @@ def test_a_run_puts_its_job_type_s_rate_limit_in_force_before_it_claims(conn, db
 
     for _ in range(5):
         add(conn, "limited", {})
-    assert run(limited, db_url, worker="limited/r1") == [{"jobs": 3, "completed": 3}]
+    started = time.monotonic()
+    # A bucket of 3 at once, then the 2 others as it refills, within the run: never above 3/s.
+    assert run(limited, db_url, worker="limited/r1") == [{"jobs": 5, "completed": 5}]
+    assert time.monotonic() - started >= 2 / 3
     assert rows(conn, "select rate_limit, tokens from worker.rate_limits") == [
         {"rate_limit": "3/s", "tokens": 0}
     ]
+
+
+def test_a_run_held_back_by_its_rate_limit_claims_as_the_bucket_refills_for_a_while(
+    conn, db_url, monkeypatch
+):
+    monkeypatch.setenv("WORKER_RATE_LIMIT_PACE_SECONDS", "1.5")
+    claimed_at: list[float] = []
+
+    @job_type("paced", rate_limit="4/s", batch_size=100)
+    def paced(payload, ctx):
+        claimed_at.append(ctx.job.locked_at.timestamp())
+
+    for _ in range(30):
+        add(conn, "paced", {})
+    rows(conn, "select worker.declare_rate_limit('paced', '4/s')")  # as the run will: unchanged then
+    listener = psycopg.connect(conn.info.dsn, autocommit=True)
+    listener.execute("listen worker_jobs")
+    [outcome] = run(paced, db_url, worker="paced/r1")
+    span = max(claimed_at) - min(claimed_at)
+    # 4 at once, then about 4 a second for 1.5 s; never more than the limit lets by then.
+    assert 4 < outcome["completed"] <= 4 + 4 * span + 1, (outcome, span)
+    assert outcome["jobs"] == outcome["completed"]
+    assert rows(conn, "select count(*) from worker.jobs where status = 'queued'") == [
+        {"count": 30 - outcome["completed"]}
+    ]
+    # The rest still waits: the run told the trigger, which fires the next run.
+    assert [n.payload for n in listener.notifies(timeout=1)] == ['["paced"]']
+    listener.close()
 
 
 def test_a_paused_job_type_s_manual_and_cron_runs_leave_their_jobs_waiting(conn, db_url):
