@@ -7,6 +7,7 @@ lands on the same receiver. On that stack, in order:
   2. trickle latency: 100 send_email jobs, one every 2 s, add_job -> accepted by the sink;
   1. burst: 10,000 send_email jobs in one statement, until all are accepted and completed
      (BENCH_REPEATS times, median), with the footprint under that load;
+  7. rate limit: 300 send_email jobs at once with send_email limited to 10/s: the rate delivered;
   3. documents: 1,000 invoice jobs until every PDF is rendered and its e-mail accepted, between two
      measures of raw WeasyPrint on our invoice on all cores (the reference).
 Then 6: a second stack on the CeleryExecutor (a Redis of its own on loopback, one Celery worker),
@@ -18,7 +19,7 @@ case 5 (bench/table_scale.py). Each harness installs what it runs from the regis
 (npm ci, pip) into a scratch folder.
 
 BENCH_QUICK=1: a small version in a few minutes. BENCH_N, BENCH_REPEATS, BENCH_CASES (e.g. "1,5"),
-BENCH_TRICKLE_JOBS, BENCH_DOCUMENTS, BENCH_IDLE_SECONDS, BENCH_TABLE_SCALE (table_scale.py's
+BENCH_TRICKLE_JOBS, BENCH_RATE_JOBS, BENCH_DOCUMENTS, BENCH_IDLE_SECONDS, BENCH_TABLE_SCALE (table_scale.py's
 arguments), BENCH_GRAPHILE_MODES, BENCH_LATENCY_SAMPLES (graphile-worker's) and BENCH_RAW_PDFS
 override; tests/test_bench_smoke.py makes them smaller still, to see every case run.
 Writes <time>.json and <time>.md under bench/results/ (or BENCH_RESULTS).
@@ -58,7 +59,8 @@ REPEATS = int(os.environ.get("BENCH_REPEATS") or (1 if QUICK else 3))
 TRICKLE_JOBS = int(os.environ.get("BENCH_TRICKLE_JOBS") or (10 if QUICK else 100))
 DOCUMENTS = int(os.environ.get("BENCH_DOCUMENTS") or (20 if QUICK else 1_000))
 IDLE_SECONDS = float(os.environ.get("BENCH_IDLE_SECONDS") or (15 if QUICK else 60))
-CASES = {c.strip() for c in (os.environ.get("BENCH_CASES") or "1,2,3,4,5,6").split(",")}
+RATE_JOBS = int(os.environ.get("BENCH_RATE_JOBS") or (100 if QUICK else 300))
+CASES = {c.strip() for c in (os.environ.get("BENCH_CASES") or "1,2,3,4,5,6,7").split(",")}
 HARNESSES = paths.PROJECT_ROOT / "bench"
 GRAPHILE = HARNESSES / "graphile-worker"
 PDF_ENGINES = HARNESSES / "pdf-render"
@@ -236,6 +238,35 @@ def burst(conn: psycopg.Connection, sink: Sink, footprint: Footprint, run: int) 
     }  # fmt: skip
 
 
+def rate_limited(conn: psycopg.Connection, sink: Sink) -> dict:
+    """RATE_JOBS e-mails at once, send_email limited to RATE_LIMIT a second by an operator: the rate
+    delivered from enqueue to the last mail accepted (the bucket's first second's worth included),
+    and over how many DAG runs."""
+    conn.execute("select worker.set_rate_limit('send_email', %s)", [f"{RATE_LIMIT:g}/s"])
+    try:
+        before = sink.count()[0]
+        start = time.monotonic()
+        ids = [
+            row[0]
+            for row in conn.execute(
+                "select id from worker.add_jobs(%s)", [Jsonb(send_email_specs(RATE_JOBS, "r"))]
+            )
+        ]
+        until_done(conn, ids, 600, sink, before + RATE_JOBS)
+        total_s = time.monotonic() - start
+    finally:
+        conn.execute("select worker.set_rate_limit('send_email', null)")
+    runs = conn.execute(
+        "select count(distinct last_worker) from worker.jobs where id = any(%s)", [ids]
+    ).fetchone()
+    return {
+        "jobs": RATE_JOBS, "limit_per_s": RATE_LIMIT, "total_s": round(total_s, 2),
+        "jobs_per_s": round(RATE_JOBS / total_s, 2), "runs": runs[0] if runs else None,
+        # Never above: the bucket lets its second's worth go at once, then the rate.
+        "least_s": round((RATE_JOBS - RATE_LIMIT) / RATE_LIMIT, 2),
+    }  # fmt: skip
+
+
 def trickle_latency(conn: psycopg.Connection, sink: Sink, metadata_db: str) -> dict:
     """One job every 2 s; the sink's own acceptance time of each new message (one at a time)."""
     sent: list[tuple[int, float]] = []
@@ -369,6 +400,11 @@ def our_stack(extra_env: dict[str, str] | None = None, cases: set[str] = CASES) 
                     "runs": runs,
                     "jobs_per_s": statistics.median(r["jobs_per_s"] for r in runs),
                 }
+            if "7" in cases:
+                wait_until_idle(metadata_db)
+                log(f"case 7: {RATE_JOBS} send_email jobs limited to {RATE_LIMIT:g}/s")
+                report["rate_limited"] = rate_limited(conn, sink)
+                log(f"case 7: {report['rate_limited']}")
             if "3" in cases:
                 wait_until_idle(metadata_db)
                 # The machine's speed drifts by half within the hour here: the reference is taken
@@ -530,6 +566,9 @@ TRICKLE_TARGET = (0.35, 0.8)  # p50, p99 seconds
 DOCUMENTS_TARGET = 0.9  # x raw WeasyPrint on all cores, same run
 IDLE_TARGET = (5.0, 900)  # % of one core, PSS MiB
 SCALE_TARGET_MS = 5.0  # p99
+# Issue 26's: a limit of RATE_LIMIT a second delivers at least this share of it, never more.
+RATE_LIMIT = 10.0
+RATE_TARGET = 0.9
 
 
 def markdown(report: dict) -> str:
@@ -608,6 +647,16 @@ def markdown(report: dict) -> str:
             f"| 5. {name}, p50 / p99 ms | {figures['p50_ms']} / {figures['p99_ms']} | | | "
             f"p99 < {SCALE_TARGET_MS} | {met(figures['p99_ms'] < SCALE_TARGET_MS)} |"
         )
+    limited = ours.get("rate_limited")
+    if limited:
+        rate = limited["jobs_per_s"]
+        lines.append(
+            f"| 7. rate limit {RATE_LIMIT:g}/s, {limited['jobs']} e-mails at once, jobs/s delivered "
+            f"({limited['runs']} runs, {limited['total_s']} s) | {rate} | the limit {RATE_LIMIT:g} "
+            f"(at least {limited['least_s']} s: its bucket) | {ratio(rate, RATE_LIMIT)} | "
+            f">= {RATE_TARGET} x, never above | "
+            f"{met(rate >= RATE_TARGET * RATE_LIMIT and limited['total_s'] >= limited['least_s'])} |"
+        )
     celery = report.get("celery", {})
     if celery:
         local = ours.get("burst", {}).get("jobs_per_s")
@@ -639,7 +688,7 @@ def _chromium_rate(anchor: dict) -> tuple[float, float, int] | None:
 
 def main() -> None:
     report: dict[str, Any] = {"machine": machine(), "cases": sorted(CASES)}
-    if CASES & {"1", "2", "3", "4"}:
+    if CASES & {"1", "2", "3", "4", "7"}:
         report["ours"] = our_stack()
     if CASES & {"1", "2"}:
         log("cases 1 and 2, graphile-worker anchor")

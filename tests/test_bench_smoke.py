@@ -30,6 +30,7 @@ def quick_bench(results: Path, cases: str) -> tuple[dict[str, Any], str]:
         "BENCH_CASES": cases,
         "BENCH_N": "50",
         "BENCH_TRICKLE_JOBS": "3",
+        "BENCH_RATE_JOBS": "30",
         "BENCH_DOCUMENTS": "5",
         "BENCH_IDLE_SECONDS": "5",
         "BENCH_TABLE_SCALE": "--waiting 2000 --completed 10000 --samples 20",
@@ -51,7 +52,7 @@ def quick_bench(results: Path, cases: str) -> tuple[dict[str, Any], str]:
 
 
 def test_quick_bench_runs_side_by_side(tmp_path):
-    report, table = quick_bench(tmp_path, "1,2,3,4")
+    report, table = quick_bench(tmp_path, "1,2,3,4,7")
     ours = report["ours"]
     [burst] = ours["burst"]["runs"]
     assert burst["n"] == 50 and burst["not_completed"] == 0 and burst["mails"] == 50
@@ -61,5 +62,14 @@ def test_quick_bench_runs_side_by_side(tmp_path):
     assert ours["idle"]["pss_mib_median"] > 0 and burst["footprint"]["cpu_percent_of_one_core"] > 0
     assert report["graphile_worker"].get("jobs_per_s", 0) > 0, report["graphile_worker"]
     assert ours["raw_weasyprint"]["before"] > 0 and ours["raw_weasyprint"]["after"] > 0
-    for row in ("| 1. e-mail burst, 50 jobs", "| 2. trickle", "| 3. documents", "| 4. footprint, idle"):
+    limited = ours["rate_limited"]
+    assert limited["jobs"] == 30 and limited["total_s"] >= limited["least_s"] == 2.0  # never above 10/s
+    rows = (
+        "| 1. e-mail burst, 50 jobs",
+        "| 2. trickle",
+        "| 3. documents",
+        "| 4. footprint, idle",
+        "| 7. rate limit",
+    )
+    for row in rows:
         assert row in table, table
