@@ -92,13 +92,14 @@ def claim_batch(
     held = jobs.held_jobs(worker)
     room = size.least - len(held)
     claimed = jobs.claim_jobs([identifier], worker, max_jobs=room) if room > 0 else []
-    more_waiting = bool(claimed) and len(claimed) == room
-    if more_waiting and size.most > size.least:
+    if claimed and len(claimed) == room and size.most > size.least:
         waiting, others = jobs.waiting_and_runs(identifier, worker, most=size.most * size.runs)
         more = size.share(waiting + len(claimed), others) - len(claimed)
         if more > 0:
             claimed += jobs.claim_jobs([identifier], worker, max_jobs=more)
-    elif room > len(claimed) and size.pace_seconds > 0:
+            room += more
+    more_waiting = bool(claimed) and len(claimed) == room
+    if not more_waiting and room > len(claimed) and size.pace_seconds > 0:
         paced, more_waiting = _paced_claims(jobs, identifier, worker, room - len(claimed), size.pace_seconds)
         claimed += paced
     batch = held + claimed
