@@ -18,6 +18,7 @@ import urllib.parse
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import psutil
 import pytest
@@ -194,8 +195,14 @@ class SharedStack(MailStack):
 
 @pytest.fixture(scope="session")
 def shared_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SharedStack]:
-    with own_stack_environment("worker-shared-") as env:
-        running = SharedStack(env, tmp_path_factory.mktemp("shared") / "project")
+    yield from _session_stack(SharedStack, "shared", tmp_path_factory)
+
+
+def _session_stack(kind: Any, name: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
+    """A stack of `kind` with a team folder of its own, stopped and gone at the end of the session
+    (or sooner, by its last test)."""
+    with own_stack_environment(f"worker-{name}-") as env:
+        running = kind(env, tmp_path_factory.mktemp(name) / "project")
         try:
             yield running
         finally:
@@ -273,9 +280,4 @@ class TeamStack:
 @pytest.fixture(scope="session")
 def team_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TeamStack]:
     """The team stack (test_controls_e2e, then test_job_type_e2e, which stops it)."""
-    with own_stack_environment("worker-team-") as env:
-        running = TeamStack(env, tmp_path_factory.mktemp("team") / "project")
-        try:
-            yield running
-        finally:
-            running.stop()
+    yield from _session_stack(TeamStack, "team", tmp_path_factory)
