@@ -97,6 +97,10 @@ class Stack:
         except (FileNotFoundError, ValueError, ProcessLookupError):
             return None
 
+    def _refuse_if_running(self) -> None:
+        if pid := self._running_pid():
+            raise ConfigurationError(f"the stack already runs (pid {pid}); `make stop` stops it")
+
     def prepare(self) -> dict[str, str]:
         self.data_dir.mkdir(parents=True, exist_ok=True)
         self.log_dir.mkdir(exist_ok=True)
@@ -137,8 +141,7 @@ class Stack:
     def prepare_only(self) -> int:
         """`python -m devtools.stack prepare`: the data folder ready to run (databases created and
         migrated), nothing left running. The tests copy one such folder instead of preparing each stack."""
-        if pid := self._running_pid():
-            raise ConfigurationError(f"the stack already runs (pid {pid}); `make stop` stops it")
+        self._refuse_if_running()
         try:
             self.prepare()
         finally:
@@ -225,8 +228,7 @@ class Stack:
         ]
 
     def run(self) -> int:
-        if pid := self._running_pid():
-            raise ConfigurationError(f"the stack already runs (pid {pid}); `make stop` stops it")
+        self._refuse_if_running()
         self.pid_file.parent.mkdir(parents=True, exist_ok=True)
         self.pid_file.write_text(str(os.getpid()))
         for signum in (signal.SIGINT, signal.SIGTERM):

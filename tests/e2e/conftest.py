@@ -133,20 +133,30 @@ def fresh_stack_env() -> Iterator[dict[str, str]]:
         yield env
 
 
-class MailStack:
-    """The stack sending to a test-owned SMTP server (which the test may stop to play an outage)."""
+class StackUnderTest:
+    """A stack started with `env` (everything it needs set), its job database and API at hand."""
 
-    def __init__(self, env: dict[str, str], smtp: SmtpServer | None = None) -> None:
+    def __init__(self, env: dict[str, str]) -> None:
         self.env = env
-        self.smtp = smtp or SmtpServer()
-        self.smtp.start()
-        env["AIRFLOW_CONN_SMTP_DEFAULT"] = self.smtp.airflow_uri
         self.database = f"postgresql://postgres@127.0.0.1:{env['WORKER_PG_PORT']}/worker"
         self.api = f"http://127.0.0.1:{env['AIRFLOW_API_PORT']}"
         self.stack = RunningStack(env)
 
     def stop(self) -> None:
         self.stack.stop_with("sigint")
+
+
+class MailStack(StackUnderTest):
+    """The stack sending to a test-owned SMTP server (which the test may stop to play an outage)."""
+
+    def __init__(self, env: dict[str, str], smtp: SmtpServer | None = None) -> None:
+        self.smtp = smtp or SmtpServer()
+        self.smtp.start()
+        env["AIRFLOW_CONN_SMTP_DEFAULT"] = self.smtp.airflow_uri
+        super().__init__(env)
+
+    def stop(self) -> None:
+        super().stop()
         self.smtp.stop()
 
 
@@ -256,7 +266,7 @@ def resize_image(payload: dict, ctx) -> dict:
 """
 
 
-class TeamStack:
+class TeamStack(StackUnderTest):
     """A stack with a team folder (WORKER_PROJECT) of its own job types and crontab, sending to
     the stack's own mail sink; jobs of an identifier nothing consumes are reported after 5 s."""
 
@@ -267,14 +277,8 @@ class TeamStack:
             crontab='* * * * * throttled ?id=every_minute {"round": "cron"}\n',
         )
         env["WORKER_UNCONSUMED_AFTER_SECONDS"] = "5"
-        self.env = env
         self.tasks = project / "tasks"
-        self.database = f"postgresql://postgres@127.0.0.1:{env['WORKER_PG_PORT']}/worker"
-        self.api = f"http://127.0.0.1:{env['AIRFLOW_API_PORT']}"
-        self.stack = RunningStack(env)
-
-    def stop(self) -> None:
-        self.stack.stop_with("sigint")
+        super().__init__(env)
 
 
 @pytest.fixture(scope="session")
