@@ -150,8 +150,8 @@ def behaviour() -> dict[str, str]:
         "AIRFLOW__CORE__MIGHT_CONTAIN_DAG_CALLABLE": "jobqueue.airflow_dag.might_contain_job_types",
         # Job DAGs must run as soon as they are parsed, not wait for someone to unpause them.
         "AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION": "False",
-        # The scheduler's idle sleep: Airflow's default, 1 s, cheap when nothing happens. While jobs
-        # are about, jobqueue.wakeup shortens it to 0.1 s and ends it when a job arrives.
+        # The scheduler's idle sleep: Airflow's default, 1 s, cheap when nothing happens;
+        # jobqueue.wakeup ends it when a job trigger fires or a task ends.
         "AIRFLOW__SCHEDULER__SCHEDULER_IDLE_SLEEP_TIME": "1",
         # A task whose process died with its executor (the scheduler killed, a host lost) stops
         # heartbeating: it is failed, and retried, after 60 s instead of Airflow's 5 minutes, and

@@ -299,6 +299,10 @@ left join graphile_worker._private_job_queues q on q.id = m.job_queue_id
 order by m.id
 returning identifier;
 
+-- name: notify_fired
+-- A trigger has fired for these identifiers: the scheduler can create their run (jobqueue.wakeup).
+select pg_notify('worker_fired', %(identifiers)s::text);
+
 -- name: notify_identifiers
 -- Wakes the consumers of these identifiers.
 select worker._notify(%(identifiers)s::text[]);

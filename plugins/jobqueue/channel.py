@@ -11,6 +11,10 @@ import psycopg
 # worker._notify sends on it: a JSON list of the identifiers that have new work (null: any).
 CHANNEL = "worker_jobs"
 
+# A trigger sends on it when it has fired (its asset event is on its way to Airflow's database): the
+# scheduler's wake-up listens to it, not to every job (jobqueue.wakeup).
+FIRED_CHANNEL = "worker_fired"
+
 
 def conninfo(conn: Any, application_name: str = "jobqueue-trigger") -> str:
     """A libpq connection string from an Airflow Connection."""

@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import datetime
+import json
 from collections.abc import Iterable, Iterator, Sequence
 from typing import Any, Literal
 
@@ -456,6 +457,9 @@ class AsyncJobManager:
         claimable, next_run_at, db_now = row
         due_in = (next_run_at - db_now).total_seconds() if next_run_at else None
         return bool(claimable), due_in
+
+    async def notify_fired(self, identifiers: Sequence[str]) -> None:
+        await self.conn.execute(query("notify_fired"), {"identifiers": json.dumps(list(identifiers))})
 
     async def consumers_seen(self, identifiers: Sequence[str]) -> None:
         await self.conn.execute(query("consumers_seen"), {"identifiers": list(identifiers)})

@@ -157,8 +157,9 @@ def max_batch_size() -> int:
 
 
 def scheduler_hot() -> tuple[float, float]:
-    """(seconds after a job notification during which the scheduler's idle sleep is short, that
-    short sleep): WORKER_SCHEDULER_HOT_SECONDS (30), WORKER_SCHEDULER_HOT_SLEEP (0.1)."""
+    """(seconds after a trigger fired during which the scheduler's idle sleep is short when it
+    cannot hear its executor's task ends, that short sleep): WORKER_SCHEDULER_HOT_SECONDS (30),
+    WORKER_SCHEDULER_HOT_SLEEP (0.1)."""
     return _float("WORKER_SCHEDULER_HOT_SECONDS", 30.0), _float("WORKER_SCHEDULER_HOT_SLEEP", 0.1)
 
 

@@ -130,6 +130,7 @@ class JobsWaitingTrigger(BaseEventTrigger):
                         }
                     )
                     wakeup.wake()  # the runner has queued the event: send it now, not at its tick
+                    await jobs.notify_fired(self.identifiers)  # and the scheduler, make its run
                 if await self._wait_for_news(conn, step.wait):
                     new_work = True
                 elif due_in is not None and due_in <= step.wait:

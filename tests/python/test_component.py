@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import threading
 import time
 
 import anyio
@@ -98,29 +99,76 @@ def test_the_scheduler_loop_is_the_one_wakeup_knows(monkeypatch, db_url):
     scheduler_job_runner.time.close()
 
 
-def test_the_schedulers_sleep_ends_when_a_job_arrives_and_stays_short_while_jobs_are_about(conn, db_url):
+class _SchedulerLoop:
+    """Calls the sleep as SchedulerJobRunner._run_scheduler_loop does: from a method of the object
+    whose started `executors` it runs (test_the_scheduler_loop_is_the_one_wakeup_knows holds the
+    source to that)."""
+
+    def __init__(self, executors: list) -> None:
+        self.executors = executors
+
+    def sleep(self, sleeper: wakeup._SchedulerSleep, seconds: float) -> float:
+        start = time.monotonic()
+        sleeper.sleep(seconds)
+        return time.monotonic() - start
+
+
+def _later(seconds: float, action) -> None:
+    def run() -> None:
+        time.sleep(seconds)
+        action()
+
+    threading.Thread(target=run, daemon=True).start()
+
+
+@pytest.fixture
+def local_executor():
+    from airflow.executors.local_executor import LocalExecutor
+
+    executor = LocalExecutor(parallelism=1)
+    executor.start()
+    yield executor
+    executor.end()
+
+
+def test_the_schedulers_sleep_ends_when_a_trigger_fires_or_a_task_ends_not_when_a_job_arrives(
+    conn, db_url, local_executor
+):
     sleeper = wakeup._SchedulerSleep(db_url, hot_seconds=30, hot_sleep=0.1)
+    loop = _SchedulerLoop([local_executor])
     assert sleeper.listener is None
-    start = time.monotonic()
-    sleeper.sleep(0.5)  # cold: the full sleep; also starts the listener
-    assert time.monotonic() - start >= 0.5
+    assert loop.sleep(sleeper, 0.5) >= 0.5  # the full sleep; also starts the listener
+    assert sleeper.unheard == []  # a LocalExecutor's task ends are heard
     time.sleep(0.5)  # let the listener connect
 
-    def add_a_job() -> None:
-        time.sleep(0.3)
-        conn.execute("select worker.add_job('send_email', '{}')")
+    _later(0.2, lambda: conn.execute("select worker.add_job('send_email', '{}')"))
+    assert loop.sleep(sleeper, 1.5) >= 1.5  # a job alone: the trigger decides whether a run is due
 
-    import threading
+    _later(0.3, lambda: conn.execute("select pg_notify('worker_fired', '[\"send_email\"]')"))
+    assert loop.sleep(sleeper, 60) < 30  # a trigger fired: its run is to be made
+    assert loop.sleep(sleeper, 0.5) >= 0.5  # and not short afterwards: the task ends are heard
 
-    threading.Thread(target=add_a_job).start()
-    start = time.monotonic()
-    sleeper.sleep(60)  # ends when the job's notification arrives
-    assert time.monotonic() - start < 30
-    start = time.monotonic()
-    sleeper.sleep(60)  # hot now: the short sleep
-    assert time.monotonic() - start < 30
+    _later(0.3, lambda: local_executor.result_queue.put(("a task", "success", None)))
+    assert loop.sleep(sleeper, 60) < 30  # a task ended (its result waits for the heartbeat)
+    local_executor.result_queue.get()
+
     sleeper.close()
     listener = sleeper.listener
     assert listener is not None
     listener.join(timeout=10)
     assert not listener.is_alive()
+
+
+def test_the_schedulers_sleep_is_short_after_a_trigger_fired_when_task_ends_cannot_be_heard(conn, db_url):
+    """Celery's results come by polling: the loop's sleep is the short one for a while after a fire."""
+    sleeper = wakeup._SchedulerSleep(db_url, hot_seconds=30, hot_sleep=0.1)
+    loop = _SchedulerLoop([object()])  # an executor without a result queue
+    assert loop.sleep(sleeper, 0.5) >= 0.5  # cold: the full sleep
+    assert sleeper.unheard == ["object"]
+    time.sleep(0.5)
+    conn.execute("select pg_notify('worker_fired', '[\"send_email\"]')")
+    assert loop.sleep(sleeper, 60) < 30  # the fire
+    assert loop.sleep(sleeper, 60) < 30  # hot now: the short sleep
+    sleeper.close()
+    assert sleeper.listener is not None
+    sleeper.listener.join(timeout=10)

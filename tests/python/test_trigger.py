@@ -93,6 +93,19 @@ def test_a_burst_is_one_event(watcher, conn):
     assert events[0]["identifiers"] == ["send_email"]
 
 
+def test_each_fire_tells_the_scheduler_and_a_job_alone_does_not(watcher, conn, db_url):
+    """jobqueue.wakeup's scheduler sleep listens to worker_fired: one notification per event."""
+    with psycopg.connect(db_url, autocommit=True) as listener:
+        listener.execute("listen worker_fired")
+        add(conn, "other_job")
+        assert watcher.events(0.5) == []
+        assert list(listener.notifies(timeout=0.5)) == []
+        add(conn, "send_email")
+        assert len(watcher.events(1.0)) == 1
+        fired = [n.payload for n in listener.notifies(timeout=1.0)]
+        assert fired == ['["send_email"]']
+
+
 def test_unclaimed_jobs_fire_again_and_claimed_ones_do_not(watcher, conn):
     add(conn, "send_email")
     assert len(watcher.events(1.0)) == 1
