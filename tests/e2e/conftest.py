@@ -27,6 +27,11 @@ from devtools.harness import RunningStack, own_stack_environment
 from tests.e2e.statsd import StatsdListener
 from tests.smtp import SmtpServer
 
+# How long a call to a stack's API may take. Alone a stack answers in well under a second; with
+# the suite's three processes on two cores, a fresh API server's first POST of a DAG run took over
+# 10 s (CI, test_stack): a slow answer is not the failure these tests look for.
+API_TIMEOUT = 60
+
 
 def survivors(pids: set[int]) -> list[str]:
     alive = []
@@ -46,7 +51,7 @@ def access_token(api: str, password: str, username: str = "admin") -> str:
         data=json.dumps({"username": username, "password": password}).encode(),
         headers={"Content-Type": "application/json"},
     )
-    with urllib.request.urlopen(request, timeout=10) as response:
+    with urllib.request.urlopen(request, timeout=API_TIMEOUT) as response:
         return str(json.load(response)["access_token"])
 
 
@@ -55,7 +60,7 @@ def dag_runs(api: str, password: str, dag_id: str) -> list[dict]:
         f"{api}/api/v2/dags/{dag_id}/dagRuns?limit=100",
         headers={"Authorization": f"Bearer {access_token(api, password)}"},
     )
-    with urllib.request.urlopen(request, timeout=10) as response:
+    with urllib.request.urlopen(request, timeout=API_TIMEOUT) as response:
         return list(json.load(response)["dag_runs"])
 
 
@@ -65,7 +70,7 @@ def dag_run(api: str, password: str, dag_id: str, run_id: str) -> dict:
         f"{api}/api/v2/dags/{dag_id}/dagRuns/{urllib.parse.quote(run_id)}",
         headers={"Authorization": f"Bearer {access_token(api, password)}"},
     )
-    with urllib.request.urlopen(request, timeout=10) as response:
+    with urllib.request.urlopen(request, timeout=API_TIMEOUT) as response:
         return dict(json.load(response))
 
 
@@ -80,7 +85,7 @@ def trigger_dag(api: str, password: str, dag_id: str, conf: dict | None = None) 
             "Content-Type": "application/json",
         },
     )
-    with urllib.request.urlopen(request, timeout=10) as response:
+    with urllib.request.urlopen(request, timeout=API_TIMEOUT) as response:
         return dict(json.load(response))
 
 
@@ -91,7 +96,7 @@ def token(api: str, password: str) -> int:
         headers={"Content-Type": "application/json"},
     )
     try:
-        with urllib.request.urlopen(request, timeout=10) as response:
+        with urllib.request.urlopen(request, timeout=API_TIMEOUT) as response:
             assert "access_token" in json.load(response)
             return response.status
     except urllib.error.HTTPError as error:

@@ -22,7 +22,7 @@ from devtools.harness import RunningStack, own_stack_environment
 from jobqueue import paths
 from jobqueue.migrations import apply_migrations
 from tests.conftest import create_database, drop_database
-from tests.e2e.conftest import access_token
+from tests.e2e.conftest import API_TIMEOUT, access_token
 from tests.partner import Partner
 from tests.smtp import SmtpServer
 
@@ -55,7 +55,7 @@ class AcmeStack:
             method=method,
             headers={"Authorization": f"Bearer {self.token()}", "Content-Type": "application/json"},
         )
-        with urllib.request.urlopen(request, timeout=10) as response:
+        with urllib.request.urlopen(request, timeout=API_TIMEOUT) as response:
             return json.load(response)
 
     def mails_to(self, address: str) -> list[Any]:

@@ -40,7 +40,7 @@ from psycopg.types.json import Jsonb
 
 from jobqueue import paths
 from tests.e2e.browser import logged_in, trigger_from_the_form
-from tests.e2e.conftest import dag_runs, trigger_dag, wait_for
+from tests.e2e.conftest import API_TIMEOUT, dag_runs, trigger_dag, wait_for
 from tests.e2e.team import COLLEAGUES, AcmeStack, acme_stack
 
 pytestmark = pytest.mark.e2e
@@ -338,7 +338,7 @@ def call(acme: Any, user: str, method: str, path: str, body: Any = None) -> tupl
         headers={"Authorization": f"Bearer {acme.token(user)}", "Content-Type": "application/json"},
     )
     try:
-        with urllib.request.urlopen(request, timeout=10) as response:
+        with urllib.request.urlopen(request, timeout=API_TIMEOUT) as response:
             return response.status, response.read().decode()
     except urllib.error.HTTPError as error:
         with error:

@@ -24,7 +24,7 @@ import pytest
 from psycopg.types.json import Jsonb
 
 from tests.conftest import free_port
-from tests.e2e.conftest import access_token
+from tests.e2e.conftest import API_TIMEOUT, access_token
 
 pytestmark = pytest.mark.e2e
 
@@ -64,7 +64,7 @@ def call(api: str, token: str, method: str, path: str, body: Any = None) -> tupl
         headers={"Authorization": f"Bearer {token}", "Content-Type": "application/json"},
     )  # fmt: skip
     try:
-        with urllib.request.urlopen(request, timeout=10) as response:
+        with urllib.request.urlopen(request, timeout=API_TIMEOUT) as response:
             return response.status, json.loads(response.read() or b"null")
     except urllib.error.HTTPError as error:
         with error:

@@ -16,7 +16,7 @@ import psycopg
 import pytest
 from psycopg.types.json import Jsonb
 
-from tests.e2e.conftest import access_token, dag_runs, wait_for
+from tests.e2e.conftest import API_TIMEOUT, access_token, dag_runs, wait_for
 from tests.e2e.faults import component
 
 pytestmark = pytest.mark.e2e
@@ -33,7 +33,7 @@ def api_post(api: str, token: str, path: str, body: dict) -> dict:
         data=json.dumps(body).encode(),
         headers={"Authorization": f"Bearer {token}", "Content-Type": "application/json"},
     )
-    with urllib.request.urlopen(request, timeout=10) as response:
+    with urllib.request.urlopen(request, timeout=API_TIMEOUT) as response:
         return dict(json.load(response))
 
 

@@ -15,7 +15,7 @@ import psycopg
 import pytest
 from psycopg.types.json import Jsonb
 
-from tests.e2e.conftest import RESIZE_IMAGE, access_token, wait_for
+from tests.e2e.conftest import API_TIMEOUT, RESIZE_IMAGE, access_token, wait_for
 
 pytestmark = pytest.mark.e2e
 
@@ -57,7 +57,7 @@ def test_a_dag_file_of_a_few_lines_is_a_working_job_type(team_stack):
             )
             deadline = time.monotonic() + 60
             while True:
-                with urllib.request.urlopen(request, timeout=10) as response:
+                with urllib.request.urlopen(request, timeout=API_TIMEOUT) as response:
                     page = response.read().decode()
                 if "no job type consumes 'notify'" in page or time.monotonic() > deadline:
                     break

@@ -24,7 +24,7 @@ import pytest
 
 from jobqueue import paths
 from tests.e2e.browser import logged_in, trigger_from_the_form
-from tests.e2e.conftest import access_token, dag_run, trigger_dag, wait_for
+from tests.e2e.conftest import API_TIMEOUT, access_token, dag_run, trigger_dag, wait_for
 
 pytestmark = pytest.mark.e2e
 SCREENSHOTS = paths.PROJECT_ROOT / "test-results" / "screenshots"
@@ -61,12 +61,12 @@ def refused_without_login(api: str, env: dict[str, str]) -> None:
             api + route, data=data, method=method, headers={"Content-Type": "application/json"}
         )
         with pytest.raises(urllib.error.HTTPError) as refused:
-            urllib.request.urlopen(request, timeout=10)
+            urllib.request.urlopen(request, timeout=API_TIMEOUT)
         assert refused.value.code in (401, 403, 404), (method, route, refused.value.code)
         refused.value.close()
     described = urllib.request.Request(f"{api}/job-queue/openapi.json", headers={"Authorization": "Bearer x"})
     with pytest.raises(urllib.error.HTTPError) as refused:
-        urllib.request.urlopen(described, timeout=10)
+        urllib.request.urlopen(described, timeout=API_TIMEOUT)
     assert refused.value.code == 403  # a bad token is refused too
     refused.value.close()
 
@@ -122,7 +122,7 @@ def test_the_job_queue_inside_airflow_s_ui(shared_stack):
         authorized = urllib.request.Request(
             f"{api}/job-queue/openapi.json", headers={"Authorization": f"Bearer {token}"}
         )
-        with urllib.request.urlopen(authorized, timeout=10) as response:
+        with urllib.request.urlopen(authorized, timeout=API_TIMEOUT) as response:
             assert "/api/jobs/actions" in json.load(response)["paths"]
         run_id = failed_run(api, password)
 
