@@ -378,8 +378,9 @@ def our_stack(extra_env: dict[str, str] | None = None, cases: set[str] = CASES) 
     footprint = Footprint(stack, env["WORKER_DATA_DIR"])
     report: dict[str, Any] = {}
     try:
-        # Idle: no run for longer than the scheduler's hot window after the last job (wakeup.py).
-        wait_until_idle(metadata_db, quiet=settings.scheduler_hot()[0] + 5)
+        # Idle: the first-sight runs over. (The scheduler's sleep is Airflow's as soon as no task
+        # runs, wakeup.py: no window to wait out, as there was when every job made it short.)
+        wait_until_idle(metadata_db)
         with psycopg.connect(database, autocommit=True) as conn:
             if "4" in cases:
                 log(f"case 4: idle stack for {IDLE_SECONDS} s")
