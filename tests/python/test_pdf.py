@@ -222,6 +222,18 @@ def test_renderer_renders_a_batch_in_parallel():
     )
 
 
+def test_a_batch_scratches_in_the_data_folder_and_leaves_nothing_there(monkeypatch, tmp_path):
+    """Not in the system's /tmp: a task killed mid-render (the fault suite's kill -9) left a folder
+    there at each run of the suite."""
+    monkeypatch.setenv("WORKER_DATA_DIR", str(tmp_path))
+    html = rendering.render_html(model.parse_payload(EXAMPLE))
+    renders = pool.PdfRenderer(workers=1).render_each({1: html, 2: html})
+    next(renders)
+    assert [p.name[:6] for p in (tmp_path / "pdf-scratch").iterdir()] == ["batch-"]  # mid-batch
+    assert [job_id for job_id, _ in renders] == [2]
+    assert list((tmp_path / "pdf-scratch").iterdir()) == []
+
+
 def test_a_workers_start_up_does_not_count_against_the_first_documents_limit(monkeypatch, tmp_path):
     """A machine busy enough that starting a worker (interpreter, WeasyPrint, fonts) takes longer
     than the limit must not fail a small document for good."""

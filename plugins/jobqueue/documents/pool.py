@@ -42,6 +42,10 @@ class PdfRenderer:
         # What a document may fetch (besides the fonts): the template folders, the project's and ours.
         self.roots = roots or settings.template_dirs("pdf")
         self.slots = slots or RenderSlots(settings.data_dir() / "pdf-render-slots", self.workers)
+        # Each batch's scratch folder: in the data folder, not the system's temporary one, so that
+        # a task killed mid-render (kill -9 leaves its folder behind) leaves it where the stack's
+        # own files are, and `make clean-data` (or a test's throwaway data folder) takes it.
+        self.scratch = settings.data_dir() / "pdf-scratch"
 
     def render_each(self, jobs: dict[int, DocumentHtml]) -> Iterator[tuple[int, RenderedPdf | NotRendered]]:
         """(job_id, the PDF or its job's outcome) for each of {job_id: its HTML}, as each is
@@ -51,7 +55,8 @@ class PdfRenderer:
         for job_id, document in jobs.items():
             pending.put((job_id, document))
         finished = queue.SimpleQueue[tuple[int, RenderedPdf | NotRendered]]()
-        with tempfile.TemporaryDirectory(prefix="jobqueue-pdf-") as scratch:
+        self.scratch.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryDirectory(prefix="batch-", dir=self.scratch) as scratch:
             threads = [
                 threading.Thread(
                     target=self._drain, args=(pending, finished, Path(scratch), slot), daemon=True
