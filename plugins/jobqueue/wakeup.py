@@ -137,8 +137,9 @@ class _SchedulerSleep:
                 self.task_ends.append(reader.fileno())
             except (AttributeError, OSError, ValueError):
                 self.unheard.append(type(executor).__name__)
-        if self.unheard or not self.task_ends:
-            self.unheard = self.unheard or ["unknown"]
+        if not self.task_ends and not self.unheard:
+            self.unheard.append("no executor found")
+        if self.unheard:
             log.warning(
                 "scheduler wake-up: cannot hear task ends on %s; sleeps %.2f s for %.0f s after a fire",
                 ", ".join(self.unheard),
