@@ -18,6 +18,15 @@ from tests.e2e.conftest import survivors, token, trigger_dag
 pytestmark = pytest.mark.e2e
 
 
+def listening_sockets(pid: int) -> list:
+    """The sockets `pid` listens on; none once it has ended (the stack's children at start-up
+    include short-lived ones, such as the DAG processor's parsing processes)."""
+    try:
+        return [c for c in psutil.Process(pid).net_connections(kind="inet") if c.status == psutil.CONN_LISTEN]
+    except psutil.NoSuchProcess:
+        return []
+
+
 def test_run_serves_the_printed_login_and_stops_clean(fresh_stack_env):
     api = f"http://127.0.0.1:{fresh_stack_env['AIRFLOW_API_PORT']}"
     database = f"postgresql://postgres@127.0.0.1:{fresh_stack_env['WORKER_PG_PORT']}/worker"
@@ -25,13 +34,7 @@ def test_run_serves_the_printed_login_and_stops_clean(fresh_stack_env):
     try:
         assert token(api, stack.password) == 201
         assert token(api, stack.password + "x") == 401
-        listening = [
-            c.laddr
-            for pid in stack.pids | {stack.process.pid}
-            if psutil.pid_exists(pid)
-            for c in psutil.Process(pid).net_connections(kind="inet")
-            if c.status == psutil.CONN_LISTEN
-        ]
+        listening = [c.laddr for pid in stack.pids | {stack.process.pid} for c in listening_sockets(pid)]
         assert listening, "no listening socket found"
         assert all(addr.ip == "127.0.0.1" for addr in listening), listening
         with psycopg.connect(database, autocommit=True) as conn:
