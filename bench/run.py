@@ -19,9 +19,10 @@ case 5 (bench/table_scale.py). Each harness installs what it runs from the regis
 (npm ci, pip) into a scratch folder.
 
 BENCH_QUICK=1: a small version in a few minutes. BENCH_N, BENCH_REPEATS, BENCH_CASES (e.g. "1,5"),
-BENCH_TRICKLE_JOBS, BENCH_RATE_JOBS, BENCH_DOCUMENTS, BENCH_IDLE_SECONDS, BENCH_TABLE_SCALE (table_scale.py's
-arguments), BENCH_GRAPHILE_MODES, BENCH_LATENCY_SAMPLES (graphile-worker's) and BENCH_RAW_PDFS
-override; tests/test_bench_smoke.py makes them smaller still, to see every case run.
+BENCH_TRICKLE_JOBS, BENCH_RATE_JOBS, BENCH_DOCUMENTS, BENCH_IDLE_SECONDS, BENCH_CALM_SECONDS (no DAG
+run for that long before a case: 5), BENCH_TABLE_SCALE (table_scale.py's arguments),
+BENCH_GRAPHILE_MODES, BENCH_LATENCY_SAMPLES (graphile-worker's) and BENCH_RAW_PDFS override;
+tests/test_bench_smoke.py makes them smaller still, to see every case run.
 Writes <time>.json and <time>.md under bench/results/ (or BENCH_RESULTS).
 """
 
@@ -59,6 +60,8 @@ REPEATS = int(os.environ.get("BENCH_REPEATS") or (1 if QUICK else 3))
 TRICKLE_JOBS = int(os.environ.get("BENCH_TRICKLE_JOBS") or (10 if QUICK else 100))
 DOCUMENTS = int(os.environ.get("BENCH_DOCUMENTS") or (20 if QUICK else 1_000))
 IDLE_SECONDS = float(os.environ.get("BENCH_IDLE_SECONDS") or (15 if QUICK else 60))
+# How long no DAG run may be queued or running before a case starts (the last case's runs over).
+CALM_SECONDS = float(os.environ.get("BENCH_CALM_SECONDS") or 5)
 RATE_JOBS = int(os.environ.get("BENCH_RATE_JOBS") or (100 if QUICK else 300))
 CASES = {c.strip() for c in (os.environ.get("BENCH_CASES") or "1,2,3,4,5,6,7").split(",")}
 HARNESSES = paths.PROJECT_ROOT / "bench"
@@ -181,7 +184,7 @@ class Footprint:
         }
 
 
-def wait_until_idle(metadata_db: str, quiet: float = 5.0, limit: float = 300.0) -> None:
+def wait_until_idle(metadata_db: str, quiet: float = CALM_SECONDS, limit: float = 300.0) -> None:
     """Until no DAG run is queued or running for `quiet` seconds (the first-sight runs are over)."""
     deadline, calm_since = time.monotonic() + limit, time.monotonic()
     with psycopg.connect(metadata_db, autocommit=True) as meta:
