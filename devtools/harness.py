@@ -78,7 +78,8 @@ class RunningStack:
 
 # A data folder prepared once (`python -m devtools.stack prepare`: PostgreSQL initialised, both
 # databases migrated), which every stack of a test run copies instead of preparing its own: about
-# 8 s of CPU less per stack. tests/conftest.py names it; the first process to need it builds it.
+# 8 s of CPU less per stack. tests/conftest.py names it, and builds it while the test processes
+# start; otherwise the first process to need it does.
 PREPARED_DATA = "WORKER_TEST_PREPARED_DATA"
 
 

@@ -11,11 +11,13 @@ own) or of one graphile-worker install stay in one process, and the long ones st
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import os
 import re
 import shutil
 import tempfile
+import threading
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -25,7 +27,7 @@ import psycopg
 import pytest
 from psycopg import sql
 
-from devtools.harness import PREPARED_DATA, free_port
+from devtools.harness import PREPARED_DATA, free_port, prepared_data
 from devtools.localpg import LocalCluster
 from jobqueue import paths
 from jobqueue.migrations import apply_migrations
@@ -98,21 +100,36 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
 
 def pytest_configure(config: pytest.Config) -> None:
     """One prepared data folder for every stack of the run (devtools.harness.PREPARED_DATA): named
-    by the reporting process, inherited by the workers, built by the first stack to need it."""
+    by the reporting process, inherited by the workers; built while they start (pytest-xdist),
+    else by the first stack to need it."""
     if not hasattr(config, "workerinput") and PREPARED_DATA not in os.environ:
         folder = Path(tempfile.mkdtemp(prefix="worker-prepared-"))
         folder.chmod(0o755)  # PostgreSQL may run as another user (we are root)
         os.environ[PREPARED_DATA] = str(folder / "data")
         config.stash[_PREPARED] = folder
+        if config.getoption("numprocesses", None):
+            # The workers take seconds to start and collect: prepare meanwhile (each stack's
+            # start waits for it). If it fails, the first stack prepares again and says why.
+            preparing = threading.Thread(target=_prepare_quietly, args=(folder / "data",), daemon=True)
+            preparing.start()
+            config.stash[_PREPARING] = preparing
 
 
 def pytest_unconfigure(config: pytest.Config) -> None:
+    if preparing := config.stash.get(_PREPARING, None):
+        preparing.join()
     if folder := config.stash.get(_PREPARED, None):
         shutil.rmtree(folder, ignore_errors=True)
         del os.environ[PREPARED_DATA]
 
 
 _PREPARED = pytest.StashKey[Path]()
+_PREPARING = pytest.StashKey[threading.Thread]()
+
+
+def _prepare_quietly(folder: Path) -> None:
+    with contextlib.suppress(Exception):
+        prepared_data(folder)
 
 
 def pytest_sessionstart(session: pytest.Session) -> None:
