@@ -29,17 +29,20 @@ def test_invoices_become_emails_with_their_pdf(shared_stack):
             for n in range(COUNT)
         ]
         conn.execute("select worker.add_jobs(%s)", [Jsonb(specs)])
-        deadline = time.monotonic() + 300
-        while len(invoices_sent(smtp)) < COUNT and time.monotonic() < deadline:
-            time.sleep(1)
         # The document jobs and the e-mail jobs they enqueued (other DAGs, such as the digest,
-        # may send mail of their own meanwhile).
-        states: dict[str, int] = dict(
-            conn.execute(
-                "select status, count(*) from worker.jobs "
-                "where identifier = 'generate_pdf' or job_key like 'document:%' group by 1"
-            ).fetchall()
+        # may send mail of their own meanwhile). A mail reaches the server before its job's
+        # outcome is written: wait for both.
+        documents = (
+            "select status, count(*) from worker.jobs "
+            "where identifier = 'generate_pdf' or job_key like 'document:%' group by 1"
         )
+        deadline = time.monotonic() + 300
+        while True:
+            states: dict[str, int] = dict(conn.execute(documents).fetchall())
+            done = len(invoices_sent(smtp)) >= COUNT and states == {"completed": 2 * COUNT}
+            if done or time.monotonic() > deadline:
+                break
+            time.sleep(1)
     assert states == {"completed": 2 * COUNT}, states
     assert len(invoices_sent(smtp)) == COUNT
     for recipients, message in invoices_sent(smtp):
