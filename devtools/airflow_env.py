@@ -51,14 +51,15 @@ def admin_password() -> str:
     return _secret(stored, 18)
 
 
-def migrating_versions() -> str:
-    """The packages whose migrations the metadata database needs, with their installed versions:
-    what a data folder records once they have migrated it."""
-    packages = [
-        "apache-airflow",
-        *(["apache-airflow-providers-fab"] if settings.auth_manager() == "fab" else []),
-    ]
-    return " ".join(f"{name}=={importlib.metadata.version(name)}" for name in packages)
+def migrating_versions() -> dict[str, str]:
+    """What the metadata database needs migrated, by the Airflow CLI's group that migrates it
+    (`airflow db migrate`, `airflow fab-db migrate`): the package with its installed version, what a
+    data folder records once that package has migrated it."""
+    packages = {
+        "db": "apache-airflow",
+        **({"fab-db": "apache-airflow-providers-fab"} if settings.auth_manager() == "fab" else {}),
+    }
+    return {group: f"{name}=={importlib.metadata.version(name)}" for group, name in packages.items()}
 
 
 def _sqlalchemy_url(url: str) -> str:
