@@ -52,19 +52,20 @@ lint: $(STAMP)
 venv: $(STAMP)
 
 # uv installs the lock in seconds; plain pip is the fallback and gives the same environment.
-# Both write the packages' bytecode (pip by default, uv when asked): without it every process
-# compiles what it imports, each time when PYTHONDONTWRITEBYTECODE is set (half of an Airflow
-# component's start-up: 4.9 -> 2.4 CPU-s to import Airflow and the job modules).
+# Then every module's bytecode is written (uv writes none; a venv installed before may have none):
+# without it every process compiles what it imports, each time when PYTHONDONTWRITEBYTECODE is
+# set (half of an Airflow component's start-up: 4.9 -> 2.4 CPU-s to import Airflow and ours).
 $(STAMP): requirements.txt
 	@command -v $(PYTHON) >/dev/null || { echo "error: $(PYTHON) not found. On Debian: apt-get install python3.11 python3.11-venv"; exit 1; }
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV) || { echo "error: cannot create a virtualenv. On Debian: apt-get install python3.11-venv"; exit 1; }
 	@rm -f $(VENV)/.installed-*
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check uv || true
 	@if [ -x $(BIN)/uv ]; then \
-		$(BIN)/uv pip install --quiet --compile-bytecode --python $(BIN)/python -r requirements.txt; \
+		$(BIN)/uv pip install --quiet --python $(BIN)/python -r requirements.txt; \
 	else \
 		$(BIN)/python -m pip install --quiet --disable-pip-version-check -r requirements.txt; \
 	fi
+	$(BIN)/python -m compileall -q -j 0 $(VENV)/lib >/dev/null || echo "warning: some modules were not compiled ahead; they compile as they are imported"
 	$(BIN)/python -m pip check
 	@$(MAKE) --no-print-directory check-system
 	@touch $@
