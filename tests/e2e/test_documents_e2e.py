@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import io
-import time
 
 import psycopg
 import pypdf
 import pytest
 from psycopg.types.json import Jsonb
 
+from tests.e2e.conftest import wait_for
 from tests.helpers import invoice
 
 pytestmark = pytest.mark.e2e
@@ -36,13 +36,12 @@ def test_invoices_become_emails_with_their_pdf(shared_stack):
             "select status, count(*) from worker.jobs "
             "where identifier = 'generate_pdf' or job_key like 'document:%' group by 1"
         )
-        deadline = time.monotonic() + 300
-        while True:
-            states: dict[str, int] = dict(conn.execute(documents).fetchall())
-            done = len(invoices_sent(smtp)) >= COUNT and states == {"completed": 2 * COUNT}
-            if done or time.monotonic() > deadline:
-                break
-            time.sleep(1)
+        rows = wait_for(
+            conn, documents, None,
+            lambda rows: dict(rows) == {"completed": 2 * COUNT} and len(invoices_sent(smtp)) >= COUNT,
+            300, "every document and its e-mail completed, every mail received",
+        )  # fmt: skip
+        states = dict(rows)
     assert states == {"completed": 2 * COUNT}, states
     assert len(invoices_sent(smtp)) == COUNT
     for recipients, message in invoices_sent(smtp):
