@@ -6,7 +6,8 @@ The LocalExecutor forks its workers from the scheduler and each task process fro
 Celery worker forks too), so a module the parent holds costs a task nothing. Without this each task
 imported about 0.3 s of modules (psycopg, pydantic, Jinja2, the providers) before doing any work, three
 times per e-mail; see the README's Performance section. Only modules are loaded: no connection,
-thread or file is opened before the fork.
+thread or file is opened before the fork, except, in a component that runs tasks, the render
+server's supervising thread (documents/server.py), which the forked children do not run.
 """
 
 from __future__ import annotations
@@ -64,8 +65,31 @@ def main() -> None:
         from jobqueue import reparse
 
         reparse.install()
+    if runs_tasks(sys.argv[1:]):
+        start_render_server()
     sys.argv = ["airflow", *sys.argv[1:]]
     airflow_main()
+
+
+def runs_tasks(command: list[str]) -> bool:
+    """Whether this component runs the host's tasks: a Celery worker, or a scheduler whose
+    executors include the LocalExecutor (it forks each task from this process)."""
+    if command[:2] == ["celery", "worker"]:
+        return True
+    from airflow.configuration import conf
+
+    return command[:1] == ["scheduler"] and "LocalExecutor" in conf.get("core", "executor")
+
+
+def start_render_server() -> None:
+    """The host's render server beside the process that runs its tasks (documents/server.py): its
+    PDF workers outlive the runs. Started from the main thread before Airflow's loop, and before
+    any fork, so the executor's workers hold nothing of it."""
+    from jobqueue import settings
+    from jobqueue.documents import server
+
+    path = server.socket_path(settings.data_dir())
+    server.keep_running(path, settings.pdf_workers(), settings.pdf_idle_seconds())
 
 
 if __name__ == "__main__":

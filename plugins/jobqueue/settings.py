@@ -201,6 +201,11 @@ def pdf_workers() -> int:
     return _int("WORKER_PDF_WORKERS", os.cpu_count() or 1)
 
 
+def pdf_idle_seconds() -> float:
+    """How long the render server keeps a PDF worker that renders nothing."""
+    return _float("WORKER_PDF_IDLE_SECONDS", 300.0)
+
+
 @dataclasses.dataclass(frozen=True)
 class Maintenance:
     lock_timeout_minutes: float

@@ -7,6 +7,7 @@ Message-ID). Used by tests/e2e/test_faults.py (`make test`, one round per fault)
 from __future__ import annotations
 
 import collections
+import contextlib
 import dataclasses
 import math
 import os
@@ -134,6 +135,25 @@ def component(root: int, name: str) -> psutil.Process:
     raise LookupError(f"no live `jobqueue.component {name}` under process {root}")
 
 
+def render_server(root: int) -> psutil.Process:
+    """The render server a component of `make run` started (`python -m jobqueue.documents.server`)."""
+    for process in psutil.Process(root).children(recursive=True):
+        with contextlib.suppress(psutil.Error):
+            if "jobqueue.documents.server" in " ".join(process.cmdline()):
+                return process
+    raise LookupError(f"no live render server under process {root}")
+
+
+def invoices(load: Load, count: int) -> None:
+    """`count` invoices at once, each with its e-mail, counted in the load's round."""
+    with load.lock:
+        first, load.count = load.count + 1, load.count + count
+    numbers = range(first, first + count)
+    load.add_now(
+        [{"identifier": "generate_pdf", "payload": invoice(n, f"b{n}@example.com")} for n in numbers]
+    )
+
+
 class Faults:
     """The faults, each played on the stack of a MailStack: each returns the moment recovery is
     measured from (the fault itself, or the end of an outage)."""
@@ -190,16 +210,20 @@ class Faults:
 
     def kill_render_task(self, load: Load) -> float:
         """kill -9 of the process running `render_pdf` while its PDF workers render a batch."""
+        return self.kill_running("generate_pdf", "render_pdf", (0.3, 1.5), lambda: invoices(load, 40))
 
-        def invoices() -> None:
-            with load.lock:
-                first, load.count = load.count + 1, load.count + 40
-            numbers = range(first, first + 40)
-            load.add_now(
-                [{"identifier": "generate_pdf", "payload": invoice(n, f"b{n}@example.com")} for n in numbers]
-            )
-
-        return self.kill_running("generate_pdf", "render_pdf", (0.3, 1.5), invoices)
+    def kill_render_server(self, load: Load) -> float:
+        """kill -9 of the host's render server (documents/server.py) while a `render_pdf` task
+        renders a batch with it: the task renders the rest with workers of its own, and the
+        scheduler starts another server."""
+        for _ in range(5):
+            invoices(load, 40)
+            self.running_task("generate_pdf", "render_pdf")
+            time.sleep(random.uniform(0.3, 1.0))
+            with contextlib.suppress(LookupError):
+                render_server(self.running.stack.process.pid).kill()
+                return time.monotonic()
+        raise AssertionError("no render server was found while render_pdf ran")
 
     def while_sending(self, load: Load) -> None:
         """Returns once a send task runs, on a burst of 200 e-mails."""
@@ -290,6 +314,7 @@ class Faults:
             "none (the same load, no fault)": self.nothing,
             "kill -9 task (send, mid-batch)": self.kill_task,
             "kill -9 task (render_pdf, mid-batch)": self.kill_render_task,
+            "kill -9 render server (mid-batch)": self.kill_render_server,
             "kill -9 scheduler": self.kill_scheduler,
             "kill -9 triggerer": self.kill_triggerer,
             "kill -9 dag-processor": self.kill_dag_processor,
@@ -306,6 +331,7 @@ KILLS = [
     "none (the same load, no fault)",
     "kill -9 task (send, mid-batch)",
     "kill -9 task (render_pdf, mid-batch)",
+    "kill -9 render server (mid-batch)",
     "kill -9 scheduler",
     "kill -9 triggerer",
     "kill -9 dag-processor",

@@ -23,6 +23,7 @@ import psycopg
 import pytest
 from psycopg.types.json import Jsonb
 
+from jobqueue.documents import server
 from tests.conftest import free_port
 from tests.e2e.conftest import API_TIMEOUT, access_token
 
@@ -156,5 +157,11 @@ def test_production_settings_celery_and_fab(celery_env, mail_stack):
     assert done == len(ids)
     ours = [message for to, message in mail_stack.smtp.messages if to[0].startswith("c")]
     assert sorted(str(m["Message-ID"]) for m in ours) == sorted(f"<job-{i}@localhost>" for i in ids)
-    worker_log = (Path(celery_env["WORKER_DATA_DIR"]) / "logs" / "celery-worker.log").read_text()
+    logs = Path(celery_env["WORKER_DATA_DIR"]) / "logs"
+    worker_log = (logs / "celery-worker.log").read_text()
     assert "execute_workload" in worker_log and "succeeded" in worker_log, worker_log[-3000:]
+    # The host's render server runs beside the component that runs its tasks: here the Celery
+    # worker, not the scheduler (whose CeleryExecutor runs none).
+    socket = server.socket_path(Path(celery_env["WORKER_DATA_DIR"]))
+    assert f"serving on {socket}" in worker_log, worker_log[-3000:]
+    assert "render server" not in (logs / "scheduler.log").read_text()
