@@ -50,7 +50,7 @@ import psutil
 import psycopg
 from psycopg.types.json import Jsonb
 
-from bench import trickle
+from bench import many_types, trickle
 from devtools.harness import RunningStack, free_port, stack_environment
 from jobqueue import paths, settings
 
@@ -63,7 +63,9 @@ IDLE_SECONDS = float(os.environ.get("BENCH_IDLE_SECONDS") or (15 if QUICK else 6
 # How long no DAG run may be queued or running before a case starts (the last case's runs over).
 CALM_SECONDS = float(os.environ.get("BENCH_CALM_SECONDS") or 5)
 RATE_JOBS = int(os.environ.get("BENCH_RATE_JOBS") or (100 if QUICK else 300))
-CASES = {c.strip() for c in (os.environ.get("BENCH_CASES") or "1,2,3,4,5,6,7").split(",")}
+CASES = {c.strip() for c in (os.environ.get("BENCH_CASES") or "1,2,3,4,5,6,7,8").split(",")}
+TYPES = int(os.environ.get("BENCH_TYPES") or 40)
+TYPE_JOBS = int(os.environ.get("BENCH_TYPE_JOBS") or (400 if QUICK else 4_000))
 HARNESSES = paths.PROJECT_ROOT / "bench"
 GRAPHILE = HARNESSES / "graphile-worker"
 PDF_ENGINES = HARNESSES / "pdf-render"
@@ -573,6 +575,9 @@ SCALE_TARGET_MS = 5.0  # p99
 # Issue 26's: a limit of RATE_LIMIT a second delivers at least this share of it, never more.
 RATE_LIMIT = 10.0
 RATE_TARGET = 0.9
+# And with TYPES job types: idle connections to the job database, a burst spread over them as a
+# share of the same burst into one, the first job of a one-type burst done within (s).
+MANY_TYPES_TARGET = (15, 0.5, 1.0)
 
 
 def markdown(report: dict) -> str:
@@ -670,12 +675,32 @@ def markdown(report: dict) -> str:
             f"{each}) | {celery['jobs_per_s']} | ours on the LocalExecutor: {local} | "
             f"{ratio(celery['jobs_per_s'], local)} | measured | yes |"
         )
+    lines += _many_types_rows(report.get("many_types"))
     if "trickle" in ours:
         lines += ["", "Case 2, where the time goes (median / max of each step, s):", ""]
         lines += [
             f"- {step}: {v['p50_s']} / {v['max_s']}" for step, v in ours["trickle"]["breakdown"].items()
         ]
     return "\n".join(lines) + "\n"
+
+
+def _many_types_rows(figures: dict | None) -> list[str]:
+    if not figures:
+        return []
+    most, share, within = MANY_TYPES_TARGET
+    idle, one, spread = figures["idle"], figures["one_type"], figures["spread"]
+    types = figures["types"]
+    return [
+        f"| 8. {types} job types, idle: job-database connections (the pickup triggers') | "
+        f"{idle['connections']} ({idle['trigger_connections']}) | | | <= {most} | "
+        f"{met(idle['connections'] <= most)} |",
+        f"| 8. {one['jobs']} jobs into one of them: first done, s; jobs/s ({one['runs']} runs) | "
+        f"{one['first_done_s']}; {one['jobs_per_s']} | | | first <= {within} s | "
+        f"{met(one['first_done_s'] <= within)} |",
+        f"| 8. the same spread over the {types}, jobs/s ({spread['runs']} runs) | {spread['jobs_per_s']} | "
+        f"into one type: {one['jobs_per_s']} | {figures['spread_ratio']} | >= {share} x | "
+        f"{met(figures['spread_ratio'] >= share)} |",
+    ]
 
 
 def _chromium_rate(anchor: dict) -> tuple[float, float, int] | None:
@@ -705,6 +730,9 @@ def main() -> None:
         log("case 6, the burst on the CeleryExecutor")
         report["celery"] = celery_burst()
         log(f"case 6: {report['celery'].get('jobs_per_s')} jobs/s")
+    if "8" in CASES:
+        log(f"case 8, a stack with {TYPES} job types of a team's own")
+        report["many_types"] = many_types.measure(TYPES, TYPE_JOBS, log, wait_until_idle)
     if "5" in CASES:
         log("case 5, table scale")
         report["table_scale"] = table_scale()

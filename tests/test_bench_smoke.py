@@ -20,7 +20,7 @@ from jobqueue import paths
 pytestmark = pytest.mark.e2e
 
 
-def quick_bench(results: Path, cases: str) -> tuple[dict[str, Any], str]:
+def quick_bench(results: Path, cases: str, more: dict[str, str] | None = None) -> tuple[dict[str, Any], str]:
     """bench/run.py on little (its report, and its table): each case runs, its figures written."""
     env = {k: v for k, v in os.environ.items() if not k.startswith(("AIRFLOW", "WORKER_"))}
     if prepared := os.environ.get(PREPARED_DATA):
@@ -42,7 +42,7 @@ def quick_bench(results: Path, cases: str) -> tuple[dict[str, Any], str]:
         "BENCH_SKIP_PDF_ANCHOR": "1",
         "BENCH_RESULTS": str(results),
         "PYTHONPATH": f"{paths.PROJECT_ROOT}{os.pathsep}{paths.PROJECT_ROOT / 'plugins'}",
-    }
+    } | (more or {})
     result = subprocess.run(
         [sys.executable, str(paths.PROJECT_ROOT / "bench" / "run.py")],
         env=env, capture_output=True, text=True, timeout=1200, cwd=paths.PROJECT_ROOT,

@@ -100,9 +100,10 @@ select pg_advisory_unlock(hashtext('worker.migrations'));
 select pg_advisory_lock(hashtextextended('worker.sends:' || %(worker_id)s, 0));
 
 -- name: waiting_summary
--- Whether a job of these identifiers can be claimed now (not paused, not in a paused queue or one
+-- Per identifier: whether a job of it can be claimed now (not paused, not in a paused queue or one
 -- that has a running job, and its rate limit's bucket at least half full: a run then takes a few
--- jobs, not one per token), and when the next scheduled job is due or such a bucket will be.
+-- jobs, not one per token), and when its next scheduled job is due or its bucket will be. A paused
+-- identifier has no row. One query for all the identifiers a triggerer watches.
 with watched as (
     select i.identifier, r.per_second, worker._tokens_now(r) as tokens,
            least(worker._burst(r.per_second), ceil(worker._burst(r.per_second) / 2)) as enough
@@ -124,27 +125,21 @@ runnable as (
     )
 )
 select
-    exists (
-        select 1 from runnable where per_second is null or tokens >= enough
-    ) as claimable,
+    w.identifier,
+    r.identifier is not null and (r.per_second is null or r.tokens >= r.enough) as claimable,
     least(
         (
-            select min(due.run_at)
-            from watched w
-            cross join lateral (
-                select j.run_at from worker._jobs j
-                where j.state = 'waiting' and j.identifier = w.identifier and j.run_at > now()
-                order by j.run_at
-                limit 1
-            ) due
+            select j.run_at from worker._jobs j
+            where j.state = 'waiting' and j.identifier = w.identifier and j.run_at > now()
+            order by j.run_at
+            limit 1
         ),
-        (
-            select min(now() + make_interval(secs => (enough - tokens) / per_second))
-            from runnable
-            where per_second is not null and tokens < enough
-        )
+        case when r.per_second is not null and r.tokens < r.enough
+             then now() + make_interval(secs => (r.enough - r.tokens) / r.per_second) end
     ) as next_run_at,
-    now() as db_now;
+    now() as db_now
+from watched w
+left join runnable r on r.identifier = w.identifier;
 
 -- name: cap_attempts
 -- Caps the attempts of the jobs a worker holds at its job type's max_attempts (never below the attempt

@@ -450,13 +450,14 @@ class AsyncJobManager:
 
         await self.conn.execute(sql.SQL("listen {}").format(sql.Identifier(channel)))
 
-    async def waiting_summary(self, identifiers: Sequence[str]) -> tuple[bool, float | None]:
-        """(whether a job a claimer could take waits, seconds until the next scheduled one)."""
+    async def waiting_summary(self, identifiers: Sequence[str]) -> dict[str, tuple[bool, float | None]]:
+        """Per identifier: (whether a job a claimer could take waits, seconds until the next
+        scheduled one); a paused identifier is left out."""
         cursor = await self.conn.execute(query("waiting_summary"), {"identifiers": list(identifiers)})
-        row = await cursor.fetchone()
-        claimable, next_run_at, db_now = row
-        due_in = (next_run_at - db_now).total_seconds() if next_run_at else None
-        return bool(claimable), due_in
+        return {
+            identifier: (bool(claimable), (next_run_at - db_now).total_seconds() if next_run_at else None)
+            for identifier, claimable, next_run_at, db_now in await cursor.fetchall()
+        }
 
     async def notify_fired(self, identifiers: Sequence[str]) -> None:
         await self.conn.execute(query("notify_fired"), {"identifiers": json.dumps(list(identifiers))})

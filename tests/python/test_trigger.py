@@ -9,7 +9,8 @@ import time
 import psycopg
 import pytest
 
-from jobqueue.trigger import JobsWaitingTrigger
+from jobqueue import trigger as trigger_module
+from jobqueue.trigger import JobsWaitingTrigger, PickupLoop, Watched
 from tests.helpers import add, claim, rows
 
 
@@ -174,9 +175,11 @@ def test_it_says_it_watches_its_identifiers_and_a_failed_heartbeat_stops_nothing
 def test_a_notification_that_came_during_a_query_wakes_the_wait_at_once(db_url):
     """psycopg keeps aside what arrives while a query runs: the socket has nothing more to read,
     and a wait on it alone would sleep through the notification until its timeout."""
-    trigger = JobsWaitingTrigger(identifiers=["send_email"])
+    watched = Watched()
+    watched.add(("send_email",))
+    loop = PickupLoop(watched, connect=None)  # type: ignore[arg-type]
 
-    async def scenario() -> tuple[bool, float]:
+    async def scenario() -> tuple[set[str] | None, float]:
         async with await psycopg.AsyncConnection.connect(db_url, autocommit=True) as conn:
             await conn.execute("listen worker_jobs")
             async with await psycopg.AsyncConnection.connect(db_url, autocommit=True) as other:
@@ -184,8 +187,110 @@ def test_a_notification_that_came_during_a_query_wakes_the_wait_at_once(db_url):
             await asyncio.sleep(0.2)  # the notification is on the socket ...
             await conn.execute("select 1")  # ... and read during this query, then kept aside
             start = time.monotonic()
-            woken = await trigger._wait_for_news(conn, 5.0)
-            return woken, time.monotonic() - start
+            news = await loop._wait_for_news(conn, 5.0)
+            return news, time.monotonic() - start
 
-    woken, waited = asyncio.run(scenario())
-    assert woken and waited < 1.0, waited
+    news, waited = asyncio.run(scenario())
+    assert news == {"send_email"} and waited < 1.0, waited
+
+
+class SharedWatchers:
+    """Many triggers in Airflow's own SharedStreamManager, as the triggerer runs them: one pickup
+    loop for all (shared_stream_key), each trigger's events through its filter_shared_stream."""
+
+    def __init__(self, db_url: str, identifiers: list[str], monkeypatch) -> None:
+        from airflow.triggers.shared_stream import SharedStreamManager
+
+        async def connect(conn_id: str):
+            conn = await psycopg.AsyncConnection.connect(
+                db_url, autocommit=True, application_name="jobqueue-trigger"
+            )
+            await conn.execute("set jit = off")
+            return conn
+
+        monkeypatch.setattr(trigger_module, "_connect", connect)
+        self.loop = asyncio.new_event_loop()
+        self.manager = SharedStreamManager()
+        self.fired: list[str] = []
+        self.tasks: list[asyncio.Task] = []
+        for identifier in identifiers:
+            self.join(identifier)
+
+    def join(self, identifier: str) -> None:
+        """A trigger for `identifier` subscribes, as the triggerer starts one (in its loop)."""
+
+        async def subscribe() -> None:
+            trigger = JobsWaitingTrigger(identifiers=[identifier])
+            key = trigger.shared_stream_key()
+            stream = self.manager.subscribe(trigger_id=len(self.tasks), trigger=trigger, key=key)
+            self.tasks.append(asyncio.create_task(self._collect(trigger.filter_shared_stream(stream))))
+
+        self.loop.run_until_complete(subscribe())
+
+    async def _collect(self, events) -> None:
+        async for event in events:
+            self.fired.extend(event.payload["identifiers"])
+
+    def run(self, seconds: float) -> list[str]:
+        """The identifiers fired within `seconds` (one entry per event)."""
+        self.fired = []
+        self.loop.run_until_complete(asyncio.sleep(seconds))
+        return self.fired
+
+    def close(self) -> None:
+        for task in self.tasks:
+            task.cancel()
+        self.loop.run_until_complete(asyncio.gather(*self.tasks, return_exceptions=True))
+        for n in range(len(self.tasks)):
+            self.loop.run_until_complete(
+                self.manager.unsubscribe(n, ("jobqueue.trigger.JobsWaitingTrigger", "worker_db"))
+            )
+        self.loop.run_until_complete(self.manager.stop_all())
+        self.loop.close()
+
+
+@pytest.fixture
+def forty(db_url, fast, monkeypatch):
+    watchers = SharedWatchers(db_url, [f"type_{n:02}" for n in range(40)], monkeypatch)
+    yield watchers
+    watchers.close()
+
+
+def trigger_connections(conn) -> int:
+    [count] = conn.execute(
+        "select count(*) from pg_stat_activity "
+        "where datname = current_database() and application_name = 'jobqueue-trigger'"
+    ).fetchone()
+    return count
+
+
+def test_forty_job_types_share_one_connection_and_each_fires_for_its_own_jobs(forty, conn):
+    assert forty.run(0.5) == []
+    assert trigger_connections(conn) == 1
+    add(conn, "type_07")
+    assert forty.run(0.8) == ["type_07"]
+    assert claim(conn, ["type_07"])  # taken, as its run would: it does not fire again
+    for identifier in ("type_00", "type_39", "type_39", "type_12"):
+        add(conn, identifier)
+    assert sorted(forty.run(0.8)) == ["type_00", "type_12", "type_39"]  # a burst: one event per type
+    assert trigger_connections(conn) == 1
+
+
+def test_a_type_that_joins_the_shared_loop_sees_jobs_already_waiting(forty, conn):
+    forty.run(0.3)
+    add(conn, "late")
+    assert forty.run(0.5) == []  # nobody watches it yet
+    forty.join("late")
+    assert forty.run(0.8) == ["late"]
+
+
+def test_the_shared_loop_reconnects_and_no_trigger_fails(forty, conn, db_url):
+    forty.run(0.3)
+    with psycopg.connect(db_url, autocommit=True) as admin:
+        admin.execute(
+            "select pg_terminate_backend(pid) from pg_stat_activity "
+            "where datname = current_database() and application_name = 'jobqueue-trigger'"
+        )
+    add(conn, "type_03")
+    assert set(forty.run(4.0)) == {"type_03"}  # (again after REFIRE_SECONDS while nobody claims it)
+    assert all(not task.done() for task in forty.tasks)  # every trigger still runs

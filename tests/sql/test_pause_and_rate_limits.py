@@ -26,11 +26,11 @@ def notified(listener) -> list:
 
 
 def summary(conn, identifiers: list[str]) -> tuple[bool, float | None]:
-    """What the pickup trigger sees: (claimable, seconds until something comes due)."""
-    claimable, next_run_at, now = conn.execute(
-        query("waiting_summary"), {"identifiers": identifiers}
-    ).fetchone()
-    return claimable, (next_run_at - now).total_seconds() if next_run_at else None
+    """What the pickup trigger sees of a group of identifiers: (claimable, seconds until something
+    comes due), from its row per identifier (none for a paused one)."""
+    found = conn.execute(query("waiting_summary"), {"identifiers": identifiers}).fetchall()
+    dues = [(next_run_at - now).total_seconds() for _, _, next_run_at, now in found if next_run_at]
+    return any(claimable for _, claimable, _, _ in found), min(dues, default=None)
 
 
 def claimed_ids(conn, identifiers: list[str], max_jobs: int = 100, worker: str = "w1") -> list[int]:
