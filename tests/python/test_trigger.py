@@ -8,6 +8,7 @@ import time
 
 import psycopg
 import pytest
+from psycopg.types.json import Jsonb
 
 from jobqueue import trigger as trigger_module
 from jobqueue.trigger import JobsWaitingTrigger, PickupLoop, Watched
@@ -270,9 +271,10 @@ def test_forty_job_types_share_one_connection_and_each_fires_for_its_own_jobs(fo
     add(conn, "type_07")
     assert forty.run(0.8) == ["type_07"]
     assert claim(conn, ["type_07"])  # taken, as its run would: it does not fire again
-    for identifier in ("type_00", "type_39", "type_39", "type_12"):
-        add(conn, identifier)
-    assert sorted(forty.run(0.8)) == ["type_00", "type_12", "type_39"]  # a burst: one event per type
+    # A burst in one statement (one notification): one event per type, not per job.
+    burst = [{"identifier": identifier} for identifier in ("type_00", "type_39", "type_39", "type_12")]
+    conn.execute("select worker.add_jobs(%s)", [Jsonb(burst)])
+    assert sorted(forty.run(0.8)) == ["type_00", "type_12", "type_39"]
     assert trigger_connections(conn) == 1
 
 

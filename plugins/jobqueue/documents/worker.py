@@ -21,7 +21,6 @@ from pathlib import Path
 from typing import Any
 
 from jobqueue import paths, settings
-from jobqueue.documents import rendering
 from jobqueue.exceptions import PermanentJobError
 
 Answer = dict[str, Any]
@@ -32,6 +31,9 @@ def error(message: str, permanent: bool = False) -> Answer:
 
 
 def serve() -> None:
+    # Imported here: the render server imports this module for WorkerProcess, and stays small.
+    from jobqueue.documents import rendering
+
     # stdout carries the protocol: anything else printed goes to stderr.
     protocol, sys.stdout = sys.stdout, sys.stderr
     rendering.warm_up()  # imports and fonts: not counted against the first document's time limit
@@ -43,6 +45,8 @@ def serve() -> None:
 
 
 def _render(request: dict[str, Any]) -> Answer:
+    from jobqueue.documents import rendering
+
     try:
         document = rendering.DocumentHtml(request["html"], Path(request["folder"]))
         roots = [Path(root) for root in request["roots"]]
