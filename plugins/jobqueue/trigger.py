@@ -85,11 +85,22 @@ class Watched:
 
     def __init__(self) -> None:
         self.groups: collections.Counter[tuple[str, ...]] = collections.Counter()
-        self.changed = asyncio.Event()
+        self._changed: asyncio.Event | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+
+    @property
+    def changed(self) -> asyncio.Event:
+        """Set when a trigger joins. An asyncio.Event belongs to the loop that first waits on it,
+        and this registry outlives a loop (one per test, or a restarted trigger runner)."""
+        loop = asyncio.get_running_loop()
+        if self._changed is None or self._loop is not loop:
+            self._changed, self._loop = asyncio.Event(), loop
+        return self._changed
 
     def add(self, group: tuple[str, ...]) -> None:
         self.groups[group] += 1
-        self.changed.set()
+        if self._changed is not None:  # else no loop waits yet: its first round sees the group
+            self._changed.set()
 
     def remove(self, group: tuple[str, ...]) -> None:
         self.groups[group] -= 1
