@@ -41,20 +41,22 @@ SHARED = (
     ("graphile_worker", "graphile"),
 )  # fmt: skip
 # Work units (see work_unit) started first, longest first, so that none of them comes last: seconds
-# each in a local `make test` (README, Testing). The others follow in collection order: each is short.
+# each in a local `make test` (a timeline of each test per process, 2026-12-06; README, Testing).
+# The others follow in collection order: each is short.
 LONGEST_FIRST = (
-    "fault-stack",  # 284
-    "tests/e2e/test_faults_outages.py",  # 260
-    "tests/test_bench_smoke.py",  # 201
-    "tests/e2e/test_celery.py",  # 156
-    "shared-stack",  # 134
-    "tests/e2e/test_acme_worker_e2e.py",  # 125
-    "team-stack",  # 112
-    "tests/e2e/test_stack.py",  # 84
-    "tests/test_bench_smoke_celery.py",  # 81
-    "tests/test_dag_run.py",  # 63
-    "tests/test_dags.py",  # 30
-    "graphile",  # 24
+    "fault-stack",  # 267
+    "shared-stack",  # 214
+    "tests/e2e/test_faults_outages.py",  # 189
+    "tests/e2e/test_acme_worker_e2e.py",  # 138
+    "tests/e2e/test_celery.py",  # 137
+    "tests/test_bench_smoke_celery.py",  # 122
+    "tests/test_bench_smoke.py",  # 117
+    "team-stack",  # 107
+    "tests/e2e/test_stack.py",  # 100
+    "graphile",  # 80
+    "tests/test_dag_run.py",  # 51
+    "tests/python/test_trigger.py",  # 39
+    "tests/test_dags.py",  # 13
 )
 
 
