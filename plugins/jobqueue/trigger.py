@@ -156,28 +156,19 @@ class PickupLoop:
             jobs = AsyncJobManager(conn)
             await jobs.listen(CHANNEL)
             log.info("watching %s for jobs", CHANNEL)
-            last_heartbeat = last_gauges = float("-inf")
+            chores = _Chores(tunables)
             while True:
                 self.watched.changed.clear()
                 identifiers = self.watched.identifiers()
-                if identifiers and time.monotonic() - last_heartbeat >= HEARTBEAT_SECONDS:
-                    last_heartbeat = time.monotonic()
-                    await _heartbeat(jobs, identifiers)
-                if (
-                    identifiers
-                    and tunables.metrics_interval
-                    and (time.monotonic() - last_gauges >= tunables.metrics_interval)
-                ):
-                    last_gauges = time.monotonic()
-                    await _report_gauges(jobs, identifiers)
+                if identifiers:
+                    await chores.do(jobs, identifiers)
                 fire, wait = self._decide(
                     await jobs.waiting_summary(identifiers) if identifiers else {}, tunables
                 )
                 if fire:
                     yield Fired(frozenset(fire), datetime.datetime.now(datetime.UTC).isoformat())
-                    await jobs.notify_fired(
-                        sorted({i for group in fire for i in group})
-                    )  # the scheduler: make its runs
+                    # And the scheduler: make the runs now (wakeup.py).
+                    await jobs.notify_fired(sorted({i for group in fire for i in group}))
                 started = time.monotonic()
                 news = await self._wait_for_news(conn, wait)
                 self._note(news, waited=time.monotonic() - started)
@@ -237,6 +228,26 @@ class PickupLoop:
             if remaining <= 0:
                 return news
             await _readable(conn.pgconn.socket, remaining, self.watched.changed)
+
+
+class _Chores:
+    """The loop's work besides the pickup, between rounds: the heartbeat, every HEARTBEAT_SECONDS
+    and at once when a trigger joined (a job type added to a running triggerer is named watched
+    before its jobs could be reported unconsumed), and the gauges, every metrics interval."""
+
+    def __init__(self, tunables: settings.TriggerTunables) -> None:
+        self.tunables = tunables
+        self.last_heartbeat = self.last_gauges = float("-inf")
+        self.heard: set[str] = set()  # the identifiers the last heartbeat named
+
+    async def do(self, jobs: AsyncJobManager, identifiers: list[str]) -> None:
+        now = time.monotonic()
+        if not self.heard.issuperset(identifiers) or now - self.last_heartbeat >= HEARTBEAT_SECONDS:
+            self.last_heartbeat, self.heard = now, set(identifiers)
+            await _heartbeat(jobs, identifiers)
+        if self.tunables.metrics_interval and now - self.last_gauges >= self.tunables.metrics_interval:
+            self.last_gauges = now
+            await _report_gauges(jobs, identifiers)
 
 
 def _notified(payload: str) -> set[str] | None:

@@ -284,6 +284,11 @@ def test_a_type_that_joins_the_shared_loop_sees_jobs_already_waiting(forty, conn
     assert forty.run(0.5) == []  # nobody watches it yet
     forty.join("late")
     assert forty.run(0.8) == ["late"]
+    # Named watched at once, not at the loop's next 30 s heartbeat: maintenance would otherwise
+    # report its jobs unconsumed meanwhile (WORKER_UNCONSUMED_AFTER_SECONDS can be seconds).
+    assert rows(conn, "select identifier from worker._consumers where identifier = 'late'") == [
+        {"identifier": "late"}
+    ]
 
 
 def test_the_shared_loop_reconnects_and_no_trigger_fails(forty, conn, db_url):

@@ -35,8 +35,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from jobqueue import paths
-from jobqueue.documents.worker import Answer, WorkerProcess, error
+from jobqueue.documents.worker import Answer, WorkerProcess, child_environment, error
 
 log = logging.getLogger(__name__)
 
@@ -143,7 +142,7 @@ class WorkerPool:
             while True:
                 kept = self.free.get_nowait()
                 if kept.worker is not None:
-                    kept.worker._kill()
+                    kept.worker.kill()
 
 
 class RenderServer:
@@ -178,11 +177,14 @@ class RenderServer:
                 self.pool.close()
 
     def _accept(self, listener: socket.socket) -> None:
+        looked = time.monotonic()
         while self.parent_alive():
+            if time.monotonic() - looked >= 1.0:  # about once a second, busy or not
+                looked = time.monotonic()
+                self.pool.retire_idle()
             try:
                 conn, _ = listener.accept()
             except TimeoutError:
-                self.pool.retire_idle()
                 continue
             if _peer_uid(conn) != os.getuid():
                 conn.close()
@@ -214,17 +216,11 @@ def _peer_uid(conn: socket.socket) -> int:
 
 def start(path: Path, workers: int, idle_seconds: float) -> subprocess.Popen[bytes]:
     """A render server, child of this process, on `path`."""
-    env = {
-        **os.environ,
-        "PYTHONPATH": os.pathsep.join(
-            filter(None, [str(paths.PROJECT_ROOT / "plugins"), os.environ.get("PYTHONPATH")])
-        ),
-    }
     command = [
         sys.executable, "-m", "jobqueue.documents.server", "--socket", str(path),
         "--workers", str(workers), "--idle-seconds", str(idle_seconds), "--parent", str(os.getpid()),
     ]  # fmt: skip
-    return subprocess.Popen(command, stdin=subprocess.DEVNULL, env=env)
+    return subprocess.Popen(command, stdin=subprocess.DEVNULL, env=child_environment())
 
 
 def keep_running(path: Path, workers: int, idle_seconds: float) -> threading.Thread:

@@ -59,6 +59,15 @@ def _render(request: dict[str, Any]) -> Answer:
         return error(f"{type(exc).__name__}: {exc}")
 
 
+def child_environment() -> dict[str, str]:
+    """This process's environment, with our package importable: for `python -m jobqueue...`."""
+    plugins = str(paths.PROJECT_ROOT / "plugins")
+    return {
+        **os.environ,
+        "PYTHONPATH": os.pathsep.join(filter(None, [plugins, os.environ.get("PYTHONPATH")])),
+    }
+
+
 class WorkerProcess:
     """One `python -m jobqueue.documents.worker` process: a fresh interpreter, not a fork of the
     caller with its threads and sockets. It says when it is ready: its start-up never counts against
@@ -67,15 +76,9 @@ class WorkerProcess:
     STARTUP_TIMEOUT = 120.0
 
     def __init__(self) -> None:
-        env = {
-            **os.environ,
-            "PYTHONPATH": os.pathsep.join(
-                filter(None, [str(paths.PROJECT_ROOT / "plugins"), os.environ.get("PYTHONPATH")])
-            ),
-        }
         self.process = subprocess.Popen(
             [sys.executable, "-m", "jobqueue.documents.worker"],
-            stdin=subprocess.PIPE, stdout=subprocess.PIPE, env=env, text=True,
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, env=child_environment(), text=True,
         )  # fmt: skip
         self.ready = False
 
@@ -93,16 +96,16 @@ class WorkerProcess:
             self.process.stdin.write(json.dumps(request) + "\n")
             self.process.stdin.flush()
         except BrokenPipeError:
-            self._kill()
+            self.kill()
             return error("the PDF worker process died")
         limit = request["limits"]["timeout_seconds"]
         ready, _, _ = select.select([self.process.stdout], [], [], limit)
         if not ready:
-            self._kill()
+            self.kill()
             return error(f"rendering took longer than the limit of {limit:g} s", permanent=True)
         line = self.process.stdout.readline()
         if not line:
-            self._kill()
+            self.kill()
             return error(f"the PDF worker process died (exit code {self.process.returncode})")
         answer: Answer = json.loads(line)
         return answer
@@ -112,7 +115,7 @@ class WorkerProcess:
         ready, _, _ = select.select([self.process.stdout], [], [], self.STARTUP_TIMEOUT)
         line = self.process.stdout.readline() if ready else ""
         if not line or not json.loads(line).get("ready"):
-            self._kill()
+            self.kill()
             return error(f"the PDF worker process did not start in {self.STARTUP_TIMEOUT:g} s")
         self.ready = True
         return None
@@ -123,9 +126,9 @@ class WorkerProcess:
             self.process.stdin.close()  # type: ignore[union-attr]
         with contextlib.suppress(subprocess.TimeoutExpired):
             self.process.wait(timeout=10)
-        self._kill()
+        self.kill()
 
-    def _kill(self) -> None:
+    def kill(self) -> None:
         self.process.kill()
         self.process.wait()
         for pipe in (self.process.stdin, self.process.stdout):
