@@ -89,7 +89,8 @@ def start_render_server() -> None:
     from jobqueue.documents import server
 
     path = server.socket_path(settings.data_dir())
-    server.keep_running(path, settings.pdf_workers(), settings.pdf_idle_seconds())
+    if path is not None:
+        server.keep_running(path, settings.pdf_workers(), settings.pdf_idle_seconds())
 
 
 if __name__ == "__main__":

@@ -72,7 +72,9 @@ def render_server(path: Path, workers: int = 1, idle_seconds: float = 300) -> It
 
 @pytest.fixture
 def socket_file(tmp_path: Path) -> Path:
-    return server.socket_path(tmp_path)
+    path = server.socket_path(tmp_path)
+    assert path is not None
+    return path
 
 
 def renderer(tmp_path: Path, socket_file: Path, workers: int = 1, **kwargs) -> pool.PdfRenderer:
@@ -179,5 +181,5 @@ def test_the_server_ends_with_its_component_and_another_components_takes_the_soc
 def test_a_deep_data_folder_gets_a_socket_path_a_unix_socket_can_have(tmp_path):
     deep = tmp_path / ("d" * 60) / ("e" * 60)
     path = server.socket_path(deep)
-    assert len(str(path)) <= 107 and path != server.socket_path(tmp_path / "other")
+    assert path is not None and len(str(path)) <= 107 and path != server.socket_path(tmp_path / "other")
     assert (path.parent.stat().st_mode & 0o777) == 0o700

@@ -108,7 +108,7 @@ class _Renderer:
     """One render at a time: by the host's render server while it answers, else by a worker
     process of this run's own, started when first needed and replaced when it dies."""
 
-    def __init__(self, server: Path, limits: settings.PdfLimits) -> None:
+    def __init__(self, server: Path | None, limits: settings.PdfLimits) -> None:
         # The server's own wait for a worker's start-up, and the render's limit, and a margin.
         timeout = WorkerProcess.STARTUP_TIMEOUT + limits.timeout_seconds + 10
         self.connection = renderserver.Connection.open(server, timeout)

@@ -44,12 +44,17 @@ log = logging.getLogger(__name__)
 _MAX_SOCKET_PATH = 100
 
 
-def socket_path(data_dir: Path) -> Path:
+def socket_path(data_dir: Path) -> Path | None:
+    """Where the host's render server listens; None when there is no safe place (the runs then
+    render with workers of their own)."""
     path = data_dir / "pdf-render.sock"
     if len(str(path)) <= _MAX_SOCKET_PATH:
         return path
     private = Path(tempfile.gettempdir()) / f"jobqueue-{os.getuid()}"
     private.mkdir(mode=0o700, exist_ok=True)
+    if private.is_symlink() or private.stat().st_uid != os.getuid():  # made by someone else first
+        log.warning("%s is not this user's own folder: no render server (a shorter WORKER_DATA_DIR)", private)
+        return None
     return private / f"pdf-render-{hashlib.sha256(str(data_dir).encode()).hexdigest()[:16]}.sock"
 
 
@@ -62,7 +67,9 @@ class Connection:
         self.stream = sock.makefile("rw", encoding="utf-8")
 
     @classmethod
-    def open(cls, path: Path, timeout: float) -> Connection | None:
+    def open(cls, path: Path | None, timeout: float) -> Connection | None:
+        if path is None:
+            return None
         sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         try:
             sock.connect(str(path))
