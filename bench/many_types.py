@@ -22,6 +22,7 @@ from typing import Any
 import psycopg
 from psycopg.types.json import Jsonb
 
+from bench.waiting import log, until_done, wait_until_idle
 from devtools.harness import RunningStack, stack_environment
 
 TASK = """from jobqueue import job_type
@@ -46,7 +47,7 @@ def team_folder(types: int) -> Path:
     return team
 
 
-def measure(types: int, jobs: int, log: Any, wait_until_idle: Any) -> dict:
+def measure(types: int, jobs: int) -> dict:
     team = team_folder(types)
     env = stack_environment("worker-bench-many-") | {"WORKER_PROJECT": str(team)}
     stack = RunningStack(env)
@@ -90,16 +91,7 @@ def burst(conn: psycopg.Connection, shares: list[tuple[str, int]]) -> dict:
     specs = [{"identifier": name, "payload": {"n": n}} for name, count in shares for n in range(count)]
     start = time.monotonic()
     ids = [row[0] for row in conn.execute("select id from worker.add_jobs(%s)", [Jsonb(specs)])]
-    until(
-        lambda: (
-            not conn.execute(
-                "select count(*) from worker._jobs where id = any(%s) and state in ('waiting', 'running')",
-                [ids],
-            ).fetchone()[0]
-        ),  # type: ignore[index]
-        1800,
-        "the burst done",
-    )
+    until_done(conn, ids, 1800)
     total_s = time.monotonic() - start
     first, runs, completed = conn.execute(
         "select extract(epoch from min(completed_at) - min(created_at)), count(distinct last_worker), "

@@ -51,6 +51,7 @@ import psycopg
 from psycopg.types.json import Jsonb
 
 from bench import many_types, trickle
+from bench.waiting import log, until_done, wait_until_idle
 from devtools.harness import RunningStack, free_port, stack_environment
 from jobqueue import paths, settings
 
@@ -60,8 +61,6 @@ REPEATS = int(os.environ.get("BENCH_REPEATS") or (1 if QUICK else 3))
 TRICKLE_JOBS = int(os.environ.get("BENCH_TRICKLE_JOBS") or (10 if QUICK else 100))
 DOCUMENTS = int(os.environ.get("BENCH_DOCUMENTS") or (20 if QUICK else 1_000))
 IDLE_SECONDS = float(os.environ.get("BENCH_IDLE_SECONDS") or (15 if QUICK else 60))
-# How long no DAG run may be queued or running before a case starts (the last case's runs over).
-CALM_SECONDS = float(os.environ.get("BENCH_CALM_SECONDS") or 5)
 RATE_JOBS = int(os.environ.get("BENCH_RATE_JOBS") or (100 if QUICK else 300))
 CASES = {c.strip() for c in (os.environ.get("BENCH_CASES") or "1,2,3,4,5,6,7,8").split(",")}
 TYPES = int(os.environ.get("BENCH_TYPES") or 40)
@@ -71,11 +70,6 @@ GRAPHILE = HARNESSES / "graphile-worker"
 PDF_ENGINES = HARNESSES / "pdf-render"
 RESULTS = Path(os.environ.get("BENCH_RESULTS") or paths.PROJECT_ROOT / "bench" / "results")
 INVOICE = json.loads((paths.INCLUDE_DIR / "examples" / "generate_pdf.json").read_text())
-UNFINISHED = "select count(*) from worker._jobs where id = any(%s) and state in ('waiting', 'running')"
-
-
-def log(message: str) -> None:
-    print(f"[bench {time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
 
 
 def wait_until_up(probe: Callable[[], object], what: str, seconds: float = 20) -> None:
@@ -186,37 +180,12 @@ class Footprint:
         }
 
 
-def wait_until_idle(metadata_db: str, quiet: float = CALM_SECONDS, limit: float = 300.0) -> None:
-    """Until no DAG run is queued or running for `quiet` seconds (the first-sight runs are over)."""
-    deadline, calm_since = time.monotonic() + limit, time.monotonic()
-    with psycopg.connect(metadata_db, autocommit=True) as meta:
-        while time.monotonic() < deadline:
-            busy = meta.execute("select count(*) from dag_run where state in ('queued', 'running')")
-            if busy.fetchone()[0]:  # type: ignore[index]
-                calm_since = time.monotonic()
-            elif time.monotonic() - calm_since >= quiet:
-                return
-            time.sleep(0.5)
-
-
 def send_email_specs(n: int, prefix: str) -> list[dict]:
     return [
         {"identifier": "send_email",
          "payload": {"to": f"{prefix}{i}@example.com", "template": "welcome", "context": {"name": f"U{i}"}}}
         for i in range(n)
     ]  # fmt: skip
-
-
-def until_done(
-    conn: psycopg.Connection, ids: list[int], timeout: float, sink: Sink | None = None, mails: int = 0
-) -> None:
-    """Until every job left waiting/running and, with a sink, the sink has accepted `mails` in all."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        mailed = sink is None or sink.count()[0] >= mails
-        if mailed and not conn.execute(UNFINISHED, [ids]).fetchone()[0]:  # type: ignore[index]
-            return
-        time.sleep(0.05)
 
 
 def burst(conn: psycopg.Connection, sink: Sink, footprint: Footprint, run: int) -> dict:
@@ -732,7 +701,7 @@ def main() -> None:
         log(f"case 6: {report['celery'].get('jobs_per_s')} jobs/s")
     if "8" in CASES:
         log(f"case 8, a stack with {TYPES} job types of a team's own")
-        report["many_types"] = many_types.measure(TYPES, TYPE_JOBS, log, wait_until_idle)
+        report["many_types"] = many_types.measure(TYPES, TYPE_JOBS)
     if "5" in CASES:
         log("case 5, table scale")
         report["table_scale"] = table_scale()

@@ -1,0 +1,48 @@
+"""What the bench's cases wait on, shared by bench/run.py and bench/many_types.py: the log line,
+a stack gone quiet, a set of jobs done."""
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+from typing import Protocol
+
+import psycopg
+
+# How long no DAG run may be queued or running before a case starts (the last case's runs over).
+CALM_SECONDS = float(os.environ.get("BENCH_CALM_SECONDS") or 5)
+UNFINISHED = "select count(*) from worker._jobs where id = any(%s) and state in ('waiting', 'running')"
+
+
+class Counting(Protocol):
+    def count(self) -> tuple[int, float]: ...
+
+
+def log(message: str) -> None:
+    print(f"[bench {time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
+
+
+def wait_until_idle(metadata_db: str, quiet: float = CALM_SECONDS, limit: float = 300.0) -> None:
+    """Until no DAG run is queued or running for `quiet` seconds (the first-sight runs are over)."""
+    deadline, calm_since = time.monotonic() + limit, time.monotonic()
+    with psycopg.connect(metadata_db, autocommit=True) as meta:
+        while time.monotonic() < deadline:
+            busy = meta.execute("select count(*) from dag_run where state in ('queued', 'running')")
+            if busy.fetchone()[0]:  # type: ignore[index]
+                calm_since = time.monotonic()
+            elif time.monotonic() - calm_since >= quiet:
+                return
+            time.sleep(0.5)
+
+
+def until_done(
+    conn: psycopg.Connection, ids: list[int], timeout: float, sink: Counting | None = None, mails: int = 0
+) -> None:
+    """Until every job left waiting/running and, with a sink, the sink has accepted `mails` in all."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        mailed = sink is None or sink.count()[0] >= mails
+        if mailed and not conn.execute(UNFINISHED, [ids]).fetchone()[0]:  # type: ignore[index]
+            return
+        time.sleep(0.05)
