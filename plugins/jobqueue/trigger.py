@@ -116,6 +116,15 @@ class Watched:
 _SHARED: dict[Hashable, Watched] = {}
 
 
+def _stream_key(conn_id: str) -> Hashable:
+    return ("jobqueue.trigger.JobsWaitingTrigger", conn_id)
+
+
+def _shared(key: Hashable) -> Watched:
+    """The registry of a shared stream, whichever of its loop and its filters asks first."""
+    return _SHARED.setdefault(key, Watched())
+
+
 @dataclasses.dataclass
 class _GroupState:
     last_fire: float = float("-inf")
@@ -184,9 +193,9 @@ class PickupLoop:
         now = time.monotonic()
         for group in self.watched.groups:
             state = self.states.setdefault(group, _GroupState())
-            claimable = any(summary.get(i, (False, None))[0] for i in group)
-            dues = [due for i in group if (due := summary.get(i, (False, None))[1]) is not None]
-            state.due_in = min(dues) if dues else None
+            rows = [summary[i] for i in group if i in summary]  # a paused identifier has none
+            claimable = any(waiting for waiting, _ in rows)
+            state.due_in = min((due for _, due in rows if due is not None), default=None)
             step = next_step(
                 claimable=claimable,
                 new_work=state.new_work,
@@ -303,17 +312,17 @@ class JobsWaitingTrigger(BaseEventTrigger):
         )
 
     def shared_stream_key(self) -> Hashable:
-        return ("jobqueue.trigger.JobsWaitingTrigger", self.conn_id)
+        return _stream_key(self.conn_id)
 
     @classmethod
     async def open_shared_stream(cls, kwargs: dict[str, Any]) -> AsyncIterator[Fired]:
         conn_id = kwargs.get("conn_id", "worker_db")
-        watched = _SHARED.setdefault(("jobqueue.trigger.JobsWaitingTrigger", conn_id), Watched())
+        watched = _shared(_stream_key(conn_id))
         async for fired in PickupLoop(watched, lambda: _connect(conn_id)).events():
             yield fired
 
     async def filter_shared_stream(self, shared_stream: AsyncIterator[Any]) -> AsyncIterator[TriggerEvent]:
-        watched = _SHARED.setdefault(self.shared_stream_key(), Watched())
+        watched = _shared(self.shared_stream_key())
         async for event in self._filter(shared_stream, watched):
             yield event
 
