@@ -126,22 +126,20 @@ class Outcome:
 
 def component(root: int, name: str) -> psutil.Process:
     """The process of a component `make run` started (`python -m jobqueue.component <name>`)."""
-    for process in psutil.Process(root).children(recursive=True):
-        try:
-            if f"jobqueue.component {name}" in " ".join(process.cmdline()):
-                return process
-        except psutil.Error:  # gone, or a zombie (a killed process not yet reaped)
-            continue
-    raise LookupError(f"no live `jobqueue.component {name}` under process {root}")
+    return _descendant(root, f"jobqueue.component {name}")
 
 
 def render_server(root: int) -> psutil.Process:
     """The render server a component of `make run` started (`python -m jobqueue.documents.server`)."""
+    return _descendant(root, "jobqueue.documents.server")
+
+
+def _descendant(root: int, command: str) -> psutil.Process:
     for process in psutil.Process(root).children(recursive=True):
-        with contextlib.suppress(psutil.Error):
-            if "jobqueue.documents.server" in " ".join(process.cmdline()):
+        with contextlib.suppress(psutil.Error):  # gone, or a zombie (a killed process not yet reaped)
+            if command in " ".join(process.cmdline()):
                 return process
-    raise LookupError(f"no live render server under process {root}")
+    raise LookupError(f"no live `{command}` under process {root}")
 
 
 def invoices(load: Load, count: int) -> None:
