@@ -202,25 +202,27 @@ class Stack:
         return str(Path(sys.executable).parent / "airflow")
 
     @staticmethod
-    def _preloaded() -> list[str]:
+    def _component() -> list[str]:
+        """An Airflow command through jobqueue/component.py (modules loaded first, Airflow's waits
+        mended, a quick exit)."""
         return [sys.executable, "-m", "jobqueue.component"]
 
     def build_components(self, env: dict[str, str]) -> None:
-        airflow = self._airflow()
         commands = {
             # Log servers bind every interface and cannot be moved to loopback: skip them. With
             # LocalExecutor the api-server reads task logs from the shared local folder.
             # The scheduler forks the LocalExecutor's task processes: it starts with their modules.
-            "scheduler": [*self._preloaded(), "scheduler", "--skip-serve-logs"],
+            "scheduler": [*self._component(), "scheduler", "--skip-serve-logs"],
             # The triggerer sends a trigger's event at once instead of at its next tick (wakeup.py).
-            "triggerer": [*self._preloaded(), "triggerer", "--skip-serve-logs"],
+            "triggerer": [*self._component(), "triggerer", "--skip-serve-logs"],
             # Parses the DAG files every 30 s: with the job modules loaded, each parse is cheap.
-            "dag-processor": [*self._preloaded(), "dag-processor"],
-            "api-server": [airflow, "api-server"],
+            "dag-processor": [*self._component(), "dag-processor"],
+            # Nothing preloaded (it forks no task); its exit is component.py's (seconds less).
+            "api-server": [*self._component(), "api-server"],
         }
         if settings.executor() == "CeleryExecutor":
             # Tasks run here, not in the scheduler: the same claims as on a worker on another host.
-            commands["celery-worker"] = [*self._preloaded(), "celery", "worker", "--skip-serve-logs"]
+            commands["celery-worker"] = [*self._component(), "celery", "worker", "--skip-serve-logs"]
         if not settings.smtp_connection():
             mail_dir = self.data_dir / "mail"
             commands = {

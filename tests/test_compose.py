@@ -31,8 +31,8 @@ def test_compose_ports_are_on_loopback():
 def test_compose_runs_every_airflow_component_with_celery():
     services = yaml.safe_load(COMPOSE)["services"]
     commands = {name: service.get("command") for name, service in services.items()}
-    assert commands["airflow-apiserver"] == "api-server"
-    # All but the api-server start through jobqueue.component, as `make run` does.
+    # Every component starts through jobqueue.component, as `make run` does.
+    assert commands["airflow-apiserver"] == "python -m jobqueue.component api-server"
     assert commands["airflow-scheduler"] == "python -m jobqueue.component scheduler"
     assert commands["airflow-dag-processor"] == "python -m jobqueue.component dag-processor"
     assert commands["airflow-triggerer"] == "python -m jobqueue.component triggerer"

@@ -172,3 +172,65 @@ def test_the_schedulers_sleep_is_short_after_a_trigger_fired_when_task_ends_cann
     sleeper.close()
     assert sleeper.listener is not None
     sleeper.listener.join(timeout=10)
+
+
+@pytest.fixture
+def reaping_installed(monkeypatch):
+    from airflow.sdk.execution_time.supervisor import WatchedSubprocess
+
+    from jobqueue import reaping
+
+    monkeypatch.setattr(WatchedSubprocess, "_service_subprocess", WatchedSubprocess._service_subprocess)
+    assert reaping.install()
+
+
+def _closes_its_sockets_then_ends() -> None:
+    """A child as a trigger runner ends: its sockets closed first, the process gone a moment later
+    (here 0.3 s, so that the supervisor surely reads the end-of-files before the child is reapable)."""
+    import signal as signals
+
+    signals.signal(signals.SIGINT, signals.SIG_IGN)
+    os.closerange(0, 1024)
+    time.sleep(0.3)
+    os._exit(0)
+
+
+# Airflow's start() leaves the parent's copy of the child's request socket to the garbage collector.
+UNCLOSED_SOCKET = "ignore:Exception ignored in. <socket.socket:pytest.PytestUnraisableExceptionWarning"
+
+
+@pytest.mark.filterwarnings(UNCLOSED_SOCKET)
+def test_a_supervisor_sees_its_child_end_though_its_sockets_closed_first(reaping_installed):
+    """Airflow's kill(escalation_delay=10), as the triggerer stops its trigger runner: with every
+    socket closed before the child could be reaped, Airflow's wait slept the whole 10 s."""
+    import uuid
+
+    import attrs
+    from airflow.sdk.execution_time.supervisor import WatchedSubprocess
+
+    @attrs.define(kw_only=True)
+    class Child(WatchedSubprocess):
+        def _handle_request(self, msg, log, req_id) -> None:
+            pass
+
+    child = Child.start(target=_closes_its_sockets_then_ends, id=uuid.uuid4())
+    while child.selector.get_map():  # the child ignores SIGINT once its sockets are closed
+        child._service_subprocess(max_wait_time=1)
+    started = time.monotonic()
+    child.kill(escalation_delay=10, force=True)
+    assert child._exit_code == 0
+    assert time.monotonic() - started < 3
+
+
+def test_reaping_declines_a_wait_it_does_not_know(monkeypatch, caplog):
+    from airflow.sdk.execution_time.supervisor import WatchedSubprocess
+
+    from jobqueue import reaping
+
+    def _service_subprocess(self, max_wait_time, raise_on_timeout=False, expect_signal=None):
+        return None
+
+    monkeypatch.setattr(WatchedSubprocess, "_service_subprocess", _service_subprocess)
+    assert reaping.install() is False
+    assert WatchedSubprocess._service_subprocess is _service_subprocess
+    assert "not the one jobqueue.reaping knows" in caplog.text
