@@ -46,7 +46,6 @@ SHARED = (
 LONGEST_FIRST = (
     "fault-stack",  # 267
     "shared-stack",  # 214
-    "tests/e2e/test_faults_outages.py",  # 189
     "tests/e2e/test_acme_worker_e2e.py",  # 138
     "tests/e2e/test_celery.py",  # 137
     "tests/test_bench_smoke_celery.py",  # 122

@@ -323,8 +323,7 @@ class Faults:
         }
 
 
-# The rounds of `make test`, in two halves that run side by side on two stacks (test_faults.py and
-# test_faults_outages.py); `make soak` draws from all.
+# The rounds of `make test` (test_faults.py), in this order on one stack; `make soak` draws from all.
 KILLS = [
     "none (the same load, no fault)",
     "kill -9 task (send, mid-batch)",
