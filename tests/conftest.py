@@ -37,8 +37,7 @@ TEMPLATE = "worker_test_template"
 
 # Modules whose tests share a session fixture this costly run in one process: (fixture, unit).
 SHARED = (
-    ("shared_stack", "shared-stack"), ("fault_stack", "fault-stack"), ("team_stack", "team-stack"),
-    ("graphile_worker", "graphile"),
+    ("shared_stack", "shared-stack"), ("fault_stack", "fault-stack"), ("graphile_worker", "graphile"),
 )  # fmt: skip
 # Work units (see work_unit) started first, longest first, so that none of them comes last: seconds
 # each in a local `make test` (a timeline of each test per process, 2026-12-06; README, Testing).
@@ -50,7 +49,6 @@ LONGEST_FIRST = (
     "tests/e2e/test_celery.py",  # 137
     "tests/test_bench_smoke_celery.py",  # 122
     "tests/test_bench_smoke.py",  # 117
-    "team-stack",  # 107
     "tests/e2e/test_stack.py",  # 100
     "graphile",  # 80
     "tests/test_dag_run.py",  # 51

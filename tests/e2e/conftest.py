@@ -18,7 +18,6 @@ import urllib.parse
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import psutil
 import pytest
@@ -187,64 +186,9 @@ def metered(payload: dict, ctx) -> None:
 """
 
 
-class SharedStack(MailStack):
-    """The stack most e2e tests share: the built-in job types and a team folder's, an SMTP server
-    that requires a login (whose password must leak nowhere), and metrics to a StatsD listener."""
-
-    SMTP_LOGIN = ("mailer", "smtp-" + secrets.token_urlsafe(16))
-
-    def __init__(self, env: dict[str, str], project: Path) -> None:
-        self.statsd = StatsdListener()
-        self.statsd.start()
-        env.update(
-            WORKER_PROJECT=team_project(project, {"metered.py": METERED}),
-            WORKER_STATSD=f"127.0.0.1:{self.statsd.port}",
-            WORKER_METRICS_INTERVAL_SECONDS="1",
-        )
-        super().__init__(env, SmtpServer(login=self.SMTP_LOGIN))
-
-    def stop(self) -> None:
-        super().stop()
-        self.statsd.stop()
-
-
-@pytest.fixture(scope="session")
-def shared_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SharedStack]:
-    yield from _session_stack(SharedStack, "shared", tmp_path_factory)
-
-
-def _session_stack(kind: Any, name: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
-    """A stack of `kind` with a team folder of its own, stopped and gone at the end of the session
-    (or sooner, by its last test)."""
-    with own_stack_environment(f"worker-{name}-") as env:
-        running = kind(env, tmp_path_factory.mktemp(name) / "project")
-        try:
-            yield running
-        finally:
-            running.stop()
-
-
-@contextlib.contextmanager
-def own_mail_stack(prefix: str) -> Iterator[MailStack]:
-    """A MailStack of its own, stopped and gone afterwards."""
-    with own_stack_environment(prefix) as env:
-        running = MailStack(env)
-        try:
-            yield running
-        finally:
-            running.stop()
-
-
-@pytest.fixture(scope="session")
-def fault_stack() -> Iterator[MailStack]:
-    """The fault suite's stack (tests/e2e/test_faults.py, then test_restart.py, which stops it)."""
-    with own_mail_stack("worker-faults-") as running:
-        yield running
-
-
-# The team stack's folder (test_controls_e2e, then test_job_type_e2e): a job type with a rate limit,
-# two runs at once and a crontab line; and one of a few lines, using only the public contract,
-# whose file a test changes while the stack runs.
+# The shared stack's team folder, besides `metered`: a job type with a rate limit, two runs at once
+# and a crontab line (test_controls_e2e); and one of a few lines, using only the public contract,
+# whose file a test changes while the stack runs (test_job_type_e2e).
 THROTTLED = """\
 import time
 
@@ -271,22 +215,57 @@ def resize_image(payload: dict, ctx) -> dict:
 """
 
 
-class TeamStack(StackUnderTest):
-    """A stack with a team folder (WORKER_PROJECT) of its own job types and crontab, sending to
-    the stack's own mail sink; jobs of an identifier nothing consumes are reported after 5 s."""
+class SharedStack(MailStack):
+    """The stack most e2e tests share: the built-in job types and a team folder's (with a crontab),
+    an SMTP server that requires a login (whose password must leak nowhere), and metrics to a StatsD
+    listener; jobs of an identifier nothing consumes are reported after 5 s."""
+
+    SMTP_LOGIN = ("mailer", "smtp-" + secrets.token_urlsafe(16))
 
     def __init__(self, env: dict[str, str], project: Path) -> None:
-        env["WORKER_PROJECT"] = team_project(
-            project,
-            {"throttled.py": THROTTLED, "resize_image.py": RESIZE_IMAGE},
-            crontab='* * * * * throttled ?id=every_minute {"round": "cron"}\n',
-        )
-        env["WORKER_UNCONSUMED_AFTER_SECONDS"] = "5"
+        self.statsd = StatsdListener()
+        self.statsd.start()
         self.tasks = project / "tasks"
-        super().__init__(env)
+        tasks = {"metered.py": METERED, "throttled.py": THROTTLED, "resize_image.py": RESIZE_IMAGE}
+        env.update(
+            WORKER_PROJECT=team_project(
+                project, tasks, crontab='* * * * * throttled ?id=every_minute {"round": "cron"}\n'
+            ),
+            WORKER_STATSD=f"127.0.0.1:{self.statsd.port}",
+            WORKER_METRICS_INTERVAL_SECONDS="1",
+            WORKER_UNCONSUMED_AFTER_SECONDS="5",
+        )
+        super().__init__(env, SmtpServer(login=self.SMTP_LOGIN))
+
+    def stop(self) -> None:
+        super().stop()
+        self.statsd.stop()
 
 
 @pytest.fixture(scope="session")
-def team_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TeamStack]:
-    """The team stack (test_controls_e2e, then test_job_type_e2e, which stops it)."""
-    yield from _session_stack(TeamStack, "team", tmp_path_factory)
+def shared_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SharedStack]:
+    """The shared stack, stopped and gone at the end of the session."""
+    with own_stack_environment("worker-shared-") as env:
+        running = SharedStack(env, tmp_path_factory.mktemp("shared") / "project")
+        try:
+            yield running
+        finally:
+            running.stop()
+
+
+@contextlib.contextmanager
+def own_mail_stack(prefix: str) -> Iterator[MailStack]:
+    """A MailStack of its own, stopped and gone afterwards."""
+    with own_stack_environment(prefix) as env:
+        running = MailStack(env)
+        try:
+            yield running
+        finally:
+            running.stop()
+
+
+@pytest.fixture(scope="session")
+def fault_stack() -> Iterator[MailStack]:
+    """The fault suite's stack (tests/e2e/test_faults.py, then test_restart.py, which stops it)."""
+    with own_mail_stack("worker-faults-") as running:
+        yield running

@@ -1,4 +1,4 @@
-"""Pause and rate limits on the real stack (the team stack of tests/e2e/conftest.py). A job type
+"""Pause and rate limits on the real stack (the shared stack of tests/e2e/conftest.py). A job type
 declared with rate_limit="10/s" and two runs at once: paused, its 100 jobs wait and no DAG run
 starts; resumed through the Jobs REST API, with the triggerer killed -9 on the way, they all
 complete, each once, and take at least 9 s. Then an operator's limit set at run time (5/s, over the
@@ -66,9 +66,9 @@ def completed_once(conn: psycopg.Connection, name: str, count: int) -> list[tupl
     return done
 
 
-def test_pause_resume_and_rate_limits_on_the_stack(team_stack):
-    stack, api = team_stack.stack, team_stack.api
-    with psycopg.connect(team_stack.database, autocommit=True) as conn:
+def test_pause_resume_and_rate_limits_on_the_stack(shared_stack):
+    stack, api = shared_stack.stack, shared_stack.api
+    with psycopg.connect(shared_stack.database, autocommit=True) as conn:
         watched = "select 1 from worker._consumers where identifier = 'throttled'"
         wait_for(conn, watched, None, bool, 180, "the trigger of throttled to watch")
         # The crontab's latest tick runs as soon as Airflow sees its DAG (catchup=False): its job
@@ -97,12 +97,16 @@ def test_pause_resume_and_rate_limits_on_the_stack(team_stack):
         assert len({worker for _, _, worker in first}) >= 2  # over several runs
 
         api_post(api, token, "rate_limits", {"identifier": "throttled", "rate_limit": "5/s"})
-        limits = conn.execute("select declared, override, rate_limit from worker.rate_limits")
+        limits = conn.execute(
+            "select declared, override, rate_limit from worker.rate_limits where identifier = 'throttled'"
+        )
         assert limits.fetchall() == [("10/s", "5/s", "5/s")]
         add_round(conn, "second", 50)
         second = sorted(claimed for claimed, _, _ in completed_once(conn, "second", 50))
         assert second[-1] - second[0] >= 9.0
-        actions = conn.execute("select action from worker.job_actions order by id").fetchall()
+        actions = conn.execute(
+            "select action from worker.job_actions where detail->>'identifier' = 'throttled' order by id"
+        ).fetchall()
         assert actions == [("resume",), ("rate_limit",)]
 
         assert key == f"cron:every_minute:{tick['ts']}" and tick["backfilled"] is False
