@@ -43,16 +43,16 @@ SHARED = (
 # each in a local `make test` (a timeline of each test per process, 2026-12-06; README, Testing).
 # The others follow in collection order: each is short.
 LONGEST_FIRST = (
-    "fault-stack",  # 267
-    "shared-stack",  # 214
-    "tests/e2e/test_acme_worker_e2e.py",  # 138
-    "tests/e2e/test_celery.py",  # 137
-    "tests/test_bench_smoke_celery.py",  # 122
-    "tests/test_bench_smoke.py",  # 117
-    "tests/e2e/test_stack.py",  # 100
-    "graphile",  # 80
-    "tests/test_dag_run.py",  # 51
-    "tests/python/test_trigger.py",  # 39
+    "fault-stack",  # 430 (the outages since 2026-12-06)
+    "shared-stack",  # 350 (the team stack's tests since 2026-12-06)
+    "tests/e2e/test_acme_worker_e2e.py",  # 124
+    "tests/e2e/test_celery.py",  # 118
+    "tests/test_bench_smoke_celery.py",  # 102
+    "tests/test_bench_smoke.py",  # 78
+    "graphile",  # 60
+    "tests/e2e/test_stack.py",  # 47
+    "tests/test_dag_run.py",  # 43
+    "tests/python/test_trigger.py",  # 38
     "tests/test_dags.py",  # 13
 )
 
