@@ -23,7 +23,8 @@ whose ends we cannot hear (Celery's results come by polling) gets the short slee
 WORKER_SCHEDULER_HOT_SLEEP, for WORKER_SCHEDULER_HOT_SECONDS after a trigger fired. Waking on every
 job's notification instead, with the short sleep for everyone, cost the scheduler 21 s of CPU a
 minute at 10 jobs/s (about a loop per job), whatever the runs. When the job database is out of
-reach, the sleep is Airflow's. `python -m jobqueue.component scheduler` installs it.
+reach, the sleep is Airflow's. `python -m jobqueue.component scheduler` installs it. The idle
+sleep also mends a stale "at max_active_runs" flag of Airflow's (max_active.py).
 """
 
 from __future__ import annotations
@@ -39,6 +40,8 @@ import time
 from typing import Any
 
 import anyio
+
+from jobqueue import max_active
 
 log = logging.getLogger(__name__)
 
@@ -115,6 +118,8 @@ class _SchedulerSleep:
             self.listener.start()
         if self.unheard and time.monotonic() - self.last_news < self.hot_seconds:
             seconds = min(seconds, self.hot_sleep)
+        if max_active.repair_due():  # a stale flag held a job type's runs back: the loop has work
+            return
         try:
             ready, _, _ = select.select([self._news_out, *self.task_ends], [], [], max(0.0, seconds))
         except (OSError, ValueError) as exc:  # an executor closed its queue (it is shutting down)

@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import time
 import urllib.request
+from pathlib import Path
 
 import psycopg
 import pytest
@@ -114,3 +115,24 @@ def test_pause_resume_and_rate_limits_on_the_stack(shared_stack):
         assert {run["run_type"] for run in dag_runs(api, stack.password, "crontab_every_minute")} == {
             "scheduled"
         }
+
+
+def test_a_stale_max_active_runs_flag_does_not_hold_the_job_type_back(shared_stack):
+    """Airflow's dag-processor writes a DAG's "at max_active_runs" flag from the runs it counted when
+    its parse began: a parse while throttled had its two runs, ended after both finished, leaves the
+    flag set with none active, and Airflow creates no run until the file is parsed again (600 s).
+    The flag as such a parse leaves it: the scheduler mends it, and the job is done."""
+    metadata = shared_stack.database.replace("/worker", "/airflow")
+    with (
+        psycopg.connect(shared_stack.database, autocommit=True) as conn,
+        psycopg.connect(metadata, autocommit=True) as meta,
+    ):
+        active = "select count(*) from dag_run where dag_id = 'throttled' and state in ('queued', 'running')"
+        wait_for(meta, active, None, lambda v: v[0][0] == 0, 120, "throttled to have no run")
+        meta.execute("update dag set exceeds_max_non_backfill = true where dag_id = 'throttled'")
+        add_round(conn, "stale flag", 1)
+        completed_once(conn, "stale flag", 1)
+        flag = meta.execute("select exceeds_max_non_backfill from dag where dag_id = 'throttled'")
+        assert flag.fetchone() == (False,)
+    log = (Path(shared_stack.env["WORKER_DATA_DIR"]) / "logs" / "scheduler.log").read_text()
+    assert "throttled was marked at max_active_runs (2) with 0 run(s) active; cleared" in log
