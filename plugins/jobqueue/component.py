@@ -92,7 +92,9 @@ def exit_without_teardown(run: Callable[[], object]) -> NoReturn:
         code: object = 0
     except SystemExit as exc:
         code = exc.code
-    threading._shutdown()  # type: ignore[attr-defined]  # what Py_FinalizeEx does first
+    wait_for_threads = getattr(threading, "_shutdown", None)  # what Py_FinalizeEx does first
+    if wait_for_threads is not None:
+        wait_for_threads()
     atexit._run_exitfuncs()
     if code is not None and not isinstance(code, int):
         print(code, file=sys.stderr)
