@@ -9,6 +9,7 @@ the same job type runs."""
 from __future__ import annotations
 
 import json
+import re
 import time
 import urllib.request
 from pathlib import Path
@@ -135,4 +136,5 @@ def test_a_stale_max_active_runs_flag_does_not_hold_the_job_type_back(shared_sta
         flag = meta.execute("select exceeds_max_non_backfill from dag where dag_id = 'throttled'")
         assert flag.fetchone() == (False,)
     log = (Path(shared_stack.env["WORKER_DATA_DIR"]) / "logs" / "scheduler.log").read_text()
-    assert "throttled was marked at max_active_runs (2) with 0 run(s) active; cleared" in log
+    # None active, or the crontab's every-minute tick's run (one, under the two allowed).
+    assert re.search(r"throttled was marked at max_active_runs \(2\) with [01] run\(s\) active; cleared", log)
