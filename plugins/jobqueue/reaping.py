@@ -65,7 +65,7 @@ def _wait_for_exit(
     while (remaining := deadline - time.monotonic()) > 0:
         code = supervisor._check_subprocess_exit(expect_signal=expect_signal)
         if code is not None:
-            return int(code)
+            return code  # as Airflow has it (a signal is a Negsignal)
         time.sleep(min(step, remaining))
         step = min(step * 2, POLL_STEP_SECONDS)
     return supervisor._check_subprocess_exit(raise_on_timeout=raise_on_timeout, expect_signal=expect_signal)
