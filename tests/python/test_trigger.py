@@ -14,6 +14,25 @@ from jobqueue import trigger as trigger_module
 from jobqueue.trigger import JobsWaitingTrigger, PickupLoop, Watched
 from tests.helpers import add, claim, rows
 
+# The pickup loop's connections, as the triggerer's are named (channel.conninfo).
+TRIGGER_BACKENDS = (
+    "from pg_stat_activity where datname = current_database() and application_name = 'jobqueue-trigger'"
+)
+
+
+async def trigger_connection(db_url: str) -> psycopg.AsyncConnection:
+    """The connection the trigger's _connect makes, to the test's database."""
+    conn = await psycopg.AsyncConnection.connect(db_url, autocommit=True, application_name="jobqueue-trigger")
+    await conn.execute("set jit = off")
+    return conn
+
+
+def terminate_trigger_connections(db_url: str) -> int:
+    with psycopg.connect(db_url, autocommit=True) as admin:
+        killed = admin.execute(f"select count(pg_terminate_backend(pid)) {TRIGGER_BACKENDS}").fetchone()
+    assert killed is not None
+    return int(killed[0])
+
 
 class Watcher:
     """Runs the trigger in an event loop thread-free: `events(seconds)` collects what it yields."""
@@ -22,11 +41,7 @@ class Watcher:
         self.trigger = JobsWaitingTrigger(identifiers=identifiers)
 
         async def connect():
-            conn = await psycopg.AsyncConnection.connect(
-                db_url, autocommit=True, application_name="jobqueue-trigger"
-            )
-            await conn.execute("set jit = off")
-            return conn
+            return await trigger_connection(db_url)
 
         self.trigger._connect = connect  # type: ignore[method-assign]
         self.loop = asyncio.new_event_loop()
@@ -145,12 +160,7 @@ def test_a_queue_headed_by_another_identifier_is_claimable(watcher, conn):
 
 def test_the_trigger_reconnects_when_its_connection_dies(watcher, conn, db_url):
     assert watcher.events(0.3) == []
-    with psycopg.connect(db_url, autocommit=True) as admin:
-        killed = admin.execute(
-            "select count(pg_terminate_backend(pid)) from pg_stat_activity "
-            "where datname = current_database() and application_name = 'jobqueue-trigger'"
-        ).fetchone()
-    assert killed == (1,)
+    assert terminate_trigger_connections(db_url) == 1
     add(conn, "send_email")
     # It reconnects (after about a second) and finds the job waiting.
     assert watcher.events(4.0), "no event after the connection died"
@@ -203,11 +213,7 @@ class SharedWatchers:
         from airflow.triggers.shared_stream import SharedStreamManager
 
         async def connect(conn_id: str):
-            conn = await psycopg.AsyncConnection.connect(
-                db_url, autocommit=True, application_name="jobqueue-trigger"
-            )
-            await conn.execute("set jit = off")
-            return conn
+            return await trigger_connection(db_url)
 
         monkeypatch.setattr(trigger_module, "_connect", connect)
         self.loop = asyncio.new_event_loop()
@@ -258,10 +264,7 @@ def forty(db_url, fast, monkeypatch):
 
 
 def trigger_connections(conn) -> int:
-    [count] = conn.execute(
-        "select count(*) from pg_stat_activity "
-        "where datname = current_database() and application_name = 'jobqueue-trigger'"
-    ).fetchone()
+    [count] = conn.execute(f"select count(*) {TRIGGER_BACKENDS}").fetchone()
     return count
 
 
@@ -293,11 +296,7 @@ def test_a_type_that_joins_the_shared_loop_sees_jobs_already_waiting(forty, conn
 
 def test_the_shared_loop_reconnects_and_no_trigger_fails(forty, conn, db_url):
     forty.run(0.3)
-    with psycopg.connect(db_url, autocommit=True) as admin:
-        admin.execute(
-            "select pg_terminate_backend(pid) from pg_stat_activity "
-            "where datname = current_database() and application_name = 'jobqueue-trigger'"
-        )
+    terminate_trigger_connections(db_url)
     add(conn, "type_03")
     assert set(forty.run(4.0)) == {"type_03"}  # (again after REFIRE_SECONDS while nobody claims it)
     assert all(not task.done() for task in forty.tasks)  # every trigger still runs
