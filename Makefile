@@ -31,8 +31,15 @@ schema: $(STAMP)
 # The suite in TEST_PROCESSES processes (pytest-xdist); tests/conftest.py keeps each stack's tests in
 # one of them and starts the longest first. The slowest tests' times close the output.
 TEST_PROCESSES ?= 3
-test: $(STAMP) lint test-deps
-	$(BIN)/python -m pytest -n $(TEST_PROCESSES) --dist loadgroup --durations=20
+# `make lint` runs beside the tests: mypy holds one core for ~20 s while pytest starts its processes
+# and prepares its data (an idle core then); its output is shown, and its failure fails the target,
+# once the tests end.
+test: $(STAMP) test-deps
+	@lint_log=$$(mktemp); $(MAKE) --no-print-directory lint >$$lint_log 2>&1 & lint=$$!; \
+	$(BIN)/python -m pytest -n $(TEST_PROCESSES) --dist loadgroup --durations=20; tests=$$?; \
+	wait $$lint; linted=$$?; cat $$lint_log; rm -f $$lint_log; \
+	[ $$linted = 0 ] || echo "error: make lint failed (above)"; \
+	[ $$tests = 0 ] && [ $$linted = 0 ]
 
 # Our stack and graphile-worker side by side (BENCH_QUICK=1: a small version in a few minutes).
 bench: $(STAMP) test-deps
