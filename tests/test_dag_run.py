@@ -68,9 +68,8 @@ def nightly(payload: dict, ctx) -> dict:
 
 
 @pytest.fixture(scope="module")
-def airflow(server_url, tmp_path_factory):
-    """An Airflow home and a migrated metadata database of the module's own: `run(file, dag, conf)`
-    runs a DAG with dag.test() and returns its output."""
+def metadata(server_url, tmp_path_factory):
+    """The environment of an Airflow home and a migrated metadata database of the module's own."""
     name = f"airflow_test_{uuid.uuid4().hex[:8]}"
     url = create_database(server_url, name).replace("postgresql://", "postgresql+psycopg2://", 1)
     home = tmp_path_factory.mktemp("airflow-home")
@@ -83,16 +82,23 @@ def airflow(server_url, tmp_path_factory):
     }
     airflow = os.path.join(os.path.dirname(sys.executable), "airflow")
     subprocess.run([airflow, "db", "migrate"], env=env, check=True, capture_output=True, timeout=300)
+    yield env
+    drop_database(server_url, name)
+
+
+@pytest.fixture(scope="module")
+def airflow(metadata):
+    """`run(file, dag, conf)` runs a DAG with dag.test() on the module's metadata database and
+    returns its output."""
 
     def run(dag_file: Path, dag: str, extra_env: dict[str, str], conf: dict | None = None) -> str:
         args = [sys.executable, "-c", RUN, str(dag_file), dag, *([json.dumps(conf)] if conf else [])]
         result = subprocess.run(
-            args, env={**env, **extra_env}, capture_output=True, text=True, timeout=300
+            args, env={**metadata, **extra_env}, capture_output=True, text=True, timeout=300
         )  # fmt: skip
         return result.stdout + result.stderr
 
-    yield run
-    drop_database(server_url, name)
+    return run
 
 
 def test_what_a_task_reads_from_airflows_context(airflow, tmp_path):
@@ -150,3 +156,87 @@ def test_send_email_dag_test(airflow, conn, db_url):
     assert all(statuses[i] == ("completed", None) for i in good), statuses
     assert statuses[bad][0] == "failed" and "'name' is undefined" in statuses[bad][1]
     assert sorted(smtp.message_ids()) == sorted(f"<job-{i}@localhost>" for i in good)
+
+
+# The scheduler's idle probe (jobqueue.idle_probe) on a metadata database Airflow migrated: a DAG of
+# its own, whose rows it changes as Airflow's scheduler, API and triggerer would, the module's other
+# DAGs paused meanwhile. Each line: what the database holds, whether the probe sees work.
+PROBE = """
+import datetime
+from airflow.models.asset import AssetDagRunQueue, AssetModel
+from airflow.models.dag import DagModel
+from airflow.models.dagbundle import DagBundleModel
+from airflow.models.dagrun import DagRun
+from airflow.utils.session import create_session
+from sqlalchemy import delete, select, update
+from jobqueue import idle_probe
+
+now = datetime.datetime.now(datetime.timezone.utc)
+hour = datetime.timedelta(hours=1)
+
+def probe(label, change=None):
+    with create_session() as session:
+        if change is not None:
+            change(session)
+    print("PROBE", label, idle_probe.has_work(), flush=True)
+
+def others_paused(session):
+    session.execute(update(DagModel).where(DagModel.dag_id != "probe").values(is_paused=True))
+
+def dag(**values):
+    ours = update(DagModel).where(DagModel.dag_id == "probe")
+    return lambda session: session.execute(ours.values(**values))
+
+def run(state):
+    return lambda session: session.execute(update(DagRun).where(DagRun.dag_id == "probe").values(state=state))
+
+def new_run(session):
+    session.add(DagRun("probe", "manual__probe", run_type="manual", state="queued", run_after=now))
+
+def asset_event(session):
+    session.add(AssetModel(name="probe", uri="probe://x", group="asset"))
+    session.flush()
+    asset = session.scalar(select(AssetModel.id).where(AssetModel.name == "probe"))
+    session.add(AssetDagRunQueue(asset_id=asset, target_dag_id="probe"))
+
+def no_asset_event(session):
+    session.execute(delete(AssetDagRunQueue).where(AssetDagRunQueue.target_dag_id == "probe"))
+
+with create_session() as session:
+    paused = set(session.scalars(select(DagModel.dag_id).where(DagModel.is_paused.is_(True))))
+    session.add(DagBundleModel(name="probe"))
+    session.flush()
+    session.add(DagModel(
+        dag_id="probe", bundle_name="probe", max_active_tasks=1, max_consecutive_failed_dag_runs=0,
+        has_task_concurrency_limits=False, is_paused=False, is_stale=False,
+        next_dagrun_create_after=now + hour,
+    ))
+probe("quiet", others_paused)
+probe("due-stale", dag(next_dagrun_create_after=now - hour, is_stale=True))
+probe("due", dag(is_stale=False))
+probe("due-paused", dag(is_paused=True))
+probe("not-due", dag(is_paused=False, next_dagrun_create_after=now + hour))
+probe("run-queued", new_run)
+probe("run-running", run("running"))
+probe("run-ended", run("success"))
+probe("asset-event", asset_event)
+probe("asset-event-consumed", no_asset_event)
+with create_session() as session:
+    session.execute(delete(DagRun).where(DagRun.dag_id == "probe"))
+    session.execute(delete(DagModel).where(DagModel.dag_id == "probe"))
+    session.execute(delete(AssetModel).where(AssetModel.name == "probe"))
+    session.execute(delete(DagBundleModel).where(DagBundleModel.name == "probe"))
+    session.execute(update(DagModel).where(DagModel.dag_id.not_in(paused)).values(is_paused=False))
+"""
+
+
+def test_the_scheduler_s_idle_probe_sees_the_work_its_loop_would_find(metadata):
+    result = subprocess.run(
+        [sys.executable, "-c", PROBE], env=metadata, capture_output=True, text=True, timeout=300
+    )  # fmt: skip
+    seen = dict(line.split()[1:] for line in result.stdout.splitlines() if line.startswith("PROBE "))
+    assert seen == {
+        "quiet": "False", "due-stale": "False", "due": "True", "due-paused": "False", "not-due": "False",
+        "run-queued": "True", "run-running": "True", "run-ended": "False",
+        "asset-event": "True", "asset-event-consumed": "False",
+    }, result.stdout + result.stderr[-3000:]  # fmt: skip

@@ -163,6 +163,12 @@ def scheduler_hot() -> tuple[float, float]:
     return _float("WORKER_SCHEDULER_HOT_SECONDS", 30.0), _float("WORKER_SCHEDULER_HOT_SLEEP", 0.1)
 
 
+def scheduler_idle_seconds() -> float:
+    """The longest an idle scheduler goes without running its loop, WORKER_SCHEDULER_IDLE_SECONDS
+    (10): it still looks for work every second (idle_probe.py), and its timed events bound it."""
+    return _float("WORKER_SCHEDULER_IDLE_SECONDS", 10.0)
+
+
 def smtp_sessions() -> int:
     """SMTP sessions a send task opens at most (one per 25 messages of its batch)."""
     return _int("WORKER_SMTP_SESSIONS", 4)

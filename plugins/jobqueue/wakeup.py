@@ -24,7 +24,9 @@ WORKER_SCHEDULER_HOT_SLEEP, for WORKER_SCHEDULER_HOT_SECONDS after a trigger fir
 job's notification instead, with the short sleep for everyone, cost the scheduler 21 s of CPU a
 minute at 10 jobs/s (about a loop per job), whatever the runs. When the job database is out of
 reach, the sleep is Airflow's. `python -m jobqueue.component scheduler` installs it. The idle
-sleep also mends a stale "at max_active_runs" flag of Airflow's (max_active.py).
+sleep also mends a stale "at max_active_runs" flag of Airflow's (max_active.py), and lasts up to
+WORKER_SCHEDULER_IDLE_SECONDS (10 s) instead of 1 s, ended as soon as one query, asked once a
+second, finds anything else the loop would do (idle_probe.py).
 """
 
 from __future__ import annotations
@@ -41,7 +43,7 @@ from typing import Any
 
 import anyio
 
-from jobqueue import max_active
+from jobqueue import idle_probe, max_active
 
 log = logging.getLogger(__name__)
 
@@ -94,9 +96,11 @@ class _SchedulerSleep:
     work (see the module's docstring)."""
 
     WAKE_DELAY = 0.05
+    PROBE_EVERY = 1.0
 
-    def __init__(self, conninfo: str, hot_seconds: float, hot_sleep: float) -> None:
+    def __init__(self, conninfo: str, hot_seconds: float, hot_sleep: float, idle_seconds: float) -> None:
         self.conninfo = conninfo
+        self.idle_seconds = idle_seconds
         self.hot_seconds = hot_seconds
         self.hot_sleep = hot_sleep
         self.last_news = float("-inf")
@@ -113,24 +117,45 @@ class _SchedulerSleep:
 
     def sleep(self, seconds: float) -> None:
         if self.listener is None:  # started on first use: after the executor forked its workers
-            self._hear_executors(sys._getframe(1).f_locals.get("self"))
+            runner = sys._getframe(1).f_locals.get("self")
+            self._hear_executors(runner)
+            self._lengthen_idle_sleep(runner)
             self.listener = threading.Thread(target=self._listen, name="jobqueue-wakeup", daemon=True)
             self.listener.start()
         if self.unheard and time.monotonic() - self.last_news < self.hot_seconds:
             seconds = min(seconds, self.hot_sleep)
         if max_active.repair_due():  # a stale flag held a job type's runs back: the loop has work
             return
+        until = time.monotonic() + seconds
+        # Airflow's cadence was a loop a second: the probe keeps it for everything the loop could
+        # find, at the cost of one query (idle_probe.py).
+        while not self._woken(min(self.PROBE_EVERY, until - time.monotonic())):
+            if time.monotonic() >= until or idle_probe.has_work():
+                return
+
+    def _woken(self, seconds: float) -> bool:
+        """Waits up to `seconds`: whether a job trigger fired or a task ended meanwhile."""
         try:
             ready, _, _ = select.select([self._news_out, *self.task_ends], [], [], max(0.0, seconds))
         except (OSError, ValueError) as exc:  # an executor closed its queue (it is shutting down)
             log.warning("scheduler wake-up: cannot wait on the executors' results (%s)", exc)
             self.task_ends = []
-            return
+            return True
         if self._news_out in ready:
             self._drain_news()
             # The trigger's asset event is written about 25 ms after the notification (0.046 s at
             # most measured): wake the loop once it is there.
             time.sleep(max(0.0, self.last_news + self.WAKE_DELAY - time.monotonic()))
+        return bool(ready)
+
+    def _lengthen_idle_sleep(self, runner: Any) -> None:
+        """The loop's idle sleep becomes `idle_seconds` when the probe can read the scheduler's
+        work; else it stays as configured."""
+        configured = getattr(runner, "_scheduler_idle_sleep_time", None)
+        if not isinstance(configured, (int, float)) or self.idle_seconds <= configured:
+            return
+        if idle_probe.supported():
+            runner._scheduler_idle_sleep_time = self.idle_seconds
 
     def _hear_executors(self, runner: Any) -> None:
         """The result queues of the scheduler's executors (the loop's caller is SchedulerJobRunner,
@@ -210,5 +235,6 @@ def install_scheduler(conn_id: str = "worker_db") -> bool:
         return False
     hot_seconds, hot_sleep = settings.scheduler_hot()
     listen_to = conninfo(connection, application_name="jobqueue-scheduler-wakeup")
-    scheduler_job_runner.time = _SchedulerSleep(listen_to, hot_seconds, hot_sleep)  # type: ignore[assignment]
+    sleep = _SchedulerSleep(listen_to, hot_seconds, hot_sleep, settings.scheduler_idle_seconds())
+    scheduler_job_runner.time = sleep  # type: ignore[assignment]
     return True

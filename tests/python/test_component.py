@@ -12,7 +12,7 @@ import time
 import anyio
 import pytest
 
-from jobqueue import paths, wakeup
+from jobqueue import idle_probe, paths, wakeup
 
 
 def test_component_runs_an_airflow_command_after_loading_the_job_modules(tmp_path):
@@ -104,8 +104,9 @@ class _SchedulerLoop:
     whose started `executors` it runs (test_the_scheduler_loop_is_the_one_wakeup_knows holds the
     source to that)."""
 
-    def __init__(self, executors: list) -> None:
+    def __init__(self, executors: list, idle_sleep: float = 1.0) -> None:
         self.executors = executors
+        self._scheduler_idle_sleep_time = idle_sleep
 
     def sleep(self, sleeper: wakeup._SchedulerSleep, seconds: float) -> float:
         start = time.monotonic()
@@ -131,10 +132,45 @@ def local_executor():
     executor.end()
 
 
+@pytest.fixture
+def probes(monkeypatch) -> list[float]:
+    """The idle probe's calls (when), each answering "no work" (idle_probe.py is tested on a real
+    metadata database in tests/test_dag_run.py)."""
+    calls: list[float] = []
+
+    def has_work() -> bool:
+        calls.append(time.monotonic())
+        return False
+
+    monkeypatch.setattr(idle_probe, "has_work", has_work)
+    return calls
+
+
+def test_an_idle_schedulers_sleep_is_long_and_looks_for_work_every_second(db_url, probes, monkeypatch):
+    sleeper = wakeup._SchedulerSleep(db_url, hot_seconds=30, hot_sleep=0.1, idle_seconds=10)
+    loop = _SchedulerLoop([object()], idle_sleep=1.0)
+    start = time.monotonic()
+    assert loop.sleep(sleeper, 2.5) >= 2.5  # no work: the whole sleep
+    assert [round(t - start) for t in probes] == [1, 2]  # looked once a second
+    assert loop._scheduler_idle_sleep_time == 10  # the loop's idle sleep is now the long one
+
+    monkeypatch.setattr(idle_probe, "has_work", lambda: True)
+    assert 1.0 <= loop.sleep(sleeper, 10) < 5  # work: the loop runs at the next look
+
+    configured_longer = _SchedulerLoop([object()], idle_sleep=30.0)
+    other = wakeup._SchedulerSleep(db_url, 30, 0.1, idle_seconds=10)
+    configured_longer.sleep(other, 0)
+    assert configured_longer._scheduler_idle_sleep_time == 30  # never shortened
+    for each in (sleeper, other):
+        each.close()
+        assert each.listener is not None
+        each.listener.join(timeout=10)
+
+
 def test_the_schedulers_sleep_ends_when_a_trigger_fires_or_a_task_ends_not_when_a_job_arrives(
-    conn, db_url, local_executor
+    conn, db_url, local_executor, probes
 ):
-    sleeper = wakeup._SchedulerSleep(db_url, hot_seconds=30, hot_sleep=0.1)
+    sleeper = wakeup._SchedulerSleep(db_url, hot_seconds=30, hot_sleep=0.1, idle_seconds=10)
     loop = _SchedulerLoop([local_executor])
     assert sleeper.listener is None
     assert loop.sleep(sleeper, 0.5) >= 0.5  # the full sleep; also starts the listener
@@ -159,9 +195,11 @@ def test_the_schedulers_sleep_ends_when_a_trigger_fires_or_a_task_ends_not_when_
     assert not listener.is_alive()
 
 
-def test_the_schedulers_sleep_is_short_after_a_trigger_fired_when_task_ends_cannot_be_heard(conn, db_url):
+def test_the_schedulers_sleep_is_short_after_a_trigger_fired_when_task_ends_cannot_be_heard(
+    conn, db_url, probes
+):
     """Celery's results come by polling: the loop's sleep is the short one for a while after a fire."""
-    sleeper = wakeup._SchedulerSleep(db_url, hot_seconds=30, hot_sleep=0.1)
+    sleeper = wakeup._SchedulerSleep(db_url, hot_seconds=30, hot_sleep=0.1, idle_seconds=10)
     loop = _SchedulerLoop([object()])  # an executor without a result queue
     assert loop.sleep(sleeper, 0.5) >= 0.5  # cold: the full sleep
     assert sleeper.unheard == ["object"]
