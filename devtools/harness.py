@@ -69,6 +69,11 @@ class RunningStack:
         if how == "sigint":
             self.process.send_signal(signal.SIGINT)
         else:
+            if how == "kill -9, then make stop":  # the supervisor dies; its components do not
+                self.process.kill()
+                self.process.wait()
+            else:
+                assert how == "make stop", how
             subprocess.run(
                 [sys.executable, "-m", "devtools.stack", "stop"], env=self.env, check=True, timeout=120
             )

@@ -43,6 +43,7 @@ class Component:
     command: list[str]
     env: dict[str, str]
     log_path: Path
+    group_file: Path  # the process group's id while it runs: what `make stop` finds if we die
     process: subprocess.Popen[bytes] | None = None
     started_at: float = 0.0
     restarts: int = 0
@@ -61,6 +62,7 @@ class Component:
             stdin=subprocess.DEVNULL,
             start_new_session=True,
         )
+        self.group_file.write_text(str(self.process.pid))
         self.started_at = time.monotonic()
 
     def exited(self) -> int | None:
@@ -74,6 +76,45 @@ class Component:
     def close_log(self) -> None:
         if self._log_file:
             self._log_file.close()
+
+    def forget(self) -> None:
+        """Its group is gone: nothing for `make stop` to find."""
+        self.group_file.unlink(missing_ok=True)
+
+
+def stop_orphans(folder: Path) -> list[str]:
+    """Stops the process groups of components whose supervisor died without stopping them (killed
+    with SIGKILL, say): a scheduler, triggerer or dag-processor ends when the database goes, but an
+    API server keeps serving on its port. Each group file names a group the supervisor started; it
+    is signalled only if a process of that group is still one of ours. The names of those stopped."""
+    stopped = []
+    for group_file in sorted(folder.glob("*.pgid")):
+        with contextlib.suppress(ValueError, OSError):
+            group = int(group_file.read_text())
+            if _our_group_lives(group):
+                os.killpg(group, signal.SIGTERM)
+                deadline = time.monotonic() + STOP_GRACE_SECONDS
+                while _our_group_lives(group) and time.monotonic() < deadline:
+                    time.sleep(0.2)
+                if _our_group_lives(group):
+                    os.killpg(group, signal.SIGKILL)
+                stopped.append(group_file.stem)
+        group_file.unlink(missing_ok=True)
+    return stopped
+
+
+def _our_group_lives(group: int) -> bool:
+    """Whether a process of process group `group` runs Airflow or one of ours, a component or the
+    mail sink (not a stranger that was given the number since)."""
+    for entry in Path("/proc").iterdir():
+        with contextlib.suppress(OSError, ValueError, IndexError):
+            stat = (entry / "stat").read_text()
+            fields = stat[stat.rindex(")") + 2 :].split()
+            if fields[0] != "Z" and int(fields[2]) == group:
+                command = (entry / "cmdline").read_bytes()
+                if any(mark in command for mark in (b"airflow", b"jobqueue", b"devtools.")):
+                    return True
+    return False
 
 
 # What each Airflow CLI group's `migrate` migrates, as the log says it.
@@ -232,12 +273,14 @@ class Stack:
                 **commands,
             }  # fmt: skip
         self.components = [
-            Component(name, command, env, self.log_dir / f"{name}.log") for name, command in commands.items()
+            Component(name, command, env, self.log_dir / f"{name}.log", self.data_dir / f"{name}.pgid")
+            for name, command in commands.items()
         ]
 
     def run(self) -> int:
         self._refuse_if_running()
         self.pid_file.parent.mkdir(parents=True, exist_ok=True)
+        self._stop_orphans()
         self.pid_file.write_text(str(os.getpid()))
         for signum in (signal.SIGINT, signal.SIGTERM):
             signal.signal(signum, self._request_stop)
@@ -353,12 +396,18 @@ class Stack:
             component.signal_group(signal.SIGKILL)
             component.process.wait()
             component.close_log()
+            component.forget()
         if self.cluster:
             self.cluster.stop()
             log("PostgreSQL stopped")
         if self.pid_file.exists() and self.pid_file.read_text().strip() == str(os.getpid()):
             self.pid_file.unlink()
         log("stopped")
+
+    def _stop_orphans(self) -> None:
+        if self.data_dir.is_dir():
+            for name in stop_orphans(self.data_dir):
+                log(f"stopped the {name} a supervisor that died had left running")
 
     def stop_other(self) -> int:
         """`make stop`: asks the running supervisor to stop, and waits for it."""
@@ -373,6 +422,7 @@ class Stack:
             if self._running_pid() == pid:
                 log(f"supervisor {pid} did not stop: killing it")
                 os.kill(pid, signal.SIGKILL)
+        self._stop_orphans()
         if self.cluster and self.cluster.initialized() and self.cluster.running():
             self.cluster.stop()
             log("PostgreSQL stopped")

@@ -92,7 +92,7 @@ def acme_stack(server_url: str, folder: Path) -> Iterator[AcmeStack]:
             try:
                 yield running
             finally:
-                running.stack.stop_with("sigint")
+                running.stack.stop_with("make stop")
     finally:
         smtp.stop()
         partner.shutdown()
