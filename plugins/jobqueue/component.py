@@ -1,6 +1,6 @@
 """`python -m jobqueue.component <airflow command...>`: an Airflow component with the job DAGs'
 modules imported first (for the triggerer and the scheduler, jobqueue.wakeup installed; for the
-dag-processor, jobqueue.reparse; for all, jobqueue.reaping).
+dag-processor, jobqueue.reparse and jobqueue.parsing_idle; for all, jobqueue.reaping).
 
 The LocalExecutor forks its workers from the scheduler and each task process from a worker (the
 Celery worker forks too), so a module the parent holds costs a task nothing. Without this each task
@@ -73,8 +73,9 @@ def main() -> None:
     elif command[:1] == ["scheduler"]:
         wakeup.install_scheduler()
     elif command[:1] == ["dag-processor"]:
-        from jobqueue import reparse
+        from jobqueue import parsing_idle, reparse, settings
 
+        parsing_idle.install(settings.dag_processor_idle_seconds())
         reparse.install()
     if runs_tasks(command):
         start_render_server()

@@ -7,8 +7,8 @@ forms of send_email and generate_pdf offer the template folders found. An edit o
 take up to ten minutes to show. So a thread in the dag-processor looks at them every few seconds
 and, when one changed, asks Airflow to parse the DAG file that reads it: a row in
 `dag_priority_parsing_request`, what the UI's "Reparse DAG file" button writes, which the
-dag-processor takes up at its next loop (each second). `python -m jobqueue.component dag-processor`
-starts it.
+dag-processor takes up at its next loop, at once (parsing_idle.wake ends its idle wait).
+`python -m jobqueue.component dag-processor` starts it.
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ import time
 from collections.abc import Callable, Hashable
 from pathlib import Path
 
-from jobqueue import project, settings
+from jobqueue import parsing_idle, project, settings
 
 log = logging.getLogger(__name__)
 
@@ -86,6 +86,8 @@ class Watcher:
                 self.seen[name] = now
                 changed.append(name)
                 log.info("%s reads a file that changed: asked the dag-processor to parse it again", name)
+        if changed:
+            parsing_idle.wake()  # its loop may be in a long idle wait
         return changed
 
     def run(self) -> None:

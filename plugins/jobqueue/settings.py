@@ -169,6 +169,12 @@ def scheduler_idle_seconds() -> float:
     return _float("WORKER_SCHEDULER_IDLE_SECONDS", 10.0)
 
 
+def dag_processor_idle_seconds() -> float:
+    """The dag-processor's wait between loops when it parses nothing, WORKER_DAG_PROCESSOR_IDLE_SECONDS
+    (5; Airflow's is 1): see parsing_idle.py."""
+    return _float("WORKER_DAG_PROCESSOR_IDLE_SECONDS", 5.0)
+
+
 def smtp_sessions() -> int:
     """SMTP sessions a send task opens at most (one per 25 messages of its batch)."""
     return _int("WORKER_SMTP_SESSIONS", 4)

@@ -272,3 +272,42 @@ def test_reaping_declines_a_wait_it_does_not_know(monkeypatch, caplog):
     assert reaping.install() is False
     assert WatchedSubprocess._service_subprocess is _service_subprocess
     assert "not the one jobqueue.reaping knows" in caplog.text
+
+
+@pytest.fixture
+def dag_processor(monkeypatch):
+    """A DagFileProcessorManager with its loop's selector, parsing_idle installed (5 s) for this test."""
+    import selectors
+
+    from airflow.dag_processing.manager import DagFileProcessorManager
+
+    from jobqueue import parsing_idle
+
+    service = DagFileProcessorManager._service_processor_sockets
+    monkeypatch.setattr(DagFileProcessorManager, "_service_processor_sockets", service)
+    monkeypatch.setattr(parsing_idle, "_wake_in", None)
+    monkeypatch.setattr(parsing_idle, "_unwakeable", False)
+    assert parsing_idle.install(5.0), "Airflow's dag-processor loop changed: see jobqueue/parsing_idle.py"
+    manager = DagFileProcessorManager(max_runs=1)
+    manager.selector = selectors.DefaultSelector()
+    yield manager
+    manager.selector.close()
+
+
+# The dag-processor's module imports Starlette's test client (Airflow's in-process execution API),
+# which warns that httpx2 is not installed; Airflow's own requirement.
+@pytest.mark.filterwarnings("ignore:Using `httpx` with `starlette.testclient` is deprecated")
+def test_an_idle_dag_processor_waits_long_and_a_file_to_parse_wakes_it(dag_processor):
+    from jobqueue import parsing_idle
+
+    def waited(timeout: float) -> float:
+        start = time.monotonic()
+        dag_processor._service_processor_sockets(timeout=timeout)
+        return time.monotonic() - start
+
+    assert waited(0.5) >= 5.0  # nothing to parse: the long wait instead of the loop's 0.5 s
+    _later(0.3, parsing_idle.wake)  # reparse.py asked for a file to be parsed again
+    assert waited(0.5) < 2.5
+    assert waited(0) < 0.5  # the loop was late: no wait, as Airflow's
+    dag_processor._file_queue["a file"] = None
+    assert waited(0.5) < 2.5  # files wait to be parsed: Airflow's cadence
