@@ -15,10 +15,13 @@ import json
 import os
 import subprocess
 import sys
+import time
 import uuid
 from pathlib import Path
 
+import psycopg
 import pytest
+from psycopg import sql
 
 from devtools import airflow_env
 from jobqueue import paths
@@ -240,3 +243,46 @@ def test_the_scheduler_s_idle_probe_sees_the_work_its_loop_would_find(metadata):
         "run-queued": "True", "run-running": "True", "run-ended": "False",
         "asset-event": "True", "asset-event-consumed": "False",
     }, result.stdout + result.stderr[-3000:]  # fmt: skip
+
+
+# A component's last write (jobqueue.job_end), on the module's metadata database: the job's end
+# recorded while its database refuses connections, as during a PostgreSQL restart.
+END = """
+import sys
+from airflow.jobs.job import Job
+from airflow.utils.session import create_session
+from jobqueue import job_end
+
+assert job_end.install()
+job = Job(job_type="TriggererJob")
+with create_session() as session:
+    job.prepare_for_execution(session=session)
+    print("JOB", job.id, flush=True)
+    sys.stdin.readline()  # the database goes away meanwhile
+    job.state = "failed"
+    job.complete_execution(session=session)
+print("ENDED", flush=True)
+"""
+
+
+def test_a_component_records_its_end_once_its_database_is_back(metadata, server_url):
+    database = metadata["AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"].rpartition("/")[2]
+    component = subprocess.Popen(
+        [sys.executable, "-c", END], env=metadata, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    assert component.stdout is not None and component.stdin is not None
+    job_id = int(component.stdout.readline().split()[1])
+    with psycopg.connect(server_url, autocommit=True) as admin:
+        admin.execute(sql.SQL("alter database {} allow_connections false").format(sql.Identifier(database)))
+        admin.execute("select pg_terminate_backend(pid) from pg_stat_activity where datname = %s", [database])
+        component.stdin.write("\n")
+        component.stdin.flush()
+        time.sleep(2.5)  # the component's write fails, and is tried again
+        admin.execute(sql.SQL("alter database {} allow_connections true").format(sql.Identifier(database)))
+    out, err = component.communicate(timeout=60)
+    assert component.returncode == 0 and "ENDED" in out, (out + err)[-3000:]
+    assert "cannot record the end of TriggererJob" in out + err  # the first try did fail
+    with psycopg.connect(metadata["AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"].replace("+psycopg2", "")) as conn:
+        row = conn.execute("select state, end_date from job where id = %s", [job_id]).fetchone()
+    assert row is not None and row[0] == "failed" and row[1] is not None, row

@@ -1,6 +1,7 @@
 """`python -m jobqueue.component <airflow command...>`: an Airflow component with the job DAGs'
 modules imported first (for the triggerer and the scheduler, jobqueue.wakeup installed; for the
-dag-processor, jobqueue.reparse and jobqueue.parsing_idle; for all, jobqueue.reaping).
+dag-processor, jobqueue.reparse and jobqueue.parsing_idle; for all, jobqueue.reaping; for those
+three, jobqueue.job_end).
 
 The LocalExecutor forks its workers from the scheduler and each task process from a worker (the
 Celery worker forks too), so a module the parent holds costs a task nothing. Without this each task
@@ -65,9 +66,11 @@ def main() -> None:
     command = sys.argv[1:]
     if command[:1] != ["api-server"]:  # it forks no task: nothing gained by loading them first
         preload()
-    from jobqueue import reaping, wakeup
+    from jobqueue import job_end, reaping, wakeup
 
     reaping.install()
+    if command[:1] in (["scheduler"], ["triggerer"], ["dag-processor"]):
+        job_end.install()
     if command[:1] == ["triggerer"]:
         wakeup.install()
     elif command[:1] == ["scheduler"]:
