@@ -137,8 +137,11 @@ def prepared_data(folder: Path) -> Path:
 
 @contextmanager
 def own_stack_environment(prefix: str, *, fresh: bool = False) -> Iterator[dict[str, str]]:
-    """stack_environment(prefix), and afterwards whatever was started in it stopped and its data gone."""
-    env = stack_environment(prefix, fresh=fresh)
+    """stack_environment(prefix), and afterwards whatever was started in it stopped and its data gone.
+    Its PostgreSQL does not sync to disk (WORKER_PG_DURABLE): the data is gone after the test, and
+    no test crashes the machine (a fast restart loses nothing either way). The bench keeps `make
+    run`'s durable cluster."""
+    env = stack_environment(prefix, fresh=fresh) | {"WORKER_PG_DURABLE": "false"}
     try:
         yield env
     finally:

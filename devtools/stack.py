@@ -129,7 +129,7 @@ class Stack:
         self.cluster = (
             None
             if settings.external_database_url()
-            else LocalCluster(self.data_dir / "pg", settings.pg_port())
+            else LocalCluster(self.data_dir / "pg", settings.pg_port(), durable=settings.pg_durable())
         )
         self.components: list[Component] = []
         self.stopping = False

@@ -83,6 +83,12 @@ def pg_port() -> int:
     return _int("WORKER_PG_PORT", DEFAULT_PG_PORT)
 
 
+def pg_durable() -> bool:
+    """Whether the local cluster syncs its writes to disk, WORKER_PG_DURABLE (true). The tests'
+    stacks turn it off: no test crashes the machine, and a fast restart loses nothing either way."""
+    return os.environ.get("WORKER_PG_DURABLE", "true").lower() not in ("0", "false", "no")
+
+
 def smtp_port() -> int:
     return _int("WORKER_SMTP_PORT", DEFAULT_SMTP_PORT)
 
