@@ -535,11 +535,12 @@ def met(ok: bool | None) -> str:
     return "n/a" if ok is None else ("yes" if ok else "no")
 
 
-# Issue 14's targets, each with how it is checked against this run's figures.
-BURST_TARGET = 1.0  # x graphile-worker's best mode, same run
-TRICKLE_TARGET = (0.35, 0.8)  # p50, p99 seconds
-DOCUMENTS_TARGET = 0.9  # x raw WeasyPrint on all cores, same run
-IDLE_TARGET = (5.0, 900)  # % of one core, PSS MiB
+# The single-type targets as issue 26 raised them (issue 14's were 1.0 x, 0.35 / 0.8 s, 0.9 x and
+# 5 %), each with how it is checked against this run's figures.
+BURST_TARGET = 1.5  # x graphile-worker's best mode, same run
+TRICKLE_TARGET = (0.25, 0.6)  # p50, p99 seconds
+DOCUMENTS_TARGET = 1.0  # x raw WeasyPrint on all cores, same run
+IDLE_TARGET = (3.0, 900)  # % of one core, PSS MiB
 SCALE_TARGET_MS = 5.0  # p99
 # Issue 26's: a limit of RATE_LIMIT a second delivers at least this share of it, never more.
 RATE_LIMIT = 10.0
