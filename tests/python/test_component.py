@@ -151,7 +151,8 @@ def test_an_idle_schedulers_sleep_is_long_and_looks_for_work_every_second(db_url
     loop = _SchedulerLoop([object()], idle_sleep=1.0)
     start = time.monotonic()
     assert loop.sleep(sleeper, 2.5) >= 2.5  # no work: the whole sleep
-    assert [round(t - start) for t in probes] == [1, 2]  # looked once a second
+    gaps = [later - earlier for earlier, later in zip([start, *probes], probes, strict=False)]
+    assert 1 <= len(probes) <= 2 and min(gaps) >= 0.95, gaps  # looked once a second (two, unless late)
     assert loop._scheduler_idle_sleep_time == 10  # the loop's idle sleep is now the long one
 
     monkeypatch.setattr(idle_probe, "has_work", lambda: True)
