@@ -24,6 +24,8 @@ import urllib.request
 from pathlib import Path
 from typing import IO
 
+import psutil
+
 from devtools import airflow_env
 from devtools.localpg import LocalCluster
 from jobqueue import migrations, paths, settings
@@ -106,13 +108,11 @@ def stop_orphans(folder: Path) -> list[str]:
 def _our_group_lives(group: int) -> bool:
     """Whether a process of process group `group` runs Airflow or one of ours, a component or the
     mail sink (not a stranger that was given the number since)."""
-    for entry in Path("/proc").iterdir():
-        with contextlib.suppress(OSError, ValueError, IndexError):
-            stat = (entry / "stat").read_text()
-            fields = stat[stat.rindex(")") + 2 :].split()
-            if fields[0] != "Z" and int(fields[2]) == group:
-                command = (entry / "cmdline").read_bytes()
-                if any(mark in command for mark in (b"airflow", b"jobqueue", b"devtools.")):
+    for process in psutil.process_iter(["cmdline", "status"]):
+        with contextlib.suppress(psutil.Error, OSError):
+            if process.info["status"] != psutil.STATUS_ZOMBIE and os.getpgid(process.pid) == group:
+                command = " ".join(process.info["cmdline"] or [])
+                if any(mark in command for mark in ("airflow", "jobqueue", "devtools.")):
                     return True
     return False
 
