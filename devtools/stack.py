@@ -422,6 +422,8 @@ class Stack:
             if self._running_pid() == pid:
                 log(f"supervisor {pid} did not stop: killing it")
                 os.kill(pid, signal.SIGKILL)
+        if self._running_pid() is None:  # a supervisor killed before it could remove it
+            self.pid_file.unlink(missing_ok=True)
         self._stop_orphans()
         if self.cluster and self.cluster.initialized() and self.cluster.running():
             self.cluster.stop()

@@ -87,3 +87,4 @@ def test_run_serves_the_printed_login_and_stops_clean(fresh_stack_env):
         # serving on its port before).
         again.stop_with("kill -9, then make stop")
     assert survivors(again.pids) == []
+    assert not (Path(fresh_stack_env["WORKER_DATA_DIR"]) / "stack.pid").exists()
