@@ -33,8 +33,9 @@ DEFAULT_ARGS: dict[str, Any] = {
 
 def build_dag(job_type: JobType) -> Any:
     """The DAG named after the identifier, registered with Airflow as the DAG file is parsed."""
-    from airflow.providers.standard.operators.python import PythonOperator
     from airflow.sdk import DAG, chain
+
+    from jobqueue.step_operator import StepOperator
 
     first = job_type.steps[0].function
     with DAG(
@@ -49,7 +50,7 @@ def build_dag(job_type: JobType) -> Any:
     ) as dag:
         chain(
             *(
-                PythonOperator(task_id=each.name, python_callable=_task(job_type, index))
+                StepOperator(task_id=each.name, python_callable=_task(job_type, index))
                 for index, each in enumerate(job_type.steps)
             )
         )

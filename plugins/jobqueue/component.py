@@ -1,7 +1,7 @@
 """`python -m jobqueue.component <airflow command...>`: an Airflow component with the job DAGs'
 modules imported first (for the triggerer and the scheduler, jobqueue.wakeup installed; for the
 dag-processor, jobqueue.reparse and jobqueue.parsing_idle; for all, jobqueue.reaping; for those
-three, jobqueue.job_end).
+three, jobqueue.job_end; where tasks run, jobqueue.first_heartbeat).
 
 The LocalExecutor forks its workers from the scheduler and each task process from a worker (the
 Celery worker forks too), so a module the parent holds costs a task nothing. Without this each task
@@ -39,6 +39,7 @@ PRELOAD = (
     "airflow.providers.smtp.hooks.smtp",
     "airflow.providers.standard.operators.python",
     "jobqueue.airflow_dag",
+    "jobqueue.step_operator",
     "jobqueue.emails.steps",
     "jobqueue.documents.steps",
     "jobqueue.digest",
@@ -81,6 +82,9 @@ def main() -> None:
         parsing_idle.install(settings.dag_processor_idle_seconds())
         reparse.install()
     if runs_tasks(command):
+        from jobqueue import first_heartbeat
+
+        first_heartbeat.install()
         start_render_server()
     sys.argv = ["airflow", *command]
     exit_without_teardown(airflow_main)
