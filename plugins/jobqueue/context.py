@@ -9,6 +9,7 @@ import threading
 from collections.abc import Callable, Iterable, MutableMapping
 from typing import Any
 
+from jobqueue.completer import real_connection
 from jobqueue.exceptions import JobAbandoned
 from jobqueue.jobs import Job, JobSpec, JsonValue
 from jobqueue.manager import JobManager
@@ -48,7 +49,7 @@ class JobContext:
     @property
     def connection(self) -> Any:
         """The job database connection, inside the job's transaction."""
-        return self._manager().conn
+        return real_connection(self._manager().conn)
 
     def add_job(self, identifier: str, payload: JsonValue = None, **options: Any) -> Job:
         """worker.add_job with its options (queue_name, run_at, max_attempts, job_key, priority,

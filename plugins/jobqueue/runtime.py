@@ -21,7 +21,7 @@ from typing import Any
 
 from jobqueue import metrics
 from jobqueue.claiming import step_inputs
-from jobqueue.completer import Completer, Connect
+from jobqueue.completer import Completer, Connect, connection_lost
 from jobqueue.declaration import JobType
 from jobqueue.exceptions import RunPayloadRefused
 from jobqueue.handlers import Handler, executor_for
@@ -66,8 +66,7 @@ class StepRun:
             completer.start()
             executor_for(self.handler, completer).run(inputs.items)
             completer.close()
-            # On a new connection: the handler may have outlived a restart of the database.
-            failed_in_run = self._end_of_run(completer.fresh()) if self.last else 0
+            failed_in_run = self._end_of_run_on(control) if self.last else 0
         finally:
             completer.finish()
             metrics.outcomes(self.job_type.identifier, completer.counts)
@@ -76,6 +75,18 @@ class StepRun:
             summary["failed_in_run"] = failed_in_run
         log.info("step %s of %s: %s", self.step.name, self.worker_id, summary)
         return summary
+
+    def _end_of_run_on(self, control: JobManager) -> int:
+        """_end_of_run on the step's first connection, or on a new one if the database restarted
+        while the handlers ran (what it does is a read, then writes that a second try repeats
+        harmlessly: it finds what is still held)."""
+        try:
+            return self._end_of_run(control)
+        except Exception as exc:
+            if not connection_lost(exc):
+                raise
+            log.warning("the end of run %s: %s; again on a new connection", self.worker_id, exc)
+        return self._end_of_run(self.completer.fresh())
 
     def _end_of_run(self, control: JobManager) -> int:
         """Releases what the run still holds, and counts its jobs failed for good in any step (what

@@ -150,6 +150,36 @@ def test_a_manual_run_s_refused_payload_has_its_job_type_s_cap(conn, db_url):
     assert (refused["status"], refused["attempts"], refused["max_attempts"]) == ("failed", 3, 3)
 
 
+def test_a_run_opens_a_connection_only_for_the_handlers_that_use_one(conn, db_url):
+    """A run's own two connections (claims and end of run; the writer's), and one per lane only
+    where a handler touched ctx's database: each costs the task a few ms and PostgreSQL a backend.
+    What a handler gets as ctx.connection is psycopg's own connection."""
+    opened: list[psycopg.Connection] = []
+
+    def connect() -> psycopg.Connection:
+        opened.append(psycopg.connect(db_url))
+        return opened[-1]
+
+    @job_type("quiet", concurrency=4)
+    def quiet(payload, ctx):
+        return payload
+
+    @job_type("chatty", concurrency=4)
+    def chatty(payload, ctx):
+        assert type(ctx.connection) is psycopg.Connection
+        return ctx.connection.execute("select 1").fetchone()[0]
+
+    for n in range(20):
+        add(conn, "quiet", {"n": n})
+        add(conn, "chatty", {"n": n})
+    assert StepRun(quiet, 0, "quiet/r1", connect).run(None) == {"jobs": 20, "completed": 20}
+    assert len(opened) == 2
+    del opened[:]
+    assert StepRun(chatty, 0, "chatty/r1", connect).run(None) == {"jobs": 20, "completed": 20}
+    assert 3 <= len(opened) <= 2 + 4  # a lane's connection is opened once, then serves its jobs
+    assert all(each.closed for each in opened)
+
+
 class Line(pydantic.BaseModel):
     total: decimal.Decimal
     day: datetime.date
