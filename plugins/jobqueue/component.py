@@ -1,7 +1,8 @@
 """`python -m jobqueue.component <airflow command...>`: an Airflow component with the job DAGs'
 modules imported first (for the triggerer and the scheduler, jobqueue.wakeup installed; for the
 dag-processor, jobqueue.reparse and jobqueue.parsing_idle; for all, jobqueue.reaping; for those
-three, jobqueue.job_end; where tasks run, jobqueue.first_heartbeat).
+three, jobqueue.job_end; where tasks run, jobqueue.first_heartbeat, and with the LocalExecutor,
+jobqueue.idle_workers).
 
 The LocalExecutor forks its workers from the scheduler and each task process from a worker (the
 Celery worker forks too), so a module the parent holds costs a task nothing. Without this each task
@@ -82,9 +83,11 @@ def main() -> None:
         parsing_idle.install(settings.dag_processor_idle_seconds())
         reparse.install()
     if runs_tasks(command):
-        from jobqueue import first_heartbeat
+        from jobqueue import first_heartbeat, idle_workers, settings
 
         first_heartbeat.install()
+        if command[:1] == ["scheduler"]:
+            idle_workers.install(settings.executor_idle_seconds())
         start_render_server()
     sys.argv = ["airflow", *command]
     exit_without_teardown(airflow_main)

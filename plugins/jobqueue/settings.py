@@ -181,6 +181,12 @@ def dag_processor_idle_seconds() -> float:
     return _float("WORKER_DAG_PROCESSOR_IDLE_SECONDS", 5.0)
 
 
+def executor_idle_seconds() -> float:
+    """How long the LocalExecutor's workers stay with no task before they leave,
+    WORKER_EXECUTOR_IDLE_SECONDS (30; 0 keeps them): see idle_workers.py."""
+    return _float("WORKER_EXECUTOR_IDLE_SECONDS", 30.0)
+
+
 def smtp_sessions() -> int:
     """SMTP sessions a send task opens at most (one per 25 messages of its batch)."""
     return _int("WORKER_SMTP_SESSIONS", 4)

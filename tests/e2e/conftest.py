@@ -246,6 +246,9 @@ class SharedStack(MailStack):
 def shared_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SharedStack]:
     """The shared stack, stopped and gone at the end of the session."""
     with own_stack_environment("worker-shared-") as env:
+        # The LocalExecutor's workers leave after 3 s without a task (idle_workers.py; 30 by
+        # default) and come back with the next: every test on this stack goes through both.
+        env["WORKER_EXECUTOR_IDLE_SECONDS"] = "3"
         running = SharedStack(env, tmp_path_factory.mktemp("shared") / "project")
         try:
             yield running

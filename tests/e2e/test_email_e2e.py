@@ -139,3 +139,22 @@ def test_jobs_become_emails(shared_stack):
     assert len(message_ids) == len(set(message_ids)), "a message was delivered twice"
     assert len(ours(smtp, ids + later)) == 1010, "a message was lost"
     assert [to for to, _ in smtp.messages if to == ["rest@example.com"]] == [["rest@example.com"]]
+
+
+def test_a_job_after_the_executors_workers_left_goes_out(shared_stack):
+    """The LocalExecutor's workers leave once the host has had no task for a while (3 s on this
+    stack) and are forked again for the next job: it goes out as any other."""
+    scheduler_log = Path(shared_stack.env["WORKER_DATA_DIR"]) / "logs" / "scheduler.log"
+    left = "LocalExecutor worker(s) left until the next task"
+    before = scheduler_log.read_text().count(left)
+    with psycopg.connect(shared_stack.database, autocommit=True) as conn:
+        deadline = time.monotonic() + 90
+        while scheduler_log.read_text().count(left) == before:  # the last test's tasks, then quiet
+            assert time.monotonic() < deadline, "the executor's workers never left"
+            time.sleep(0.5)
+        payload = {"to": "after-idle@example.com", "template": "welcome", "context": {"name": "I"}}
+        job = conn.execute("select id from worker.add_job('send_email', %s)", [Jsonb(payload)]).fetchone()
+        assert job is not None
+        status = "select status from worker.jobs where id = %s"
+        wait_for(conn, status, [job[0]], lambda v: v[0][0] == "completed", 120, "the job after idle")
+    assert f"<job-{job[0]}@localhost>" in shared_stack.smtp.message_ids()
