@@ -13,7 +13,8 @@ lands on the same receiver. On that stack, in order:
 Then 6: a second stack on the CeleryExecutor (a Redis of its own on loopback, one Celery worker),
 the burst of case 1 again.
 Then graphile-worker 0.18 through its harness, bench/graphile-worker (all its modes, best kept, same
-N), the PDF engines' harness,
+N; its send_email task, and its noop task, the queue's own cost, beside case 8's one-type burst of a
+job type that returns its payload), the PDF engines' harness,
 bench/pdf-render (puppeteer-core driving Debian's Chromium, and WeasyPrint, on its own invoice), and
 case 5 (bench/table_scale.py). Each harness installs what it runs from the registries by its locks
 (npm ci, pip) into a scratch folder.
@@ -405,7 +406,7 @@ def graphile() -> dict:
     env = {
         **os.environ,
         "N": str(N),
-        "TASKS": "send_email",
+        "TASKS": "send_email,noop",
         "MODES": os.environ.get("BENCH_GRAPHILE_MODES") or "default,batched,perf",
         "LAT_SAMPLES": os.environ.get("BENCH_LATENCY_SAMPLES") or ("20" if QUICK else "200"),
         "REPEATS": str(REPEATS),
@@ -423,10 +424,17 @@ def graphile() -> dict:
     anchor = json.loads(result.stdout.strip().splitlines()[-1])
     summary = [row for row in anchor["summary"]["throughput"] if row.get("task") == "send_email"]
     best = max(summary, key=lambda row: row["jobs_per_s"])
+    noop = max(
+        (row for row in anchor["summary"]["throughput"] if row.get("task") == "noop"),
+        key=lambda row: row["jobs_per_s"],
+    )
     latency = [row for row in anchor["summary"]["latency"] if row.get("task") == "send_email"]
     return {
         "n": N, "best_mode": best.get("mode"), "concurrency": best.get("concurrency"),
         "jobs_per_s": best["jobs_per_s"], "summary": summary, "latency": latency,
+        # The queue's own cost, without SMTP: a task that does nothing, its best mode.
+        "noop": {"best_mode": noop.get("mode"), "concurrency": noop.get("concurrency"),
+                 "jobs_per_s": noop["jobs_per_s"]},
         "versions": anchor.get("versions"),
     }  # fmt: skip
 
@@ -645,7 +653,7 @@ def markdown(report: dict) -> str:
             f"{each}) | {celery['jobs_per_s']} | ours on the LocalExecutor: {local} | "
             f"{ratio(celery['jobs_per_s'], local)} | measured | yes |"
         )
-    lines += _many_types_rows(report.get("many_types"))
+    lines += _many_types_rows(report.get("many_types"), gw.get("noop"))
     if "trickle" in ours:
         lines += ["", "Case 2, where the time goes (median / max of each step, s):", ""]
         lines += [
@@ -654,12 +662,19 @@ def markdown(report: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
-def _many_types_rows(figures: dict | None) -> list[str]:
+def _many_types_rows(figures: dict | None, noop: dict | None) -> list[str]:
     if not figures:
         return []
     most, share, within = MANY_TYPES_TARGET
     idle, one, spread = figures["idle"], figures["one_type"], figures["spread"]
     types = figures["types"]
+    queue_cost = []
+    if noop:  # graphile-worker ran in this run too (cases 1 or 2)
+        queue_cost = [
+            f"| 8. the queue's own cost: that burst of a job type returning its payload, jobs/s | "
+            f"{one['jobs_per_s']} | graphile-worker's noop task, {N} jobs: {noop['jobs_per_s']} "
+            f"({noop['best_mode']} mode) | {ratio(one['jobs_per_s'], noop['jobs_per_s'])} | measured | |"
+        ]
     return [
         f"| 8. {types} job types, idle: job-database connections (the pickup triggers') | "
         f"{idle['connections']} ({idle['trigger_connections']}) | | | <= {most} | "
@@ -670,6 +685,7 @@ def _many_types_rows(figures: dict | None) -> list[str]:
         f"| 8. the same spread over the {types}, jobs/s ({spread['runs']} runs) | {spread['jobs_per_s']} | "
         f"into one type: {one['jobs_per_s']} | {figures['spread_ratio']} | >= {share} x | "
         f"{met(figures['spread_ratio'] >= share)} |",
+        *queue_cost,
     ]
 
 

@@ -62,6 +62,7 @@ def test_quick_bench_runs_side_by_side(tmp_path):
     assert ours["documents"]["not_completed"] == 0
     assert ours["idle"]["pss_mib_median"] > 0 and burst["footprint"]["cpu_percent_of_one_core"] > 0
     assert report["graphile_worker"].get("jobs_per_s", 0) > 0, report["graphile_worker"]
+    assert report["graphile_worker"]["noop"]["jobs_per_s"] > 0, report["graphile_worker"]
     assert ours["raw_weasyprint"]["before"] > 0 and ours["raw_weasyprint"]["after"] > 0
     limited = ours["rate_limited"]
     assert limited["jobs"] == 30 and limited["total_s"] >= limited["least_s"] == 2.0  # never above 10/s
