@@ -10,14 +10,15 @@ besides the API server's CPU and two rows in the metadata database), paid twice 
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Sequence
+from typing import Any, ClassVar
 
 from airflow.providers.standard.operators.python import PythonOperator
 
 
 class StepOperator(PythonOperator):
-    template_fields = ()
-    template_fields_renderers: dict[str, str] = {}  # noqa: RUF012 - Airflow's own class attribute
+    template_fields: Sequence[str] = ()
+    template_fields_renderers: ClassVar[dict[str, str]] = {}
 
     def __init__(self, **kwargs: Any) -> None:
         super().__init__(do_xcom_push=False, **kwargs)

@@ -167,7 +167,7 @@ def test_a_run_opens_a_connection_only_for_the_handlers_that_use_one(conn, db_ur
     @job_type("chatty", concurrency=4)
     def chatty(payload, ctx):
         assert type(ctx.connection) is psycopg.Connection
-        return ctx.connection.execute("select 1").fetchone()[0]
+        return ctx.connection.execute("select 1").fetchone()
 
     for n in range(20):
         add(conn, "quiet", {"n": n})
