@@ -1,8 +1,8 @@
 """`python -m jobqueue.component <airflow command...>`: an Airflow component with the job DAGs'
-modules imported first (for the triggerer and the scheduler, jobqueue.wakeup installed; for the
-dag-processor, jobqueue.reparse and jobqueue.parsing_idle; for all, jobqueue.reaping; for those
-three, jobqueue.job_end; where tasks run, jobqueue.first_heartbeat, and with the LocalExecutor,
-jobqueue.idle_workers).
+modules imported first (for the triggerer and the scheduler, jobqueue.wakeup installed, and for the
+triggerer jobqueue.trigger_loading; for the dag-processor, jobqueue.reparse and
+jobqueue.parsing_idle; for all, jobqueue.reaping; for those three, jobqueue.job_end; where tasks
+run, jobqueue.first_heartbeat, and with the LocalExecutor, jobqueue.idle_workers).
 
 The LocalExecutor forks its workers from the scheduler and each task process from a worker (the
 Celery worker forks too), so a module the parent holds costs a task nothing. Without this each task
@@ -68,22 +68,25 @@ def main() -> None:
     command = sys.argv[1:]
     if command[:1] != ["api-server"]:  # it forks no task: nothing gained by loading them first
         preload()
-    from jobqueue import job_end, reaping, wakeup
+    from jobqueue import job_end, reaping, settings, wakeup
 
     reaping.install()
     if command[:1] in (["scheduler"], ["triggerer"], ["dag-processor"]):
         job_end.install()
     if command[:1] == ["triggerer"]:
+        from jobqueue import trigger_loading
+
         wakeup.install()
+        trigger_loading.install(settings.triggerer_load_seconds())
     elif command[:1] == ["scheduler"]:
         wakeup.install_scheduler()
     elif command[:1] == ["dag-processor"]:
-        from jobqueue import parsing_idle, reparse, settings
+        from jobqueue import parsing_idle, reparse
 
         parsing_idle.install(settings.dag_processor_idle_seconds())
         reparse.install()
     if runs_tasks(command):
-        from jobqueue import first_heartbeat, idle_workers, settings
+        from jobqueue import first_heartbeat, idle_workers
 
         first_heartbeat.install()
         if command[:1] == ["scheduler"]:

@@ -181,6 +181,12 @@ def dag_processor_idle_seconds() -> float:
     return _float("WORKER_DAG_PROCESSOR_IDLE_SECONDS", 5.0)
 
 
+def triggerer_load_seconds() -> float:
+    """How often the triggerer takes on new triggers and cleans unused ones,
+    WORKER_TRIGGERER_LOAD_SECONDS (5; 0 leaves Airflow's round, 1 s): see trigger_loading.py."""
+    return _float("WORKER_TRIGGERER_LOAD_SECONDS", 5.0)
+
+
 def executor_idle_seconds() -> float:
     """How long the LocalExecutor's workers stay with no task before they leave,
     WORKER_EXECUTOR_IDLE_SECONDS (30; 0 keeps them): see idle_workers.py."""

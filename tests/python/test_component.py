@@ -344,3 +344,46 @@ def test_idle_workers_declines_an_executor_it_does_not_know(monkeypatch, caplog)
     assert idle_workers.install(30) is False
     assert LocalExecutor.sync is sync
     assert "not the one jobqueue.idle_workers knows" in caplog.text
+
+
+@pytest.fixture
+def trigger_loading_installed(monkeypatch):
+    from airflow.jobs.triggerer_job_runner import TriggerRunnerSupervisor
+
+    from jobqueue import trigger_loading
+
+    for name in ("load_triggers", "clean_unused"):
+        monkeypatch.setattr(TriggerRunnerSupervisor, name, getattr(TriggerRunnerSupervisor, name))
+    assert trigger_loading.install(0.5)
+    return TriggerRunnerSupervisor
+
+
+def test_the_triggerer_loads_its_triggers_at_most_every_few_seconds(trigger_loading_installed):
+    """Airflow's own load_triggers, which refuses a supervisor without a job: it runs on the first
+    call, is skipped within the interval, and runs again after it; per supervisor."""
+    import types
+
+    supervisor, other = types.SimpleNamespace(job=None), types.SimpleNamespace(job=None)
+    with pytest.raises(RuntimeError, match="requires a Job"):
+        trigger_loading_installed.load_triggers(supervisor)
+    trigger_loading_installed.load_triggers(supervisor)  # skipped: within the interval
+    with pytest.raises(RuntimeError, match="requires a Job"):
+        trigger_loading_installed.load_triggers(other)  # another supervisor's first call
+    time.sleep(0.6)
+    with pytest.raises(RuntimeError, match="requires a Job"):
+        trigger_loading_installed.load_triggers(supervisor)
+
+
+def test_trigger_loading_declines_a_round_it_does_not_know(monkeypatch, caplog):
+    from airflow.jobs.triggerer_job_runner import TriggerRunnerSupervisor
+
+    from jobqueue import trigger_loading
+
+    def run_once(self):
+        return None
+
+    monkeypatch.setattr(TriggerRunnerSupervisor, "run_once", run_once)
+    load = TriggerRunnerSupervisor.load_triggers
+    assert trigger_loading.install(5) is False
+    assert TriggerRunnerSupervisor.load_triggers is load
+    assert "not the one jobqueue.trigger_loading knows" in caplog.text
