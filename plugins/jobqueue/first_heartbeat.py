@@ -46,8 +46,8 @@ def install() -> bool:
         )
         return False
 
-    def _on_child_started(self: Any, **kwargs: Any) -> None:
-        original(self, **kwargs)
+    def _on_child_started(self: Any, *args: Any, **kwargs: Any) -> None:
+        original(self, *args, **kwargs)
         self._last_heartbeat_attempt = time.monotonic()
 
     _on_child_started._jobqueue_first_heartbeat = True  # type: ignore[attr-defined]
