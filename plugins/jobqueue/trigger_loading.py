@@ -43,10 +43,10 @@ def install(every_seconds: float) -> bool:
         return False
     if every_seconds <= 0:
         return False
-    TriggerRunnerSupervisor.load_triggers = _at_most_every(  # type: ignore[method-assign]
+    TriggerRunnerSupervisor.load_triggers = _at_most_every(  # type: ignore[assignment]
         TriggerRunnerSupervisor.load_triggers, every_seconds
     )
-    TriggerRunnerSupervisor.clean_unused = _at_most_every(  # type: ignore[method-assign]
+    TriggerRunnerSupervisor.clean_unused = _at_most_every(  # type: ignore[assignment]
         TriggerRunnerSupervisor.clean_unused, every_seconds
     )
     return True
