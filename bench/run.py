@@ -106,7 +106,8 @@ class Sink:
         and a connection per question (a socket, the greeting, a TIME_WAIT left behind) was load
         on the two cores it measured: with one, case 2's p50 went 0.41-0.50 -> 0.34-0.38 s, and
         case 1's burst right after it 980 -> 1,150-1,255 jobs/s (2,171 on a stack that ran no
-        trickle first: the rest of that gap is not explained yet)."""
+        trickle first: the rest of that gap is the planner's statistics of the job tables, taken
+        while they were nearly empty; README, Performance)."""
         if self._control is None:
             sock = socket.create_connection(("127.0.0.1", self.port), timeout=5)
             stream = sock.makefile("rb")
