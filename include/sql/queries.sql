@@ -305,19 +305,31 @@ select worker._notify(%(identifiers)s::text[]);
 -- name: save_step_values
 -- What one step of a chain hands to the next, for each of these jobs (at its current attempt):
 -- step_values is {"<job id>": value, ...}.
+-- Each job's attempt is looked up by key (not a join, which could scan every job kept: 0011).
 insert into worker._job_steps (job_id, step, attempt, value)
-select j.id, %(step)s, j.attempts, u.value
-from jsonb_each(%(step_values)s::jsonb) as u(key, value)
-join worker._jobs j on j.id = u.key::bigint
+select job_id, %(step)s, attempt, value
+from (
+    select u.key::bigint as job_id, u.value,
+           (select j.attempts from worker._jobs j where j.id = u.key::bigint) as attempt
+    from jsonb_each(%(step_values)s::jsonb) as u(key, value)
+) as saved
+where attempt is not null
 on conflict (job_id, step) do update set attempt = excluded.attempt, value = excluded.value;
 
 -- name: step_values
 -- What the given step handed on, for each job this worker still holds, from the job's current attempt.
-select j.id as job_id, s.value
-from worker._jobs j
-join worker._job_steps s on s.job_id = j.id and s.step = %(step)s and s.attempt = j.attempts
-where j.state = 'running' and j.locked_by = %(worker_id)s
-order by j.id;
+-- Looked up per held job by key: a join let statistics from a quiet hour (no step values, no running
+-- job) nest two scans of thousands of rows (migration 0011).
+select job_id, value from (
+    select j.id as job_id, (
+        select s.value from worker._job_steps s
+        where s.job_id = j.id and s.step = %(step)s and s.attempt = j.attempts
+    ) as value
+    from worker._jobs j
+    where j.state = 'running' and j.locked_by = %(worker_id)s
+) as held
+where value is not null
+order by job_id;
 
 -- name: forget_step_values
 -- Drops what the steps of these jobs handed on (their outcome is recorded).
