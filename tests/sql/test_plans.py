@@ -93,6 +93,9 @@ def test_a_burst_after_a_quiet_hour_reads_each_job_a_few_times(conn, after_quiet
     with plans(conn) as explained:
         with rows_read(conn) as claim_read:
             claimed = manager.claim_jobs(["send_email"], "burst", max_jobs=BURST)
+        # What every run's end and the maintenance ask, with the burst running.
+        held = manager.held_jobs("burst")
+        holders = manager.lock_holders()
         with rows_read(conn) as save_read:
             manager.save_step_values("render", {job.id: {"body": "hello"} for job in claimed})
         with rows_read(conn) as step_values_read:
@@ -100,6 +103,7 @@ def test_a_burst_after_a_quiet_hour_reads_each_job_a_few_times(conn, after_quiet
         with rows_read(conn) as complete_read:
             completed = manager.complete_each({job.id: None for job in claimed}, forget_steps=True)
     assert (len(claimed), len(handed_on), completed) == (BURST, BURST, BURST)
+    assert (len(held), [h["jobs"] for h in holders]) == (BURST, [BURST])
     assert conn.execute("select count(*) from worker._job_steps").fetchone()[0] == 0
     reads = {
         "claim": claim_read,
