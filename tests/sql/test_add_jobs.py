@@ -76,6 +76,12 @@ BAD_SPECS = [
     ([{"identifier": "a", "queue_name": 5}], "WK006", "field queue_name must be a string, got a JSON number"),
     ([{"identifier": "a", "run_at": 1796083200}], "WK006", "field run_at must be a string"),
     ([{"identifier": "a", "flags": ["x", 5]}], "WK006", "field flags must be an array of strings"),
+    # Plain-looking specs (the fields of add_jobs' single INSERT, migration 0012) that it refuses.
+    ([{"identifier": "a"}, {"identifier": "x" * 129}], "WK002", "identifier is longer than 128"),
+    ([{"identifier": "a", "payload": None}], "WK005", "payload must be a JSON object or array, got a JSON null"),
+    ([{"identifier": "a", "queue_name": ""}], "WK003", "queue_name must not be empty"),
+    ([{"identifier": "a", "priority": 1.5}], "WK006", "field priority is not a valid integer"),
+    ([{"identifier": "a", "max_attempts": 10**10}], "WK006", "field max_attempts is not a valid integer"),
     # The second spec would replace the first, and both would return the one job.
     (
         [{"identifier": "a", "job_key": "k"}, {"identifier": "b"}, {"identifier": "c", "job_key": "k"}],
@@ -94,3 +100,27 @@ def test_one_bad_spec_rejects_the_whole_call(conn, specs, sqlstate, message):
     assert message in str(error.value)
     others.assert_untouched()
     assert len(all_jobs(conn)) == len(others.ids)
+
+
+PLAIN = [
+    {"identifier": "send_email", "payload": {"to": "a@example.com"}},
+    {"identifier": "send_email"},
+    {"identifier": "digest", "payload": [1, 2], "queue_name": "q", "priority": -3, "max_attempts": 2},
+    {"identifier": "digest", "queue_name": None, "priority": None, "max_attempts": None},
+]
+SAME = ("identifier", "payload", "queue_name", "priority", "max_attempts", "attempts", "status", "job_key", "flags")
+
+
+def test_plain_specs_in_one_insert_as_spec_by_spec(conn, db_url):
+    """Specs of the plain fields only are inserted at once (migration 0012); with one spec that is
+    not plain (a run_at) the same specs take the path spec by spec: the jobs are the same."""
+    at_once = add_jobs(conn, PLAIN)
+    run_at = {"identifier": "later", "run_at": "2999-01-01T00:00:00Z"}
+    one_by_one = add_jobs(conn, [*PLAIN, run_at])[:-1]
+    assert conn.execute("select worker._plain_specs(%s), worker._plain_specs(%s)",
+                        [Jsonb(PLAIN), Jsonb([*PLAIN, run_at])]).fetchone() == (True, False)  # fmt: skip
+    assert [[job[field] for field in SAME] for job in at_once] == [
+        [job[field] for field in SAME] for job in one_by_one
+    ]
+    assert [job["id"] for job in at_once] == sorted(job["id"] for job in at_once)
+    assert (at_once[1]["payload"], at_once[1]["max_attempts"], at_once[1]["priority"]) == ({}, 25, 0)
