@@ -3,6 +3,7 @@ a stack gone quiet, a set of jobs done."""
 
 from __future__ import annotations
 
+import bisect
 import os
 import sys
 import time
@@ -12,7 +13,13 @@ import psycopg
 
 # How long no DAG run may be queued or running before a case starts (the last case's runs over).
 CALM_SECONDS = float(os.environ.get("BENCH_CALM_SECONDS") or 5)
-UNFINISHED = "select count(*) from worker._jobs where id = any(%s) and state in ('waiting', 'running')"
+# The lowest of these jobs still waiting or running: the scan stops at it, and the next look starts
+# there. A count over every id each 50 ms cost PostgreSQL 3.3 ms a look in case 8 (240 ms of CPU
+# inside a 4 s burst, pg_stat_statements); graphile-worker's harness asks an index whether any row
+# is left, which costs it nothing.
+FIRST_UNFINISHED = (
+    "select id from worker._jobs where id = any(%s) and state in ('waiting', 'running') order by id limit 1"
+)
 
 
 class Counting(Protocol):
@@ -41,8 +48,11 @@ def until_done(
 ) -> None:
     """Until every job left waiting/running and, with a sink, the sink has accepted `mails` in all."""
     deadline = time.monotonic() + timeout
+    left = sorted(ids)
     while time.monotonic() < deadline:
-        mailed = sink is None or sink.count()[0] >= mails
-        if mailed and not conn.execute(UNFINISHED, [ids]).fetchone()[0]:  # type: ignore[index]
-            return
+        if sink is None or sink.count()[0] >= mails:
+            first = conn.execute(FIRST_UNFINISHED, [left]).fetchone()
+            if first is None:
+                return
+            left = left[bisect.bisect_left(left, first[0]) :]
         time.sleep(0.05)
