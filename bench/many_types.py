@@ -6,7 +6,8 @@ A stack (`make run`'s, stock settings) with a team folder of TYPES trivial job t
     how many of them are the pickup triggers' (application_name jobqueue-trigger);
   - one type: JOBS jobs into one of them: the first done after (s, by the database's clock) and
     jobs/s until all are completed;
-  - spread: the same JOBS spread evenly over all TYPES: jobs/s, and its ratio to the one-type burst.
+  - spread: the same JOBS spread evenly over all TYPES: jobs/s, and its ratio to the one-type burst;
+  - grouped: the same again over TYPES other types, members of one job group (`tasks/grouped.py`).
 `BENCH_CASES=8 make bench` runs it alone; BENCH_TYPES and BENCH_TYPE_JOBS override the sizes.
 """
 
@@ -32,9 +33,20 @@ TASK = """from jobqueue import job_type
 def {name}(payload: dict, ctx) -> dict:
     return payload
 """
+# The same many types as members of one job group (one file: a group's members share it), whose
+# one DAG picks up all of them: the spread burst once more over these.
+GROUPED = """from jobqueue import job_type
+
+for _n in range({types}):
+    def _handler(payload: dict, ctx) -> dict:
+        return payload
+
+    _handler.__name__ = f"grouped_{{_n:02}}"
+    job_type(f"grouped_{{_n:02}}", group="grouped")(_handler)
+"""
 WATCHED = (
-    "select count(*) from worker._consumers "
-    "where identifier like 'scale\\_%' and seen_at > now() - interval '1 minute'"
+    "select count(*) from worker._consumers where (identifier like 'scale\\_%' "
+    "or identifier like 'grouped\\_%') and seen_at > now() - interval '1 minute'"
 )
 
 
@@ -44,6 +56,7 @@ def team_folder(types: int) -> Path:
     for n in range(types):
         name = f"scale_{n:02}"
         (team / "tasks" / f"{name}.py").write_text(TASK.format(name=name))
+    (team / "tasks" / "grouped.py").write_text(GROUPED.format(types=types))
     return team
 
 
@@ -57,8 +70,8 @@ def measure(types: int, jobs: int) -> dict:
     report: dict[str, Any] = {"types": types, "jobs": jobs}
     try:
         with psycopg.connect(database, autocommit=True) as conn:
-            watched = lambda: conn.execute(WATCHED).fetchone()[0] >= types  # type: ignore[index]  # noqa: E731
-            until(watched, 300, f"{types} job types watched")
+            watched = lambda: conn.execute(WATCHED).fetchone()[0] >= 2 * types  # type: ignore[index]  # noqa: E731
+            until(watched, 300, f"{types} job types and {types} grouped ones watched")
             wait_until_idle(metadata_db)
             report["idle"] = connections(conn)
             log(f"case 8, idle with {types} job types: {report['idle']}")
@@ -70,6 +83,12 @@ def measure(types: int, jobs: int) -> dict:
             log(f"case 8, {share * types} jobs over {types} types: {report['spread']}")
             report["spread_ratio"] = round(
                 report["spread"]["jobs_per_s"] / report["one_type"]["jobs_per_s"], 2
+            )
+            wait_until_idle(metadata_db)
+            report["grouped"] = burst(conn, [(f"grouped_{n:02}", share) for n in range(types)])
+            log(f"case 8, {share * types} jobs over {types} types of one job group: {report['grouped']}")
+            report["grouped_ratio"] = round(
+                report["grouped"]["jobs_per_s"] / report["one_type"]["jobs_per_s"], 2
             )
     finally:
         stack.stop_with("sigint")

@@ -699,7 +699,20 @@ def _many_types_rows(figures: dict | None, noop: dict | None) -> list[str]:
         f"| 8. the same spread over the {types}, jobs/s ({spread['runs']} runs) | {spread['jobs_per_s']} | "
         f"into one type: {one['jobs_per_s']} | {figures['spread_ratio']} | >= {share} x | "
         f"{met(figures['spread_ratio'] >= share)} |",
+        *_grouped_row(figures, share),
         *queue_cost,
+    ]
+
+
+def _grouped_row(figures: dict, share: float) -> list[str]:
+    grouped = figures.get("grouped")
+    if not grouped:
+        return []
+    one, types = figures["one_type"], figures["types"]
+    return [
+        f"| 8. the same spread over {types} types of one job group, jobs/s ({grouped['runs']} runs) | "
+        f"{grouped['jobs_per_s']} | into one type: {one['jobs_per_s']} | {figures['grouped_ratio']} | "
+        f">= {share} x | {met(figures['grouped_ratio'] >= share)} |"
     ]
 
 

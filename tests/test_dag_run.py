@@ -133,6 +133,45 @@ def test_a_scheduled_job_type_run_by_hand_is_no_tick(airflow, conn, db_url, tmp_
     assert own["job_key"].startswith("run:nightly/manual__") and own["result"] == {"payload": {"n": 2}}
 
 
+CRM = """
+from jobqueue import PermanentJobError, job_type
+
+@job_type("crm_contact", group="crm")
+def crm_contact(payload: dict, ctx) -> dict:
+    if payload.get("bad"):
+        raise PermanentJobError("no such contact")
+    return {"contact": payload["n"]}
+
+@job_type("crm_company", group="crm")
+def crm_company(payload: dict, ctx) -> dict:
+    return {"company": payload["n"]}
+
+crm = crm_contact.group_dag
+"""
+
+
+def test_a_job_group_s_run_picks_up_every_member_s_jobs(airflow, conn, db_url, tmp_path):
+    """One run of the group's DAG takes the waiting jobs of each member, each to its own handler;
+    a job failed for good fails the run, as a job type's run, after the others are done."""
+    (tmp_path / "crm.py").write_text(CRM)
+    contacts = [add(conn, "crm_contact", {"n": n})["id"] for n in range(3)]
+    companies = [add(conn, "crm_company", {"n": n})["id"] for n in range(2)]
+    bad = add(conn, "crm_contact", {"n": 9, "bad": True})["id"]
+    extra = {"AIRFLOW__CORE__DAGS_FOLDER": str(tmp_path), "AIRFLOW_CONN_WORKER_DB": db_url}
+    logged = airflow(tmp_path / "crm.py", "crm", extra)
+    assert "RUN-STATE failed" in logged, logged[-3000:]
+    assert "1 job(s) of this run failed for good" in logged
+    jobs = {job["id"]: job for job in all_jobs(conn)}
+    assert [jobs[i]["result"] for i in contacts] == [{"contact": n} for n in range(3)]
+    assert [jobs[i]["result"] for i in companies] == [{"company": n} for n in range(2)]
+    assert (jobs[bad]["status"], jobs[bad]["last_error"]) == ("failed", "no such contact")
+    assert {job["last_worker"].partition("/")[0] for job in jobs.values()} == {"crm"}
+    # A payload has no member to go to: the run refuses it, and enqueues nothing.
+    logged = airflow(tmp_path / "crm.py", "crm", extra, conf={"n": 5})
+    assert "RUN-STATE failed" in logged and "trigger the DAG of one of them" in logged, logged[-3000:]
+    assert len(all_jobs(conn)) == len(jobs)
+
+
 def test_send_email_dag_test(airflow, conn, db_url):
     smtp = SmtpServer()
     smtp.start()

@@ -58,6 +58,9 @@ class Options:
     # Jobs claimed per second, minute or hour ("10/s", "100/m", "1000/h"), across every run and
     # host: a token bucket in the job database (migration 0007), which an operator can change.
     rate_limit: str | None = None
+    # A job group's name: its jobs are picked up by the group's DAG, one run for every member with
+    # jobs waiting, rather than by a run of their own type each (airflow_dag.join_group).
+    group: str | None = None
 
     def __post_init__(self) -> None:
         for name in ("batch_size", "max_batch_size", "max_active_runs", "max_attempts", "concurrency"):
@@ -73,6 +76,10 @@ class Options:
             _check_cron(self.schedule, self.timezone)
         if self.rate_limit is not None:
             _check_rate_limit(self.rate_limit)
+        if self.group is not None and not (isinstance(self.group, str) and _GROUP_NAME.fullmatch(self.group)):
+            raise InvalidJobType(
+                f"group must be a DAG id (letters, digits, '_', '-', '.', up to 250), got {self.group!r}"
+            )
 
 
 @dataclasses.dataclass(frozen=True)
@@ -124,6 +131,13 @@ class JobType:
         names = [each.name for each in steps]
         if len(set(names)) != len(names):
             raise InvalidJobType(f"job type {identifier!r}: two steps are named alike: {names}")
+        group = options.group
+        if group is not None and len(steps) > 1:
+            raise InvalidJobType(
+                f"job type {identifier!r}: a job group's members have one step each, not {names}"
+            )
+        if group == identifier:
+            raise InvalidJobType(f"job type {identifier!r}: its group's DAG would have its own DAG's id")
         self.steps = tuple(steps)
         self.payload_model = payload
         self.options = options
@@ -132,6 +146,7 @@ class JobType:
         self.form_fields = fields
         self.form_defaults = forms.defaults(fields)
         self.dag: Any = None
+        self.group_dag: Any = None  # a group's member: the DAG that picks up its jobs
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
         """The first step's function itself (a handler stays callable, in tests for one)."""
@@ -174,6 +189,9 @@ def _check_cron(expression: str, timezone: str) -> None:
     except Exception as exc:
         raise InvalidJobType(f"schedule {expression!r} in time zone {timezone!r} is refused: {exc}") from exc
 
+
+# A group is a DAG: its name is a DAG id (Airflow's own pattern, its length limit).
+_GROUP_NAME = re.compile(r"[A-Za-z0-9_.-]{1,250}")
 
 # The notation worker._rate_per_second (SQL) reads: Celery's.
 _RATE_LIMIT = re.compile(r"\s*([0-9]+(?:\.[0-9]+)?)\s*(?:/\s*[smh])?\s*")

@@ -64,8 +64,11 @@ def step(
 
 
 def declared(job_type: JobType) -> JobType:
-    """The job type with its DAG, which Airflow finds as the DAG file is parsed."""
+    """The job type with its DAG, which Airflow finds as the DAG file is parsed; a member of a
+    group joins its group's DAG too, which picks up its jobs."""
     job_type.dag = airflow_dag.build_dag(job_type)
+    if job_type.options.group is not None:
+        airflow_dag.join_group(job_type)
     return job_type
 
 
@@ -83,6 +86,7 @@ class OptionArgs(typing.TypedDict, total=False):
     schedule: str | None
     timezone: str
     rate_limit: str | None
+    group: str | None
 
 
 def job_type(

@@ -310,6 +310,12 @@ class JobManager:
         [row] = self._rows("waiting_and_runs", params)
         return int(row["waiting"]), int(row["other_runs"])
 
+    def claimable_identifiers(self, identifiers: Sequence[str]) -> set[str]:
+        """Those of `identifiers` with a job a claim could take now (as the trigger sees them: not
+        paused, not behind a busy or paused queue, their rate limit's bucket half full)."""
+        rows = self._rows("waiting_summary", {"identifiers": list(identifiers)})
+        return {row["identifier"] for row in rows if row["claimable"]}
+
     def rate_limited_waiting(self, identifier: str) -> tuple[float, float] | None:
         """(jobs per second, tokens now) of `identifier`'s rate limit while a job it holds back
         waits; None when it has no limit, is paused or has no job a claim could take now."""

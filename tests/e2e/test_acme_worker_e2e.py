@@ -52,6 +52,8 @@ IDENTIFIERS = [
     "monthly_report",
     "nightly_cleanup",
     "sync_partner",
+    "forget_cart",
+    "revoke_reset_token",
 ]
 JOB = "select status, attempts, max_attempts, last_error, result, payload from worker.jobs where id = %s"
 
@@ -85,6 +87,15 @@ def enqueue_by_sql(conn: psycopg.Connection) -> dict[str, int]:
             Jsonb({"month": "2026-11"}),
         ),
     }
+    # The job group's two chores (a token of its own: the nightly cleanup removes expired ones).
+    conn.execute(
+        "insert into acme.password_resets (token, customer_id, expires_at)"
+        " values ('revoke-me', 3, now() + interval '1 hour')"
+    )
+    ids["cart"] = add("select id from worker.add_job('forget_cart', %s)", Jsonb({"cart_id": 2}))
+    ids["token"] = add(
+        "select id from worker.add_job('revoke_reset_token', %s)", Jsonb({"token": "revoke-me"})
+    )
     specs = [{"identifier": "sync_partner", "payload": {"order_id": order}} for order in (1, 2, 4)]
     partner_ids = [row[0] for row in conn.execute("select id from worker.add_jobs(%s)", [Jsonb(specs)])]
     ids.update(zip(["partner_1", "partner_2", "partner_4"], partner_ids, strict=True))
@@ -195,6 +206,17 @@ def check_the_sql_jobs(acme: AcmeStack, conn: psycopg.Connection, ids: dict[str,
     sales = ended(conn, report[4]["document_job"])
     assert "Ventes de 2026-11" in pdf_text(acme, sales[4]["document"])
     assert ended(conn, sales[4]["email_job"])[0] == "completed"
+
+
+def check_the_housekeeping_group(conn: psycopg.Connection, ids: dict[str, int]) -> None:
+    """The two chores of the job group, enqueued by SQL as any job: done by runs of the group's DAG."""
+    forgot, revoked = ended(conn, ids["cart"]), ended(conn, ids["token"])
+    assert (forgot[0], forgot[4]) == ("completed", {"cart_id": 2, "deleted": 1})
+    assert (revoked[0], revoked[4]) == ("completed", {"deleted": 1})
+    runs = "select last_worker from worker.jobs where id = any(%s)"
+    assert {row[0].partition("/")[0] for row in conn.execute(runs, [[ids["cart"], ids["token"]]])} == {
+        "acme_housekeeping"
+    }
 
 
 def check_the_partner_calls(acme: AcmeStack, conn: psycopg.Connection, ids: dict[str, int]) -> None:
@@ -309,6 +331,7 @@ def test_the_team_s_worker_app_runs_its_day_on_the_stack(acme):
         night = backfill_last_night(acme)
 
         check_the_sql_jobs(acme, conn, ids)
+        check_the_housekeeping_group(conn, ids)
         check_the_partner_calls(acme, conn, ids)
         follow_a_failed_attempt_to_its_log(acme, ids["partner_1"])
         key = f"run:password_reset/{run['dag_run_id']}"

@@ -505,6 +505,30 @@ def test_options_are_checked_when_the_dag_file_is_parsed():
         job_type("x", rate_limit="0/m")(handler)
     with pytest.raises(InvalidJobType, match=r"rate_limit must be jobs per second.*got 10"):
         job_type("x", rate_limit=10)(handler)  # type: ignore[arg-type]
+    with pytest.raises(InvalidJobType, match=r"group must be a DAG id .*got 'crm sync'"):
+        job_type("x", group="crm sync")(handler)
+    with pytest.raises(InvalidJobType, match="its group's DAG would have its own DAG's id"):
+        job_type("x", group="x")(handler)
+    with pytest.raises(InvalidJobType, match="a job group's members have one step each"):
+        job_chain("x", render, deliver, group="media")
+
+
+def test_a_group_s_dag_watches_its_members_which_keep_dags_without_the_asset():
+    def handler(payload, ctx):
+        return None
+
+    first = job_type("grouped_a", group="grouped", schedule="0 8 * * *")(handler)
+    second = job_type("grouped_b", group="grouped")(handler)
+    alone = job_type("alone")(handler)
+    assert first.group_dag is second.group_dag and first.group_dag.dag_id == "grouped"
+    [asset] = first.group_dag.timetable.asset_condition.objects
+    assert asset.watchers[0].trigger.serialize()[1]["identifiers"] == ["grouped_a", "grouped_b"]
+    # The members' own DAGs: runs by hand, and the first's cron ticks; no asset (the group's picks up).
+    assert type(first.dag.timetable).__name__ == "CronTriggerTimetable"
+    assert type(second.dag.timetable).__name__ == "NullTimetable"
+    assert (
+        alone.group_dag is None and alone.dag.timetable.asset_condition.objects[0].name == "worker_jobs_alone"
+    )
 
 
 def test_a_refused_declaration_names_the_line_of_the_dag_file(tmp_path):
@@ -656,3 +680,28 @@ def test_a_value_the_next_step_refuses_fails_that_job_alone(conn, db_url):
     assert refused["status"] == "failed"
     assert refused["last_error"].startswith("what step count_words handed on does not fit step report: ")
     assert (job(conn, good)["status"], job(conn, good)["result"]) == ("completed", 3)
+
+
+def test_a_retried_group_task_gives_each_member_back_its_own_jobs(conn, db_url, monkeypatch):
+    """A group's run holds jobs of several members: a try killed while one member's batch ran
+    leaves them held; the retry hands each held job to its own member, not to the first that runs."""
+    from jobqueue.airflow_dag import _GROUPS, run_group_task
+    from tests.helpers import task_run
+
+    def first(payload, ctx):
+        return {"first": payload["n"]}
+
+    def second(payload, ctx):
+        return {"second": payload["n"]}
+
+    job_type("retried_a", group="retried")(first)
+    member = job_type("retried_b", group="retried")(second)
+    monkeypatch.setenv("AIRFLOW_CONN_WORKER_DB", db_url)
+    run = task_run("manual__1", "run", dag_id="retried", try_number=2)
+    a = add(conn, "retried_a", {"n": 1})["id"]
+    b = add(conn, "retried_b", {"n": 2})["id"]
+    JobManager(conn).claim_jobs(["retried_b"], run.worker_id)  # the killed try's, still held
+    assert run_group_task(_GROUPS["retried"], run) == {"jobs": 2, "completed": 2}
+    assert member.group_dag.dag_id == "retried"
+    assert (job(conn, a)["result"], job(conn, b)["result"]) == ({"first": 1}, {"second": 2})
+    assert {job(conn, i)["last_worker"] for i in (a, b)} == {"retried/manual__1"}
