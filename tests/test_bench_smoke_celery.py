@@ -1,5 +1,6 @@
 """`make bench` works, its other half (see test_bench_smoke.py): the burst on the CeleryExecutor
-(case 6), the job table at scale (case 5) and a team's many job types (case 8, with 3 of them, and 3 of one job group)."""
+(case 6), the job table at scale (case 5) and a team's many job types (case 8, with 3 of them,
+and 3 of one job group)."""
 
 from __future__ import annotations
 
