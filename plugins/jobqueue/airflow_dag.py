@@ -1,5 +1,6 @@
 """A job type's Airflow side: its DAG (one task per step, scheduled by the asset the job table's
-trigger feeds, or also by a cron timetable), the task that runs a step, and the callbacks.
+trigger feeds, or also by a cron timetable), the task that runs a step, and the callbacks; and a
+job group's DAG, whose one task runs the step of each member with jobs waiting.
 
 The task reads what it needs of Airflow's context once (task_run.TaskRun) and hands the step to the
 runtime; nothing below it imports Airflow.
