@@ -166,6 +166,11 @@ def test_a_job_group_s_run_picks_up_every_member_s_jobs(airflow, conn, db_url, t
     assert [jobs[i]["result"] for i in companies] == [{"company": n} for n in range(2)]
     assert (jobs[bad]["status"], jobs[bad]["last_error"]) == ("failed", "no such contact")
     assert {job["last_worker"].partition("/")[0] for job in jobs.values()} == {"crm"}
+    # The failed attempt names the task that ran it, whose log its page links to: the group's.
+    [(task_id, run_of_attempt)] = conn.execute(
+        "select task_id, worker_id from worker._job_attempts where job_id = %s", [bad]
+    ).fetchall()
+    assert (task_id, run_of_attempt) == ("run", jobs[bad]["last_worker"])
     # A payload has no member to go to: the run refuses it, and enqueues nothing.
     logged = airflow(tmp_path / "crm.py", "crm", extra, conf={"n": 5})
     assert "RUN-STATE failed" in logged and "trigger the DAG of one of them" in logged, logged[-3000:]

@@ -209,7 +209,7 @@ def _run_step(
     hook.connection  # noqa: B018 - resolved now, through the task's supervisor: a detached step cannot
     current = job_type.steps[index]
     prepared = current.prepare() if current.prepare else None
-    work = StepRun(job_type, index, run.worker_id, hook.get_conn, prepared, run.try_number)
+    work = StepRun(job_type, index, run.worker_id, hook.get_conn, prepared, run.try_number, run.task_id)
     if current.detached:
         return dict(detach.run_detached(lambda: work.run(conf, tick)))
     return work.run(conf, tick)

@@ -90,9 +90,10 @@ class Recorder:
     """Records outcomes for one step of one DAG run (a worker)."""
 
     worker_id: str
-    step: str  # the step's task id; "" when no task records (a DAG run's failure callback)
+    step: str  # the step's name; "" when no task records (a DAG run's failure callback)
     chained: bool  # the job type has several steps, so values are kept between them
-    try_number: int | None = None  # the task's try: with the run and step, it names the task's log
+    try_number: int | None = None  # the task's try: with the run and task, it names the task's log
+    task_id: str | None = None  # the task's id, when not the step's name (a job group's `run`)
 
     def record(self, jobs: JobManager, job: Job, outcome: Outcome) -> dict[str, int]:
         """Runs inside the caller's transaction (the job's own), which the caller commits."""
@@ -138,7 +139,7 @@ class Recorder:
             return  # released meanwhile (maintenance, a force unlock): the job is not this attempt's now
         attempt = FailedAttempt(
             attempt=job.attempts, outcome=how, error=error, traceback=trace, worker_id=self.worker_id,
-            task_id=self.step or None, try_number=self.try_number,
+            task_id=self.task_id or self.step or None, try_number=self.try_number,
         )  # fmt: skip
         jobs.record_failed_attempt(job.id, attempt)
 

@@ -40,13 +40,14 @@ class StepRun:
         connect: Connect,
         prepared: Any = None,
         try_number: int | None = None,
+        task_id: str | None = None,
     ) -> None:
         self.job_type = job_type
         self.index = index
         self.step = job_type.steps[index]
         self.last = job_type.is_last(index)
         self.worker_id = worker_id
-        recorder = Recorder(worker_id, self.step.name, len(job_type.steps) > 1, try_number)
+        recorder = Recorder(worker_id, self.step.name, len(job_type.steps) > 1, try_number, task_id)
         self.completer = Completer(connect, recorder)
         self.handler = Handler(job_type, index, worker_id, prepared)
 
