@@ -15,11 +15,10 @@ import logging
 import sys
 import typing
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
 from jobqueue import database, detach, forms, settings
-from jobqueue.declaration import JobType
+from jobqueue.declaration import JobType, declaring_frame
 from jobqueue.exceptions import RunPayloadRefused
 from jobqueue.outcomes import Recorder, Retry
 from jobqueue.runtime import StepRun
@@ -115,7 +114,6 @@ class JobGroup:
 
 # Groups by name, each with the DAG file run that declared it.
 _GROUPS: dict[str, JobGroup] = {}
-_PACKAGE = Path(__file__).parent
 
 
 def join_group(job_type: JobType) -> JobGroup:
@@ -124,7 +122,9 @@ def join_group(job_type: JobType) -> JobGroup:
     file parsed again (a test, a parser that runs files in one process) makes a group anew."""
     name = job_type.options.group
     assert name is not None
-    module = _declaring_module()
+    # The DAG file's run that declares it (a group's members in two files make two DAGs of one
+    # id: Airflow refuses the second file).
+    module = declaring_frame(sys._getframe(1)).f_globals
     group = _GROUPS.get(name)
     if group is None or group.module is not module:
         group = _GROUPS[name] = JobGroup(name, module)
@@ -136,15 +136,6 @@ def join_group(job_type: JobType) -> JobGroup:
     group.trigger.identifiers = group.identifiers
     group.dag.doc_md = _group_doc(group)
     return group
-
-
-def _declaring_module() -> dict[str, Any]:
-    """The globals of the first caller outside this package: the DAG file declaring the job type.
-    (A group's members in two files make two DAGs of one id: Airflow refuses the second file.)"""
-    frame = sys._getframe(1)
-    while frame.f_back is not None and Path(frame.f_code.co_filename).is_relative_to(_PACKAGE):
-        frame = frame.f_back
-    return frame.f_globals
 
 
 def _group_doc(group: JobGroup) -> str:
@@ -192,12 +183,16 @@ def run_task(job_type: JobType, index: int, run: TaskRun) -> dict[str, int]:
         summary = _run_step(job_type, index, run, dict(run.conf), cron_tick(run))
     except RunPayloadRefused as exc:
         _fail_task(str(exc))
+    _fail_if_failed_in_run(summary)
+    return summary
+
+
+def _fail_if_failed_in_run(summary: dict[str, int]) -> None:
     if summary.get("failed_in_run"):
         _fail_task(
             f"{summary['failed_in_run']} job(s) of this run failed for good (its Jobs tab lists them); "
             f"this step: {summary}"
         )
-    return summary
 
 
 def _run_step(
@@ -245,9 +240,7 @@ def run_group_task(group: JobGroup, run: TaskRun) -> dict[str, int]:
         [m.identifier for m in members],
         summary,
     )
-    if summary.get("failed_in_run"):
-        failed = summary["failed_in_run"]
-        _fail_task(f"{failed} job(s) of this run failed for good (its Jobs tab lists them): {summary}")
+    _fail_if_failed_in_run(summary)
     return summary
 
 

@@ -5,12 +5,15 @@ public API), airflow_dag.py makes the DAG, runtime.py runs a step.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import datetime
 import inspect
 import re
+import types
 import typing
 from collections.abc import Callable, Sequence
+from pathlib import Path
 from typing import Any
 
 import pydantic
@@ -188,6 +191,20 @@ def _check_cron(expression: str, timezone: str) -> None:
         CronTriggerTimetable(expression, timezone=timezone).validate()
     except Exception as exc:
         raise InvalidJobType(f"schedule {expression!r} in time zone {timezone!r} is refused: {exc}") from exc
+
+
+_PACKAGE = Path(__file__).parent
+
+
+def declaring_frame(frame: types.FrameType) -> types.FrameType:
+    """From `frame` outwards, the first frame neither ours nor contextlib's: the DAG file's line
+    that declares a job type (a refusal names it; a job group belongs to that file's run)."""
+    while frame.f_back is not None and (
+        frame.f_code.co_filename == contextlib.__file__
+        or Path(frame.f_code.co_filename).is_relative_to(_PACKAGE)
+    ):
+        frame = frame.f_back
+    return frame
 
 
 # A group is a DAG: its name is a DAG id (Airflow's own pattern, its length limit).

@@ -24,7 +24,6 @@ import difflib
 import sys
 import typing
 from collections.abc import Callable, Iterator, Sequence
-from pathlib import Path
 from typing import Any
 
 import pydantic
@@ -39,6 +38,7 @@ from jobqueue.declaration import (
     JobType,
     Options,
     Step,
+    declaring_frame,
     payload_model_of,
 )
 from jobqueue.exceptions import InvalidJobType
@@ -129,9 +129,6 @@ def job_chain(
         return declared(JobType(identifier, chain, model, _options(options)))
 
 
-_PACKAGE = Path(__file__).parent
-
-
 @contextlib.contextmanager
 def _at_the_callers_line() -> Iterator[None]:
     """A declaration refused names the line of the DAG file that made it: Airflow shows an import
@@ -139,12 +136,7 @@ def _at_the_callers_line() -> Iterator[None]:
     try:
         yield
     except InvalidJobType as exc:
-        frame = sys._getframe(1)  # contextlib's __exit__, then our frames, then the DAG file's
-        while frame.f_back is not None and (
-            frame.f_code.co_filename == contextlib.__file__
-            or Path(frame.f_code.co_filename).is_relative_to(_PACKAGE)
-        ):
-            frame = frame.f_back
+        frame = declaring_frame(sys._getframe(1))  # from contextlib's __exit__, past our frames
         where = f"{frame.f_code.co_filename}, line {frame.f_lineno}"
         if where in str(exc):
             raise
