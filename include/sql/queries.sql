@@ -151,11 +151,15 @@ where j.state = 'running' and j.locked_by = %(worker_id)s
 returning j.id, j.max_attempts;
 
 -- name: held_jobs
--- The running jobs a worker holds (a retried task takes back what its first attempt claimed). Found
--- through the index of running jobs: the view's status is an expression no index has, and every run
--- asks at its end (a scan of 1,000,000 jobs kept: 42 ms).
+-- The running jobs a worker holds (a retried task takes back what its first attempt claimed), of one
+-- identifier when one is given (a job group's run holds several). Found through the index of running
+-- jobs: the view's status is an expression no index has, and every run asks at its end (a scan of
+-- 1,000,000 jobs kept: 42 ms).
 select * from worker.jobs
-where id = any(array(select id from worker._jobs where state = 'running' and locked_by = %(worker_id)s))
+where id = any(array(
+    select id from worker._jobs
+    where state = 'running' and locked_by = %(worker_id)s
+      and (%(identifier)s::text is null or identifier = %(identifier)s::text)))
 order by id;
 
 -- name: waiting_and_runs

@@ -89,8 +89,7 @@ def claim_batch(
     """What the run holds already (a retried task), topped up to a batch with waiting jobs: the
     least batch, and when more wait than that, the run's share of them. With `max_attempts` (the
     job type's cap), a job allowed more attempts is given that many, in its row."""
-    # A group's run holds the jobs of several identifiers (a retried task takes back its own).
-    held = [job for job in jobs.held_jobs(worker) if job.identifier == identifier]
+    held = jobs.held_jobs(worker, identifier)
     room = size.least - len(held)
     claimed = jobs.claim_jobs([identifier], worker, max_jobs=room) if room > 0 else []
     if claimed and len(claimed) == room and size.most > size.least:

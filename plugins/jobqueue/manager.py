@@ -336,8 +336,10 @@ class JobManager:
         with self._executed("cap_attempts", {"worker_id": worker_id, "cap": cap}) as cursor:
             return {int(job_id): int(attempts) for job_id, attempts in cursor.fetchall()}
 
-    def held_jobs(self, worker_id: str) -> list[Job]:
-        return self._jobs("held_jobs", {"worker_id": worker_id})
+    def held_jobs(self, worker_id: str, identifier: str | None = None) -> list[Job]:
+        """The running jobs a worker holds; with `identifier`, only those of it (a job group's run
+        holds several members' jobs)."""
+        return self._jobs("held_jobs", {"worker_id": worker_id, "identifier": identifier})
 
     def job_key_exists(self, job_key: str) -> bool:
         """Whether any job, finished or not, carries this key."""

@@ -92,10 +92,9 @@ class StepRun:
     def _end_of_run(self, control: JobManager) -> int:
         """Releases what the run still holds, and counts its jobs failed for good in any step (what
         the run's last task fails on: airflow_dag.py)."""
-        identifier = self.job_type.identifier
-        for job in (each for each in control.held_jobs(self.worker_id) if each.identifier == identifier):
+        # Only this job type's: a group's run holds its other members' jobs for their turn.
+        for job in control.held_jobs(self.worker_id, self.job_type.identifier):
             # It cannot happen, but a job left locked would wait for maintenance: back to the queue.
-            # (Only this job type's: a group's run holds its other members' jobs for their turn.)
             error = f"the DAG run {self.worker_id} ended without an outcome for this job"
             self.completer.record_now(control, job, Retry(error))
         return control.run_job_counts(self.worker_id).get("failed", 0)
