@@ -21,6 +21,7 @@ import pypdf
 import pytest
 
 from jobqueue import paths
+from jobqueue.emails import rendering
 from jobqueue.testing import run_once
 from tests.helpers import add, all_jobs, job, load_dag_file, rows
 from tests.partner import Partner
@@ -32,11 +33,16 @@ GENERATE_PDF = load_dag_file("generate_pdf").generate_pdf
 
 
 @pytest.fixture
-def acme(conn, db_url, monkeypatch, document_storage) -> Any:
+def acme(conn, db_url, monkeypatch, document_storage, request) -> Any:
     """The job database with Acme's tables, WORKER_PROJECT set, and `acme.task(name)` its modules."""
     conn.execute((PROJECT / "schema.sql").read_text())
     monkeypatch.setenv("WORKER_PROJECT", str(PROJECT))
     monkeypatch.syspath_prepend(str(PROJECT))
+    # One e-mail renderer per process, its template folders read at its first use: a test before
+    # this one (test_send_email in the same process) made it without the team's folder, and one
+    # after would find Acme's `welcome` in place of the product's.
+    rendering.renderer.cache_clear()
+    request.addfinalizer(rendering.renderer.cache_clear)
 
     class Acme:
         storage = document_storage
