@@ -138,4 +138,4 @@ def serve_as(
     user = SimpleAuthManagerUser(username=role, role=role)
     app.dependency_overrides[get_user] = lambda: user
     decides = auth_manager or SimpleAuthManager()
-    app.dependency_overrides[web._access] = lambda: Access(user, decides, frozenset(dag_ids))
+    app.dependency_overrides[web.current_access] = lambda: Access(user, decides, frozenset(dag_ids))

@@ -61,15 +61,47 @@ select * from worker.claim_jobs(
 select * from worker.fail_job(%(job_id)s, %(worker_id)s, %(error)s, %(retry)s) where id is not null;
 
 -- name: record_failed_attempt
--- Keeps a failed attempt of a job (its error, traceback and task), with the failure it goes with.
-insert into worker._job_attempts (job_id, attempt, outcome, error, traceback, worker_id, task_id, try_number)
-values (%(job_id)s, %(attempt)s, %(outcome)s, %(error)s, %(traceback)s, %(worker_id)s, %(task_id)s,
-        %(try_number)s);
+-- Keeps a failed attempt of a job (its error, traceback and task, and when it started), with the
+-- failure it goes with.
+insert into worker._job_attempts
+    (job_id, attempt, outcome, error, traceback, worker_id, task_id, try_number, started_at)
+select %(job_id)s, %(attempt)s, %(outcome)s, %(error)s, %(traceback)s, %(worker_id)s, %(task_id)s,
+       %(try_number)s, j.started_at
+from worker._jobs j where j.id = %(job_id)s;
 
--- name: failed_attempts
--- A job's failed attempts, the latest first.
-select attempt, outcome, error, traceback, worker_id, task_id, try_number, at
-from worker._job_attempts where job_id = %(job_id)s order by at desc, attempt desc;
+-- name: job_attempts
+-- A job's attempts, the latest first: those that failed (kept in _job_attempts), and its latest
+-- from its row while it runs or once it completed.
+select attempt, outcome, error, traceback, worker_id, task_id, try_number, started_at,
+       at as ended_at, job_id
+from worker._job_attempts where job_id = %(job_id)s
+union all
+select j.attempts, j.state, null, null, j.last_worker, null, null, j.started_at, j.completed_at, j.id
+from worker._jobs j where j.id = %(job_id)s and j.state in ('running', 'completed')
+order by started_at desc nulls last, ended_at desc nulls first, attempt desc;
+
+-- name: cancel_requests
+-- The requests to cancel jobs a worker holds (through the index of running jobs).
+select id, cancel_requested_by from worker._jobs
+where state = 'running' and locked_by = %(worker_id)s and cancel_requested_by is not null;
+
+-- name: cancel_request
+-- Who asked to cancel a job's running attempt, and when (no row: nobody).
+select cancel_requested_by as by, cancel_requested_at as at from worker._jobs
+where id = %(job_id)s and state = 'running' and cancel_requested_by is not null;
+
+-- name: run_attempts
+-- The attempts a DAG run made of these jobs: the failed ones it kept, and each job's latest when
+-- the run made it (running or completed).
+select attempt, outcome, error, traceback, worker_id, task_id, try_number, started_at,
+       at as ended_at, job_id
+from worker._job_attempts where worker_id = %(worker_id)s and job_id = any(%(job_ids)s::bigint[])
+union all
+select j.attempts, j.state, null, null, j.last_worker, null, null, j.started_at, j.completed_at, j.id
+from worker._jobs j
+where j.id = any(%(job_ids)s::bigint[]) and j.last_worker = %(worker_id)s
+  and j.state in ('running', 'completed')
+order by job_id, started_at, attempt;
 
 -- name: get_job
 -- One job by id.
@@ -228,6 +260,9 @@ select * from worker.add_job_for_worker(
     max_attempts => %(max_attempts)s::integer
 );
 
+-- name: cancel_jobs
+select * from worker.cancel_jobs(%(job_ids)s::bigint[], %(actor)s);
+
 -- name: remove_jobs
 -- Removes waiting or failed jobs by id.
 select * from worker.remove_jobs(%(job_ids)s::bigint[]);
@@ -257,8 +292,37 @@ where (%(identifiers)s::text[] is null or identifier = any(%(identifiers)s::text
   and (%(queue_name)s::text is null or queue_name = %(queue_name)s)
   and (%(job_key)s::text is null or job_key = %(job_key)s)
   and (%(error)s::text is null or last_error ilike '%%' || %(error)s || '%%')
+  and (%(since)s::timestamptz is null or updated_at >= %(since)s)
 order by id desc
 limit %(limit)s offset %(offset)s;
+
+-- name: count_jobs
+-- How many jobs match the filters of search_jobs (what an action on all of them would touch). The
+-- same conditions as search_jobs, written out: a function holding them could not be inlined into
+-- the query (every function of the schema runs as its owner), and the list's `order by id desc
+-- limit 50` would then read every job kept.
+select count(*) from worker.jobs
+where (%(identifiers)s::text[] is null or identifier = any(%(identifiers)s::text[]))
+  and (%(identifier)s::text is null or identifier = %(identifier)s)
+  and (%(status)s::text is null or status = %(status)s)
+  and (%(queue_name)s::text is null or queue_name = %(queue_name)s)
+  and (%(job_key)s::text is null or job_key = %(job_key)s)
+  and (%(error)s::text is null or last_error ilike '%%' || %(error)s || '%%')
+  and (%(since)s::timestamptz is null or updated_at >= %(since)s);
+
+-- name: matching_ids
+-- The ids of the jobs matching the filters of search_jobs, oldest first, at most `limit`: an action
+-- on every job a filter shows.
+select id from worker.jobs
+where (%(identifiers)s::text[] is null or identifier = any(%(identifiers)s::text[]))
+  and (%(identifier)s::text is null or identifier = %(identifier)s)
+  and (%(status)s::text is null or status = %(status)s)
+  and (%(queue_name)s::text is null or queue_name = %(queue_name)s)
+  and (%(job_key)s::text is null or job_key = %(job_key)s)
+  and (%(error)s::text is null or last_error ilike '%%' || %(error)s || '%%')
+  and (%(since)s::timestamptz is null or updated_at >= %(since)s)
+order by id
+limit %(limit)s;
 
 -- name: graphile_schema_exists
 -- Whether this database has graphile-worker's schema (0.16 or later: private tables).
@@ -410,11 +474,20 @@ select * from worker.add_cron_job(%(cron_id)s, %(tick)s::timestamptz, %(spec)s::
 select max(tick) from worker._cron_ticks where cron_id = %(cron_id)s;
 
 -- name: run_jobs
--- The jobs a DAG run (worker '<dag_id>/<run_id>') worked on last, failed ones first, one page.
+-- The jobs a DAG run (worker '<dag_id>/<run_id>') attempted, whatever became of them later (a retry
+-- in another run), failed ones first, one page.
 select * from worker.jobs
-where last_worker = %(worker_id)s
+where id in (select id from worker._jobs where last_worker = %(worker_id)s
+             union select job_id from worker._job_attempts where worker_id = %(worker_id)s)
 order by status = 'failed' desc, id
 limit %(limit)s;
+
+-- name: run_attempted_counts
+-- How the jobs a DAG run attempted stand now, per status.
+select status, count(*) as jobs from worker.jobs
+where id in (select id from worker._jobs where last_worker = %(worker_id)s
+             union select job_id from worker._job_attempts where worker_id = %(worker_id)s)
+group by status order by status;
 
 -- name: run_job_counts
 -- How the jobs a DAG run worked on last stand, per status.

@@ -56,6 +56,9 @@ CREATE TABLE worker._jobs (
     completed_at timestamp with time zone,
     last_worker text,
     result jsonb,
+    started_at timestamp with time zone,
+    cancel_requested_by text,
+    cancel_requested_at timestamp with time zone,
     CONSTRAINT _jobs_check CHECK (((state = 'running'::text) = (locked_by IS NOT NULL))),
     CONSTRAINT _jobs_check1 CHECK (((state <> 'waiting'::text) OR (attempts < max_attempts))),
     CONSTRAINT _jobs_failed_has_no_attempts_left CHECK (((state <> 'failed'::text) OR (attempts >= max_attempts))),
@@ -578,7 +581,7 @@ begin
                              'unsafe_dedupe');
     update worker._jobs j
     set state = 'running', attempts = j.attempts + 1, locked_by = worker_id, locked_at = now(),
-        last_worker = worker_id, updated_at = now()
+        last_worker = worker_id, updated_at = now(), started_at = now()
     where j.id = v_job.id and j.state = 'waiting' and not worker._is_paused(j.identifier, null);
     select * into v_result from worker.jobs where id = v_job.id;
     return v_result;
@@ -704,6 +707,42 @@ COMMENT ON FUNCTION worker.add_jobs(specs jsonb) IS 'Enqueues many jobs in one s
 
 
 --
+-- Name: cancel_jobs(bigint[], text); Type: FUNCTION; Schema: worker; Owner: -
+--
+
+CREATE FUNCTION worker.cancel_jobs(job_ids bigint[], actor text DEFAULT NULL::text) RETURNS SETOF worker.jobs
+    LANGUAGE plpgsql SECURITY DEFINER
+    SET enable_seqscan TO 'off'
+    SET search_path TO 'pg_catalog', 'worker', 'pg_temp'
+    AS $$
+begin
+    -- The running ones: their runs are asked to stop them (they see it within a second or two).
+    update worker._jobs j
+    set cancel_requested_by = coalesce(actor, current_user::text), cancel_requested_at = now()
+    where j.id = any(job_ids) and j.state = 'running' and j.cancel_requested_by is null;
+    return query select * from worker.jobs where id = any(job_ids) and status = 'running' order by id;
+    -- The waiting and failed ones are removed, as remove_jobs does.
+    return query
+    with removed as (
+        delete from worker._jobs j where j.id = any(job_ids) and j.state in ('waiting', 'failed')
+        returning j.*
+    )
+    select r.id, r.identifier, r.payload, r.queue_name, r.priority, r.run_at, r.attempts, r.max_attempts,
+           r.last_error, r.job_key, r.flags, 'removed'::text, r.locked_by, r.locked_at, r.created_at,
+           now(), r.completed_at, r.last_worker, r.result
+    from removed r order by r.id;
+end;
+$$;
+
+
+--
+-- Name: FUNCTION cancel_jobs(job_ids bigint[], actor text); Type: COMMENT; Schema: worker; Owner: -
+--
+
+COMMENT ON FUNCTION worker.cancel_jobs(job_ids bigint[], actor text) IS 'Cancels jobs by id: a running job is stopped by its run and fails for good ("cancelled by <actor>"), waiting and failed ones are removed; completed ones stay. Example: select * from worker.cancel_jobs(array[7], ''ana'')';
+
+
+--
 -- Name: claim_jobs(text[], text, integer, text[]); Type: FUNCTION; Schema: worker; Owner: -
 --
 
@@ -824,7 +863,8 @@ begin
 
     update worker._jobs j
     set state = 'running', attempts = j.attempts + 1, locked_by = worker_id, locked_at = now(),
-        last_worker = worker_id, updated_at = now()
+        last_worker = worker_id, updated_at = now(), started_at = now(),
+        cancel_requested_by = null, cancel_requested_at = null
     where j.id = any(v_ids);
     if v_allowed is not null then
         update worker._rate_limits r
@@ -1011,23 +1051,42 @@ COMMENT ON FUNCTION worker.fail_job(job_id bigint, worker_id text, error text, r
 
 CREATE FUNCTION worker.force_unlock_workers(worker_ids text[], reason text DEFAULT NULL::text) RETURNS void
     LANGUAGE plpgsql SECURITY DEFINER
+    SET enable_seqscan TO 'off'
     SET search_path TO 'pg_catalog', 'worker', 'pg_temp'
     AS $$
 declare
     v_identifiers text[];
     v_queues text[];
 begin
-    with released as (
+    with held as (
+        select j.id, j.locked_by, j.started_at, j.attempts, j.max_attempts, j.cancel_requested_by
+        from worker._jobs j
+        where j.state = 'running' and j.locked_by = any(worker_ids)
+        for update
+    ), released as (
         update worker._jobs j
-        set state = case when j.attempts < j.max_attempts then 'waiting' else 'failed' end,
+        set state = case
+                when h.cancel_requested_by is null and j.attempts < j.max_attempts then 'waiting'
+                else 'failed'
+            end,
+            attempts = case when h.cancel_requested_by is null then j.attempts else j.max_attempts end,
             last_error = case
+                when h.cancel_requested_by is not null then 'cancelled by ' || h.cancel_requested_by
                 when j.attempts < j.max_attempts then coalesce(reason, j.last_error)
                 else coalesce(reason || '; that was the last attempt',
                               'Worker ' || j.locked_by || ' was force-unlocked during the last attempt')
             end,
             locked_by = null, locked_at = null, updated_at = now()
-        where j.state = 'running' and j.locked_by = any(worker_ids)
-        returning j.identifier, j.queue_name, j.state
+        from held h
+        where j.id = h.id
+        returning j.id, j.identifier, j.queue_name, j.state, j.last_error, h.locked_by, h.started_at,
+                  h.attempts
+    ), kept as (
+        insert into worker._job_attempts (job_id, attempt, outcome, error, worker_id, started_at)
+        select r.id, r.attempts, case when r.state = 'waiting' then 'retry' else 'failed' end,
+               coalesce(r.last_error, 'released: its worker ' || r.locked_by || ' was force-unlocked'),
+               r.locked_by, r.started_at
+        from released r
     )
     select array_agg(identifier) filter (where state = 'waiting'),
            array_agg(distinct queue_name) filter (where queue_name is not null)
@@ -1386,6 +1445,7 @@ CREATE TABLE worker._job_attempts (
     task_id text,
     try_number integer,
     at timestamp with time zone DEFAULT now() NOT NULL,
+    started_at timestamp with time zone,
     CONSTRAINT _job_attempts_outcome_check CHECK ((outcome = ANY (ARRAY['retry'::text, 'failed'::text])))
 );
 
@@ -1566,6 +1626,13 @@ ALTER TABLE ONLY worker.migrations
 --
 
 CREATE INDEX _job_attempts_job_idx ON worker._job_attempts USING btree (job_id, attempt);
+
+
+--
+-- Name: _job_attempts_worker_idx; Type: INDEX; Schema: worker; Owner: -
+--
+
+CREATE INDEX _job_attempts_worker_idx ON worker._job_attempts USING btree (worker_id);
 
 
 --
@@ -1789,6 +1856,14 @@ REVOKE ALL ON FUNCTION worker.add_job_for_worker(identifier text, payload jsonb,
 
 REVOKE ALL ON FUNCTION worker.add_jobs(specs jsonb) FROM PUBLIC;
 GRANT ALL ON FUNCTION worker.add_jobs(specs jsonb) TO worker_app;
+
+
+--
+-- Name: FUNCTION cancel_jobs(job_ids bigint[], actor text); Type: ACL; Schema: worker; Owner: -
+--
+
+REVOKE ALL ON FUNCTION worker.cancel_jobs(job_ids bigint[], actor text) FROM PUBLIC;
+GRANT ALL ON FUNCTION worker.cancel_jobs(job_ids bigint[], actor text) TO worker_admin;
 
 
 --

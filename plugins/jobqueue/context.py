@@ -10,7 +10,7 @@ from collections.abc import Callable, Iterable, MutableMapping
 from typing import Any
 
 from jobqueue.completer import real_connection
-from jobqueue.exceptions import JobAbandoned
+from jobqueue.exceptions import JobAbandoned, JobCancelled
 from jobqueue.jobs import Job, JobSpec, JsonValue
 from jobqueue.manager import JobManager
 from jobqueue.outcomes import Failed, Outcome, Retry
@@ -24,7 +24,8 @@ class JobLog(logging.LoggerAdapter):
 
 
 class JobContext:
-    """`ctx.job`, `ctx.add_job(...)`, `ctx.add_jobs(...)`, `ctx.log`, `ctx.connection`, `ctx.worker_id`.
+    """`ctx.job`, `ctx.add_job(...)`, `ctx.add_jobs(...)`, `ctx.log`, `ctx.connection`, `ctx.worker_id`,
+    `ctx.cancelled` (an Event, set when someone cancels the job: jobqueue/cancelling.py).
 
     Everything done through `ctx` (jobs added, queries on `ctx.connection`) belongs to the job's own
     transaction, which the runtime commits together with the job's outcome: a job completes with its
@@ -40,6 +41,31 @@ class JobContext:
         self._lock = threading.Lock()
         self._abandoned = False
         self.touched = False  # the handler did something in the job's transaction
+        self.cancelled = threading.Event()  # graphile-worker's abortSignal
+        self.cancelled_by: str | None = None
+        self._on_cancel: list[Callable[[], None]] = []
+
+    def raise_if_cancelled(self) -> None:
+        """Raises JobCancelled once someone cancelled the job: call it between pieces of work."""
+        if self.cancelled_by is not None:
+            raise JobCancelled(f"cancelled by {self.cancelled_by}")
+
+    def cancel(self, who: str) -> None:
+        """Someone cancelled the job (the run read the request): sets `cancelled`, and stops an
+        async handler's task."""
+        with self._lock:
+            self.cancelled_by = who
+            callbacks = list(self._on_cancel)
+        self.cancelled.set()
+        for callback in callbacks:
+            callback()
+
+    def when_cancelled(self, callback: Callable[[], None]) -> None:
+        with self._lock:
+            self._on_cancel.append(callback)
+            now = self.cancelled_by is not None
+        if now:
+            callback()
 
     @property
     def payload(self) -> Any:

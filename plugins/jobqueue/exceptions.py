@@ -17,6 +17,11 @@ class RetryableJobError(WorkerError):
     exception a handler raises means the same; this one says so on purpose."""
 
 
+class JobCancelled(PermanentJobError):
+    """Someone cancelled the running job (worker.cancel_jobs, the page, the API): `ctx.raise_if_cancelled()`
+    raises it; the job fails for good, "cancelled by <who>"."""
+
+
 class JobTimeLimitExceeded(WorkerError):
     """A job's handler ran past its job type's time limit: a failed attempt, retried."""
 
@@ -48,6 +53,10 @@ class DetachedError(WorkerError):
 
 class AccessRefused(WorkerError):
     """Airflow's auth manager says the user may not do this (jobqueue/access.py); a 403 naming what."""
+
+
+class JobNotFound(WorkerError):
+    """No job has that id (any more: it completed and was purged, or was removed)."""
 
 
 class JobQueueError(WorkerError):

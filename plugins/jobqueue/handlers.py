@@ -21,12 +21,13 @@ import time
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any, Protocol
 
+from jobqueue.cancelling import Cancellations
 from jobqueue.completer import Completer
 from jobqueue.context import BatchItem, JobContext, StepContext
-from jobqueue.exceptions import JobTimeLimitExceeded, OutcomeNotRecorded
+from jobqueue.exceptions import JobCancelled, JobTimeLimitExceeded, OutcomeNotRecorded
 from jobqueue.jobs import Job
 from jobqueue.manager import JobManager
-from jobqueue.outcomes import Outcome, Retry, of_exception, of_return
+from jobqueue.outcomes import Failed, Outcome, Retry, of_exception, of_return
 
 if TYPE_CHECKING:
     from jobqueue.declaration import JobType
@@ -38,8 +39,12 @@ Items = Sequence[tuple[Job, Any]]
 class Handler:
     """One step's function, as the runtime calls it: a job's `ctx`, the call, what an answer means."""
 
-    def __init__(self, job_type: JobType, index: int, worker_id: str, prepared: Any = None) -> None:
+    def __init__(
+        self, job_type: JobType, index: int, worker_id: str, prepared: Any = None,
+        cancellations: Cancellations | None = None,
+    ) -> None:  # fmt: skip
         self.job_type = job_type
+        self.cancellations = cancellations or Cancellations()
         self.step = job_type.steps[index]
         self.last = job_type.is_last(index)
         self.worker_id = worker_id
@@ -55,7 +60,16 @@ class Handler:
                 parsed.append(self.job_type.parse(job.payload))
             return parsed[0]
 
-        return JobContext(job, self.worker_id, jobs, payload)
+        ctx = JobContext(job, self.worker_id, jobs, payload)
+        self.cancellations.listen(job.id, ctx.cancel)
+        return ctx
+
+    @staticmethod
+    def unless_cancelled(ctx: JobContext, outcome: Outcome) -> Outcome:
+        """A cancelled job fails for good, whatever its handler answered after the request."""
+        if ctx.cancelled_by is None:
+            return outcome
+        return Failed(f"cancelled by {ctx.cancelled_by}")
 
     def outcome(self, answer: Any) -> Outcome:
         """What a handler's answer for one job means: a value, an exception, or an outcome."""
@@ -67,30 +81,53 @@ class Handler:
             return of_exception(exc, f"keeping what step {self.step.name} returned")
 
     def call(self, value: Any, ctx: JobContext) -> Outcome:
-        """A sync handler's outcome for one job."""
+        """A sync handler's outcome for one job (not called if the job was cancelled already)."""
+        if ctx.cancelled_by is not None:
+            return self.unless_cancelled(ctx, Retry("not run"))
         try:
-            return self.outcome(self.step.function(value, ctx))
+            outcome = self.outcome(self.step.function(value, ctx))
         except OutcomeNotRecorded:
             raise
         except Exception as exc:
-            log.exception("job %d: step %s failed", ctx.job.id, self.step.name)
-            return self.outcome(exc)
+            if ctx.cancelled_by is None:
+                log.exception("job %d: step %s failed", ctx.job.id, self.step.name)
+            outcome = self.outcome(exc)
+        return self.unless_cancelled(ctx, outcome)
 
     async def call_async(self, value: Any, ctx: JobContext) -> Outcome:
-        """An async handler's outcome for one job, within the time limit."""
+        """An async handler's outcome for one job, within the time limit; its task is cancelled
+        when the job is (CancelledError inside the handler)."""
+        if ctx.cancelled_by is not None:
+            return self.unless_cancelled(ctx, Retry("not run"))
+        task, loop = asyncio.current_task(), asyncio.get_running_loop()
+        assert task is not None
+        ctx.when_cancelled(lambda: _cancel_from_another_thread(loop, task))
         deadline = asyncio.timeout(self.time_limit)
         try:
             async with deadline:
-                return self.outcome(await self.step.function(value, ctx))
+                outcome = self.outcome(await self.step.function(value, ctx))
         except OutcomeNotRecorded:
             raise
+        except asyncio.CancelledError:
+            if ctx.cancelled_by is None:
+                raise  # not ours: the step itself is being stopped
+            task.uncancel()
+            outcome = Retry("cancelled")
         except TimeoutError as exc:
             if deadline.expired():  # else the handler's own time-out, for its own error
-                return self.outcome(JobTimeLimitExceeded(self.time_limit or 0))
-            return self.outcome(exc)
+                outcome = self.outcome(JobTimeLimitExceeded(self.time_limit or 0))
+            else:
+                outcome = self.outcome(exc)
         except Exception as exc:
-            log.exception("job %d: step %s failed", ctx.job.id, self.step.name)
-            return self.outcome(exc)
+            if ctx.cancelled_by is None:
+                log.exception("job %d: step %s failed", ctx.job.id, self.step.name)
+            outcome = self.outcome(exc)
+        return self.unless_cancelled(ctx, outcome)
+
+
+def _cancel_from_another_thread(loop: asyncio.AbstractEventLoop, task: asyncio.Task[Any]) -> None:
+    with contextlib.suppress(RuntimeError):  # the loop closed: the job ended before the request
+        loop.call_soon_threadsafe(task.cancel)
 
 
 class Executor(Protocol):
@@ -257,7 +294,7 @@ class BatchExecutor:
                 if item.reported:
                     return
                 item.reported = True
-                outcome = self.handler.outcome(answer)
+                outcome = self.handler.unless_cancelled(item.ctx, self.handler.outcome(answer))
                 jobs = self.completer.record(shared[0], item.job, outcome, item.ctx.touched)
                 if jobs is not shared[0]:  # reconnected: the other jobs go on with the new one
                     shared[0] = jobs
@@ -272,6 +309,12 @@ class BatchExecutor:
                 returned = asyncio.run(_awaited(returned))
         except OutcomeNotRecorded:
             raise  # the task fails: its jobs stay held by the run, for its retry
+        except JobCancelled as exc:  # raise_if_cancelled of one job: the others did nothing wrong
+            stopped = [item.job.id for item in batch if item.ctx.cancelled_by is not None]
+            retry = Retry(f"the batch handler stopped when job {', '.join(map(str, stopped))} was cancelled")
+            for item in batch:
+                report(item, exc if item.ctx.cancelled_by is not None else retry)
+            return
         except Exception as exc:
             log.exception("step %s: the batch handler failed", self.handler.step.name)
             for item in batch:

@@ -59,17 +59,43 @@ class Job:
 
 
 @dataclasses.dataclass(frozen=True)
-class FailedAttempt:
-    """A failed attempt of a job, as worker._job_attempts keeps it."""
+class Attempt:
+    """One attempt of a job: a failed one as worker._job_attempts keeps it, or the job's latest while
+    it runs or once it completed (from the job's row)."""
 
     attempt: int
-    outcome: str  # "retry": it runs again; "failed": for good
-    error: str
+    outcome: str  # "retry": failed, it runs again; "failed": for good; "running"; "completed"
+    error: str | None
     traceback: str | None
-    worker_id: str  # the DAG run, <dag_id>/<run_id>
+    worker_id: str | None  # the DAG run, <dag_id>/<run_id>
     task_id: str | None  # the step; None when no task recorded it (the run's failure callback)
     try_number: int | None  # the task's try: with the run and the task, its log in Airflow's UI
-    at: datetime.datetime | None = None  # when it was recorded; None until it is
+    started_at: datetime.datetime | None = None
+    ended_at: datetime.datetime | None = None  # None while it runs, and until it is recorded
+    job_id: int | None = None
+
+
+@dataclasses.dataclass(frozen=True)
+class JobFilter:
+    """Which jobs a search, a count or an action on many is about: every field given must match."""
+
+    identifier: str | None = None
+    status: str | None = None  # a JobStatus value
+    queue_name: str | None = None
+    job_key: str | None = None
+    error: str | None = None  # text in last_error, any case
+    since: datetime.datetime | None = None  # changed at or after (updated_at)
+
+    def params(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    def given(self) -> dict[str, Any]:
+        """The fields given, as JSON would keep them (an action's record)."""
+        return {
+            name: value.isoformat() if isinstance(value, datetime.datetime) else value
+            for name, value in self.params().items()
+            if value is not None
+        }
 
 
 @dataclasses.dataclass(frozen=True)

@@ -16,7 +16,7 @@ from typing import Any, Literal
 
 from jobqueue import payloads
 from jobqueue.exceptions import BY_SQLSTATE
-from jobqueue.jobs import FailedAttempt, Job, JobKeyMode, JobSpec, JsonValue
+from jobqueue.jobs import Attempt, Job, JobFilter, JobKeyMode, JobSpec, JsonValue
 from jobqueue.queries import query
 
 PauseKind = Literal["identifier", "queue"]
@@ -267,6 +267,11 @@ class JobManager:
     def remove_jobs(self, job_ids: Sequence[int]) -> list[Job]:
         return self._jobs("remove_jobs", {"job_ids": list(job_ids)})
 
+    def cancel_jobs(self, job_ids: Sequence[int], actor: str | None = None) -> list[Job]:
+        """Asks the runs of the running jobs given to stop them (each fails for good, "cancelled by
+        <actor>"); removes the waiting and failed ones. Returns both, the removed as REMOVED."""
+        return self._jobs("cancel_jobs", {"job_ids": list(job_ids), "actor": actor})
+
     def record_action(
         self, job_ids: Sequence[int], action: str, actor: str, detail: JsonValue = None
     ) -> None:
@@ -280,28 +285,30 @@ class JobManager:
 
     def search_jobs(
         self,
+        matching: JobFilter,
         *,
-        identifier: str | None = None,
-        status: str | None = None,
-        queue_name: str | None = None,
-        job_key: str | None = None,
-        error: str | None = None,
         limit: int = 50,
         offset: int = 0,
         identifiers: Sequence[str] | None = None,
     ) -> list[Job]:
-        """Jobs matching the filters, newest first; `identifiers`: only of those (None: any)."""
-        params = {
-            "identifiers": None if identifiers is None else list(identifiers),
-            "identifier": identifier,
-            "status": status,
-            "queue_name": queue_name,
-            "job_key": job_key,
-            "error": error,
-            "limit": limit,
-            "offset": offset,
-        }
+        """Jobs matching the filter, newest first; `identifiers`: only of those (None: any)."""
+        params = {**self._filtered(matching, identifiers), "limit": limit, "offset": offset}
         return self._jobs("search_jobs", params)
+
+    def count_jobs(self, matching: JobFilter, identifiers: Sequence[str] | None = None) -> int:
+        """How many jobs match the filter (of `identifiers`, None: any)."""
+        return int(self._scalar("count_jobs", self._filtered(matching, identifiers)))
+
+    def matching_ids(
+        self, matching: JobFilter, identifiers: Sequence[str] | None = None, most: int = 100_000
+    ) -> list[int]:
+        """The ids of the jobs matching the filter, oldest first, at most `most`."""
+        params = {**self._filtered(matching, identifiers), "limit": most}
+        return [row["id"] for row in self._rows("matching_ids", params)]
+
+    @staticmethod
+    def _filtered(matching: JobFilter, identifiers: Sequence[str] | None) -> dict[str, Any]:
+        return {**matching.params(), "identifiers": None if identifiers is None else list(identifiers)}
 
     def waiting_and_runs(self, identifier: str, worker_id: str, most: int) -> tuple[int, int]:
         """(jobs of `identifier` that could be claimed now, counted up to `most`; other workers
@@ -385,15 +392,31 @@ class JobManager:
         """The identifiers of these jobs (of those that exist)."""
         return [row["identifier"] for row in self._rows("identifiers_of", {"job_ids": list(job_ids)})]
 
-    def record_failed_attempt(self, job_id: int, attempt: FailedAttempt) -> None:
+    def record_failed_attempt(self, job_id: int, attempt: Attempt) -> None:
         """Keeps a failed attempt, in the caller's transaction (the one recording the failure)."""
         fields = dataclasses.asdict(attempt)
-        del fields["at"]
+        for recorded_here in ("started_at", "ended_at", "job_id"):
+            del fields[recorded_here]
         self._execute("record_failed_attempt", {"job_id": job_id, **fields})
 
-    def failed_attempts(self, job_id: int) -> list[FailedAttempt]:
-        """A job's failed attempts, the latest first."""
-        return [FailedAttempt(**row) for row in self._rows("failed_attempts", {"job_id": job_id})]
+    def attempts(self, job_id: int) -> list[Attempt]:
+        """A job's attempts, the latest first: the failed ones kept, and the one running or completed."""
+        return [Attempt(**row) for row in self._rows("job_attempts", {"job_id": job_id})]
+
+    def cancel_requests(self, worker_id: str) -> dict[int, str]:
+        """{job id: who asked} of the requests to cancel jobs the worker holds."""
+        rows = self._rows("cancel_requests", {"worker_id": worker_id})
+        return {int(row["id"]): str(row["cancel_requested_by"]) for row in rows}
+
+    def cancel_request(self, job_id: int) -> dict[str, Any] | None:
+        """{"by", "at"} of the request to cancel the job's running attempt; None if none."""
+        found = self._rows("cancel_request", {"job_id": job_id})
+        return found[0] if found else None
+
+    def run_attempts(self, worker_id: str, job_ids: Sequence[int]) -> list[Attempt]:
+        """The attempts a DAG run made of these jobs (each job's failed ones, and its latest)."""
+        params = {"worker_id": worker_id, "job_ids": list(job_ids)}
+        return [Attempt(**row) for row in self._rows("run_attempts", params)]
 
     def job_actions(self, job_id: int) -> list[dict[str, Any]]:
         """What was done to a job by hand, oldest first."""
@@ -434,8 +457,14 @@ class JobManager:
         return self._scalar("last_cron_tick", {"cron_id": cron_id})
 
     def run_jobs(self, worker_id: str, limit: int = 500) -> list[Job]:
-        """The jobs a DAG run worked on last (its worker id), failed ones first."""
+        """The jobs a DAG run (its worker id) attempted, whatever became of them later, failed ones
+        first."""
         return self._jobs("run_jobs", {"worker_id": worker_id, "limit": limit})
+
+    def run_attempted_counts(self, worker_id: str) -> dict[str, int]:
+        """{status now: jobs} of the jobs a DAG run attempted."""
+        rows = self._rows("run_attempted_counts", {"worker_id": worker_id})
+        return {row["status"]: row["jobs"] for row in rows}
 
     def run_job_counts(self, worker_id: str) -> dict[str, int]:
         """{status: jobs} of the jobs a DAG run worked on last."""

@@ -18,7 +18,7 @@ from typing import Any
 
 from jobqueue import payloads
 from jobqueue.exceptions import JobQueueError, JobTimeLimitExceeded, PermanentJobError
-from jobqueue.jobs import FailedAttempt, Job, JsonValue
+from jobqueue.jobs import Attempt, Job, JsonValue
 from jobqueue.manager import JobManager
 
 log = logging.getLogger(__name__)
@@ -137,7 +137,7 @@ class Recorder:
         """The failed attempt, and what it keeps: its error, its traceback and its task."""
         if jobs.fail_job(job.id, self.worker_id, error, retry=how == "retry") is None:
             return  # released meanwhile (maintenance, a force unlock): the job is not this attempt's now
-        attempt = FailedAttempt(
+        attempt = Attempt(
             attempt=job.attempts, outcome=how, error=error, traceback=trace, worker_id=self.worker_id,
             task_id=self.task_id or self.step or None, try_number=self.try_number,
         )  # fmt: skip

@@ -20,6 +20,7 @@ import logging
 from typing import Any
 
 from jobqueue import metrics
+from jobqueue.cancelling import Cancellations, CancelWatch
 from jobqueue.claiming import step_inputs
 from jobqueue.completer import Completer, Connect, connection_lost
 from jobqueue.declaration import JobType
@@ -49,7 +50,9 @@ class StepRun:
         self.worker_id = worker_id
         recorder = Recorder(worker_id, self.step.name, len(job_type.steps) > 1, try_number, task_id)
         self.completer = Completer(connect, recorder)
-        self.handler = Handler(job_type, index, worker_id, prepared)
+        cancellations = Cancellations()
+        self.handler = Handler(job_type, index, worker_id, prepared, cancellations)
+        self.cancel_watch = CancelWatch(worker_id, self.completer.fresh, cancellations)
 
     def run(self, conf: dict[str, Any] | None, cron: dict[str, Any] | None = None) -> dict[str, int]:
         """The step's jobs, each to its outcome; a summary of how many ended how."""
@@ -64,8 +67,14 @@ class StepRun:
                 completer.record_now(control, job, outcome)
             if inputs.run_refused:
                 raise RunPayloadRefused(inputs.run_refused)
+            if self.index > 0:  # a job cancelled between two steps of its chain runs no more
+                self.cancel_watch.read_now(control)
             completer.start()
-            executor_for(self.handler, completer).run(inputs.items)
+            self.cancel_watch.start()
+            try:
+                executor_for(self.handler, completer).run(inputs.items)
+            finally:
+                self.cancel_watch.stop()
             completer.close()
             failed_in_run = self._end_of_run_on(control) if self.last else 0
         finally:

@@ -85,7 +85,7 @@ def test_each_outcome_of_a_handler(conn, db_url):
 
     # Each failed attempt is kept with its error, its traceback (the handler's own line in it) and
     # the task that ran it; a PermanentJobError's message is the whole story.
-    [attempt] = JobManager(conn).failed_attempts(flaky)
+    [attempt] = JobManager(conn).attempts(flaky)
     assert (attempt.attempt, attempt.outcome, attempt.worker_id, attempt.task_id) == (
         1, "retry", WORKER, "resize_image",
     )  # fmt: skip
@@ -93,7 +93,7 @@ def test_each_outcome_of_a_handler(conn, db_url):
     assert 'raise ConnectionError("image server went away")' in attempt.traceback
     # From the handler's own frame: none of the runtime's that called it.
     assert "plugins/jobqueue/" not in attempt.traceback and __file__ in attempt.traceback
-    [final] = JobManager(conn).failed_attempts(too_wide)
+    [final] = JobManager(conn).attempts(too_wide)
     assert (final.outcome, final.error, final.traceback) == ("failed", "width over 10000", None)
 
     make_runnable(conn)

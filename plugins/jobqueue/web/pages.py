@@ -1,0 +1,92 @@
+"""The job queue's HTML pages, rendered on the server (include/templates/web) and shown in Airflow's
+shell: the queue with its filter, one job with every attempt, and a DAG run's Jobs tab."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import jinja2
+from fastapi import APIRouter, Query, Request
+from fastapi.responses import HTMLResponse
+
+from jobqueue import paths
+from jobqueue.web.models import STATUSES, PageQuery, dag_run_url, task_log_url
+from jobqueue.web.queue import Allowed, UserQueue
+
+PAGE_SIZE = 50
+
+router = APIRouter(include_in_schema=False, default_response_class=HTMLResponse)
+
+
+def _templates() -> jinja2.Environment:
+    environment = jinja2.Environment(
+        loader=jinja2.FileSystemLoader(paths.INCLUDE_DIR / "templates" / "web"),
+        autoescape=True,
+        undefined=jinja2.StrictUndefined,
+    )
+    environment.globals["dag_run_url"] = dag_run_url
+    environment.globals["task_log_url"] = task_log_url
+    return environment
+
+
+TEMPLATES = _templates()
+
+
+def _render(name: str, request: Request, **values: object) -> str:
+    """A page; `root` is the path the app is mounted at (the plugin's url_prefix), which the page's
+    links and requests start with."""
+    root = str(request.scope.get("root_path", "")).rstrip("/")
+    return TEMPLATES.get_template(name).render(root=root, **values)
+
+
+@router.get("/runs/{dag_id}/{run_id:path}")
+def run_page(dag_id: str, run_id: str, request: Request, access: Allowed) -> str:
+    """The Jobs tab of a DAG run's page in Airflow's UI: every job the run attempted."""
+    with UserQueue.open(access) as queue:
+        found, counts, attempts = queue.run(dag_id, run_id)
+    by_job: dict[int, list] = {}
+    for attempt in attempts:
+        by_job.setdefault(attempt.job_id or 0, []).append(attempt)
+    return _render(
+        "run.html", request, jobs=found, counts=counts, attempts=by_job, worker=f"{dag_id}/{run_id}"
+    )
+
+
+@router.get("/")
+def queue_page(request: Request, access: Allowed, query: Annotated[PageQuery, Query()]) -> str:
+    matching, page = query.job_filter(), query.page
+    with UserQueue.open(access) as queue:
+        found = queue.search(matching, limit=PAGE_SIZE + 1, offset=(page - 1) * PAGE_SIZE)
+        counts, controls, unconsumed = queue.counts(), queue.controls(), queue.unconsumed()
+        filtered = queue.count(matching) if matching.given() else 0
+        paused_identifiers = {row["name"]: row for row in controls["paused"] if row["kind"] == "identifier"}
+        rate_limits = {row["identifier"]: row for row in controls["rate_limits"] if row["rate_limit"]}
+        table: dict[str, dict[str, int]] = {name: {} for name in sorted({*paused_identifiers, *rate_limits})}
+        for row in counts:
+            table.setdefault(row["identifier"], {})[row["status"]] = row["jobs"]
+        may_act = queue.may_act_on({job.identifier for job in found})
+        may_control, may_control_queues = queue.may_control(table), queue.may_control_queues()
+        may_act_on_filter = queue.may_act_on_filter(matching)
+    return _render(
+        "jobs.html", request,
+        jobs=found[:PAGE_SIZE], more=len(found) > PAGE_SIZE, page=page,
+        filters=dict.fromkeys(matching.params()) | matching.given(),
+        matching=filtered, counts=dict(sorted(table.items())), statuses=STATUSES,
+        unconsumed={row["identifier"]: row for row in unconsumed},
+        paused_identifiers=paused_identifiers, rate_limits=rate_limits,
+        paused_queues=[row for row in controls["paused"] if row["kind"] == "queue"],
+        may_act=may_act, may_act_on_filter=bool(filtered) and may_act_on_filter,
+        may_control=may_control, may_control_queues=may_control_queues,
+    )  # fmt: skip
+
+
+@router.get("/{job_id}")
+def job_page(job_id: int, request: Request, access: Allowed) -> str:
+    with UserQueue.open(access) as queue:
+        job = queue.job(job_id)
+        actions, attempts = queue.actions(job_id), queue.attempts(job_id)
+        cancel_request, may_act = queue.cancel_request(job_id), bool(queue.may_act_on([job.identifier]))
+    return _render(
+        "job.html", request,
+        job=job, actions=actions, attempts=attempts, cancel_request=cancel_request, may_act=may_act,
+    )  # fmt: skip
