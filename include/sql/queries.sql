@@ -284,27 +284,37 @@ group by identifier, status order by identifier, status;
 
 -- name: search_jobs
 -- Jobs matching the filters (any may be null; identifiers: those the caller may read), newest
--- first, one page.
-select * from worker.jobs
+-- first, one page. The status is asked of the table's state (and run_at), which its partial
+-- indexes know, not of the view's status, which no index has: failed jobs among 10,000,000
+-- completed ones are then found through the index of failed jobs.
+select * from worker.jobs where id = any(array(
+select id from worker._jobs
 where (%(identifiers)s::text[] is null or identifier = any(%(identifiers)s::text[]))
   and (%(identifier)s::text is null or identifier = %(identifier)s)
-  and (%(status)s::text is null or status = %(status)s)
+  and (%(status)s::text is null
+       or (state = %(status)s and %(status)s in ('running', 'completed', 'failed'))
+       or (state = 'waiting' and %(status)s = 'queued' and run_at <= now())
+       or (state = 'waiting' and %(status)s = 'scheduled' and run_at > now()))
   and (%(queue_name)s::text is null or queue_name = %(queue_name)s)
   and (%(job_key)s::text is null or job_key = %(job_key)s)
   and (%(error)s::text is null or last_error ilike '%%' || %(error)s || '%%')
   and (%(since)s::timestamptz is null or updated_at >= %(since)s)
 order by id desc
-limit %(limit)s offset %(offset)s;
+limit %(limit)s offset %(offset)s))
+order by id desc;
 
 -- name: count_jobs
 -- How many jobs match the filters of search_jobs (what an action on all of them would touch). The
 -- same conditions as search_jobs, written out: a function holding them could not be inlined into
 -- the query (every function of the schema runs as its owner), and the list's `order by id desc
 -- limit 50` would then read every job kept.
-select count(*) from worker.jobs
+select count(*) from worker._jobs
 where (%(identifiers)s::text[] is null or identifier = any(%(identifiers)s::text[]))
   and (%(identifier)s::text is null or identifier = %(identifier)s)
-  and (%(status)s::text is null or status = %(status)s)
+  and (%(status)s::text is null
+       or (state = %(status)s and %(status)s in ('running', 'completed', 'failed'))
+       or (state = 'waiting' and %(status)s = 'queued' and run_at <= now())
+       or (state = 'waiting' and %(status)s = 'scheduled' and run_at > now()))
   and (%(queue_name)s::text is null or queue_name = %(queue_name)s)
   and (%(job_key)s::text is null or job_key = %(job_key)s)
   and (%(error)s::text is null or last_error ilike '%%' || %(error)s || '%%')
@@ -313,10 +323,13 @@ where (%(identifiers)s::text[] is null or identifier = any(%(identifiers)s::text
 -- name: matching_ids
 -- The ids of the jobs matching the filters of search_jobs, oldest first, at most `limit`: an action
 -- on every job a filter shows.
-select id from worker.jobs
+select id from worker._jobs
 where (%(identifiers)s::text[] is null or identifier = any(%(identifiers)s::text[]))
   and (%(identifier)s::text is null or identifier = %(identifier)s)
-  and (%(status)s::text is null or status = %(status)s)
+  and (%(status)s::text is null
+       or (state = %(status)s and %(status)s in ('running', 'completed', 'failed'))
+       or (state = 'waiting' and %(status)s = 'queued' and run_at <= now())
+       or (state = 'waiting' and %(status)s = 'scheduled' and run_at > now()))
   and (%(queue_name)s::text is null or queue_name = %(queue_name)s)
   and (%(job_key)s::text is null or job_key = %(job_key)s)
   and (%(error)s::text is null or last_error ilike '%%' || %(error)s || '%%')
@@ -512,3 +525,76 @@ cross join lateral (
     select count(*) as queued, min(j.run_at) as oldest from worker._jobs j
     where j.state = 'waiting' and j.identifier = i.identifier and j.run_at <= now()
 ) due;
+
+-- name: running_jobs
+-- The jobs running now, the longest running first, of the identifiers given (null: any): through
+-- the index of running jobs.
+select j.id, j.identifier, j.queue_name, j.locked_by, j.locked_at, j.attempts, j.max_attempts,
+       j.cancel_requested_by, extract(epoch from now() - j.locked_at) as running_seconds
+from worker._jobs j
+where j.state = 'running' and (%(identifiers)s::text[] is null or j.identifier = any(%(identifiers)s::text[]))
+order by j.locked_at, j.id
+limit %(limit)s;
+
+-- name: live_identifiers
+-- The identifiers worth a line in the live view: those a job type consumes, and any with jobs
+-- waiting or running (a loose index scan each: one probe per identifier, not one row per job).
+with recursive waiting(identifier) as (
+    (select identifier from worker._jobs where state = 'waiting' order by identifier limit 1)
+    union all
+    select (select j.identifier from worker._jobs j
+            where j.state = 'waiting' and j.identifier > w.identifier order by j.identifier limit 1)
+    from waiting w where w.identifier is not null
+)
+select identifier from waiting where identifier is not null
+union
+select identifier from worker._consumers
+union
+select identifier from worker._jobs where state = 'running'
+order by identifier;
+
+-- name: waiting_queues
+-- Named queues with jobs due, the one waiting longest first: how many, since when, and whether one
+-- of its jobs runs (a queue runs one job at a time).
+select q.queue_name, q.due, extract(epoch from now() - q.oldest) as oldest_due_age,
+       exists (select 1 from worker._jobs r where r.state = 'running' and r.queue_name = q.queue_name)
+           as running
+from (
+    select queue_name, count(*) as due, min(run_at) as oldest from worker._jobs
+    where state = 'waiting' and queue_name is not null and run_at <= now()
+    group by queue_name
+) q
+order by q.oldest
+limit %(limit)s;
+
+-- name: purge_minutes
+-- The charts' counts of the minutes before the cutoff (a day's chart needs a day's).
+delete from worker._job_minutes where minute < %(cutoff)s;
+
+-- name: job_minutes
+-- The counts of each minute since `since` of the identifiers given, summed over the writers' slots:
+-- completed, failed, retried, the latency histogram's buckets (summed in Python), the most waiting.
+select minute, sum(completed)::integer as completed, sum(failed)::integer as failed,
+       sum(retried)::integer as retried, array_agg(latency) filter (where latency is not null) as latencies,
+       max(waiting) as waiting
+from worker._job_minutes
+where identifier = any(%(identifiers)s::text[]) and minute >= %(since)s
+group by minute
+order by minute;
+
+-- name: latency_edges
+select worker._latency_edges() as edges;
+
+-- name: sample_waiting
+select worker.sample_waiting(%(identifiers)s::text[]);
+
+-- name: chart_identifiers
+-- The identifiers with counts since `since` (a loose index scan of the minutes' key).
+with recursive found(identifier) as (
+    (select identifier from worker._job_minutes where minute >= %(since)s order by identifier limit 1)
+    union all
+    select (select m.identifier from worker._job_minutes m
+            where m.identifier > f.identifier and m.minute >= %(since)s order by m.identifier limit 1)
+    from found f where f.identifier is not null
+)
+select identifier from found where identifier is not null;

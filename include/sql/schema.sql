@@ -225,6 +225,53 @@ $$;
 
 
 --
+-- Name: _count_minute(text, integer, integer, integer, integer[]); Type: FUNCTION; Schema: worker; Owner: -
+--
+
+CREATE FUNCTION worker._count_minute(p_identifier text, p_completed integer, p_failed integer, p_retried integer, p_latency integer[]) RETURNS void
+    LANGUAGE sql SECURITY DEFINER
+    SET search_path TO 'pg_catalog', 'worker', 'pg_temp'
+    AS $$
+    insert into worker._job_minutes as m (identifier, minute, slot, completed, failed, retried, latency)
+    values (p_identifier, date_trunc('minute', now()), pg_backend_pid() % 8, p_completed, p_failed,
+            p_retried, p_latency)
+    on conflict (identifier, minute, slot) do update set
+        completed = m.completed + excluded.completed,
+        failed = m.failed + excluded.failed,
+        retried = m.retried + excluded.retried,
+        latency = case
+            when m.latency is null then excluded.latency
+            when excluded.latency is null then m.latency
+            else (select array_agg(a + b order by i)
+                  from unnest(m.latency, excluded.latency) with ordinality as t(a, b, i))
+        end
+$$;
+
+
+--
+-- Name: _count_outcomes(text[], text[], double precision[]); Type: FUNCTION; Schema: worker; Owner: -
+--
+
+CREATE FUNCTION worker._count_outcomes(identifiers text[], outcomes text[], latencies double precision[]) RETURNS void
+    LANGUAGE plpgsql SECURITY DEFINER
+    SET search_path TO 'pg_catalog', 'worker', 'pg_temp'
+    AS $$
+begin
+    perform worker._count_minute(
+        t.identifier,
+        (count(*) filter (where t.outcome = 'completed'))::integer,
+        (count(*) filter (where t.outcome = 'failed'))::integer,
+        (count(*) filter (where t.outcome = 'retried'))::integer,
+        case when bool_or(t.outcome = 'completed') then
+            worker._latency_histogram(array_agg(t.latency) filter (where t.outcome = 'completed'))
+        end)
+    from unnest(identifiers, outcomes, latencies) as t(identifier, outcome, latency)
+    group by t.identifier;
+end;
+$$;
+
+
+--
 -- Name: _is_paused(text, text); Type: FUNCTION; Schema: worker; Owner: -
 --
 
@@ -237,6 +284,33 @@ CREATE FUNCTION worker._is_paused(p_identifier text, p_queue_name text) RETURNS 
         where (p.kind = 'identifier' and p.name = p_identifier)
            or (p.kind = 'queue' and p.name = p_queue_name)
     )
+$$;
+
+
+--
+-- Name: _latency_edges(); Type: FUNCTION; Schema: worker; Owner: -
+--
+
+CREATE FUNCTION worker._latency_edges() RETURNS double precision[]
+    LANGUAGE sql IMMUTABLE SECURITY DEFINER
+    SET search_path TO 'pg_catalog', 'worker', 'pg_temp'
+    AS $$ select array[0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 1800]::double precision[] $$;
+
+
+--
+-- Name: _latency_histogram(double precision[]); Type: FUNCTION; Schema: worker; Owner: -
+--
+
+CREATE FUNCTION worker._latency_histogram(latencies double precision[]) RETURNS integer[]
+    LANGUAGE sql IMMUTABLE SECURITY DEFINER
+    SET search_path TO 'pg_catalog', 'worker', 'pg_temp'
+    AS $$
+    select array_agg(coalesce(c.n, 0)::integer order by b.bucket)
+    from generate_series(1, cardinality(worker._latency_edges()) + 1) b(bucket)
+    left join (
+        select width_bucket(greatest(x, 0), worker._latency_edges()) + 1 as bucket, count(*) as n
+        from unnest(latencies) x where x is not null group by 1
+    ) c on c.bucket = b.bucket
 $$;
 
 
@@ -891,23 +965,29 @@ COMMENT ON FUNCTION worker.claim_jobs(identifiers text[], worker_id text, max_jo
 
 CREATE FUNCTION worker.complete_jobs(job_ids bigint[], result jsonb DEFAULT NULL::jsonb) RETURNS SETOF worker.jobs
     LANGUAGE plpgsql SECURITY DEFINER
-    SET search_path TO 'pg_catalog', 'worker', 'pg_temp'
     SET enable_seqscan TO 'off'
+    SET search_path TO 'pg_catalog', 'worker', 'pg_temp'
     AS $$
 declare
     v_queues text[];
     v_ids bigint[];
+    v_identifiers text[];
+    v_latencies double precision[];
 begin
     with done as (
         update worker._jobs j
         set state = 'completed', completed_at = now(), updated_at = now(),
             locked_by = null, locked_at = null, result = coalesce(complete_jobs.result, j.result)
         where j.id = any(job_ids) and j.state <> 'completed'
-        returning j.id, j.queue_name
+        returning j.id, j.identifier, j.queue_name,
+                  extract(epoch from j.started_at - j.run_at)::double precision as latency
     )
-    select array_agg(id), array_agg(distinct queue_name) filter (where queue_name is not null)
-    into v_ids, v_queues
+    select array_agg(id), array_agg(distinct queue_name) filter (where queue_name is not null),
+           array_agg(identifier), array_agg(latency)
+    into v_ids, v_queues, v_identifiers, v_latencies
     from done;
+    perform worker._count_outcomes(
+        v_identifiers, array_fill('completed'::text, array[coalesce(cardinality(v_ids), 0)]), v_latencies);
     perform worker._notify_queues(v_queues);
     return query select * from worker.jobs where id = any(v_ids) order by id;
 end;
@@ -934,6 +1014,8 @@ declare
     v_ids bigint[];
     v_queues text[];
     v_count integer;
+    v_identifiers text[];
+    v_latencies double precision[];
 begin
     if jsonb_typeof(results) is distinct from 'object' then
         raise exception 'complete_jobs_each: results must be an object {"<job id>": result}, got %',
@@ -946,11 +1028,14 @@ begin
             locked_by = null, locked_at = null,
             result = coalesce(nullif(results -> j.id::text, 'null'::jsonb), j.result)
         where j.id = any(v_ids) and j.state <> 'completed'
-        returning j.id, j.queue_name
+        returning j.id, j.identifier, j.queue_name,
+                  extract(epoch from j.started_at - j.run_at)::double precision as latency
     )
-    select count(*), array_agg(distinct queue_name) filter (where queue_name is not null)
-    into v_count, v_queues
+    select count(*), array_agg(distinct queue_name) filter (where queue_name is not null),
+           array_agg(identifier), array_agg(latency)
+    into v_count, v_queues, v_identifiers, v_latencies
     from done;
+    perform worker._count_outcomes(v_identifiers, array_fill('completed'::text, array[v_count]), v_latencies);
     perform worker._notify_queues(v_queues);
     if forget_steps then
         delete from worker._job_steps where job_id = any(v_ids);
@@ -1028,6 +1113,8 @@ begin
         -- Not this worker's job (any more): someone force-unlocked or completed it meanwhile.
         return null;
     end if;
+    perform worker._count_minute(v_job.identifier, 0, (v_job.state = 'failed')::integer,
+                                 (v_job.state = 'waiting')::integer, null);
     -- One notification: the retry's identifier and those waiting in the queue it frees.
     perform worker._notify(
         case when v_job.state = 'waiting' then array[v_job.identifier] end
@@ -1057,6 +1144,8 @@ CREATE FUNCTION worker.force_unlock_workers(worker_ids text[], reason text DEFAU
 declare
     v_identifiers text[];
     v_queues text[];
+    v_released text[];
+    v_outcomes text[];
 begin
     with held as (
         select j.id, j.locked_by, j.started_at, j.attempts, j.max_attempts, j.cancel_requested_by
@@ -1089,9 +1178,11 @@ begin
         from released r
     )
     select array_agg(identifier) filter (where state = 'waiting'),
-           array_agg(distinct queue_name) filter (where queue_name is not null)
-    into v_identifiers, v_queues
+           array_agg(distinct queue_name) filter (where queue_name is not null),
+           array_agg(identifier), array_agg(case when state = 'waiting' then 'retried' else 'failed' end)
+    into v_identifiers, v_queues, v_released, v_outcomes
     from released;
+    perform worker._count_outcomes(v_released, v_outcomes, null);
     perform worker._notify(v_identifiers || worker._waiting_in_queues(v_queues));
 end;
 $$;
@@ -1354,6 +1445,23 @@ COMMENT ON FUNCTION worker.resume_queue(queue_name text) IS 'Claims the jobs of 
 
 
 --
+-- Name: sample_waiting(text[]); Type: FUNCTION; Schema: worker; Owner: -
+--
+
+CREATE FUNCTION worker.sample_waiting(identifiers text[]) RETURNS void
+    LANGUAGE sql SECURITY DEFINER
+    SET search_path TO 'pg_catalog', 'worker', 'pg_temp'
+    AS $$
+    insert into worker._job_minutes as m (identifier, minute, slot, waiting)
+    select i.identifier, date_trunc('minute', now()), -1,
+           (select count(*) from worker._jobs j
+            where j.state = 'waiting' and j.identifier = i.identifier and j.run_at <= now())
+    from unnest(identifiers) i(identifier)
+    on conflict (identifier, minute, slot) do update set waiting = greatest(m.waiting, excluded.waiting)
+$$;
+
+
+--
 -- Name: set_rate_limit(text, text); Type: FUNCTION; Schema: worker; Owner: -
 --
 
@@ -1447,6 +1555,22 @@ CREATE TABLE worker._job_attempts (
     at timestamp with time zone DEFAULT now() NOT NULL,
     started_at timestamp with time zone,
     CONSTRAINT _job_attempts_outcome_check CHECK ((outcome = ANY (ARRAY['retry'::text, 'failed'::text])))
+);
+
+
+--
+-- Name: _job_minutes; Type: TABLE; Schema: worker; Owner: -
+--
+
+CREATE TABLE worker._job_minutes (
+    identifier text NOT NULL,
+    minute timestamp with time zone NOT NULL,
+    slot smallint NOT NULL,
+    completed integer DEFAULT 0 NOT NULL,
+    failed integer DEFAULT 0 NOT NULL,
+    retried integer DEFAULT 0 NOT NULL,
+    latency integer[],
+    waiting integer
 );
 
 
@@ -1579,6 +1703,14 @@ ALTER TABLE ONLY worker._cron_ticks
 
 ALTER TABLE ONLY worker._job_actions
     ADD CONSTRAINT _job_actions_pkey PRIMARY KEY (id);
+
+
+--
+-- Name: _job_minutes _job_minutes_pkey; Type: CONSTRAINT; Schema: worker; Owner: -
+--
+
+ALTER TABLE ONLY worker._job_minutes
+    ADD CONSTRAINT _job_minutes_pkey PRIMARY KEY (identifier, minute, slot);
 
 
 --
@@ -1751,10 +1883,38 @@ REVOKE ALL ON FUNCTION worker._check_name(kind text, value text, errcode text) F
 
 
 --
+-- Name: FUNCTION _count_minute(p_identifier text, p_completed integer, p_failed integer, p_retried integer, p_latency integer[]); Type: ACL; Schema: worker; Owner: -
+--
+
+REVOKE ALL ON FUNCTION worker._count_minute(p_identifier text, p_completed integer, p_failed integer, p_retried integer, p_latency integer[]) FROM PUBLIC;
+
+
+--
+-- Name: FUNCTION _count_outcomes(identifiers text[], outcomes text[], latencies double precision[]); Type: ACL; Schema: worker; Owner: -
+--
+
+REVOKE ALL ON FUNCTION worker._count_outcomes(identifiers text[], outcomes text[], latencies double precision[]) FROM PUBLIC;
+
+
+--
 -- Name: FUNCTION _is_paused(p_identifier text, p_queue_name text); Type: ACL; Schema: worker; Owner: -
 --
 
 REVOKE ALL ON FUNCTION worker._is_paused(p_identifier text, p_queue_name text) FROM PUBLIC;
+
+
+--
+-- Name: FUNCTION _latency_edges(); Type: ACL; Schema: worker; Owner: -
+--
+
+REVOKE ALL ON FUNCTION worker._latency_edges() FROM PUBLIC;
+
+
+--
+-- Name: FUNCTION _latency_histogram(latencies double precision[]); Type: ACL; Schema: worker; Owner: -
+--
+
+REVOKE ALL ON FUNCTION worker._latency_histogram(latencies double precision[]) FROM PUBLIC;
 
 
 --
@@ -1972,6 +2132,13 @@ GRANT ALL ON FUNCTION worker.resume_identifier(identifier text) TO worker_admin;
 
 REVOKE ALL ON FUNCTION worker.resume_queue(queue_name text) FROM PUBLIC;
 GRANT ALL ON FUNCTION worker.resume_queue(queue_name text) TO worker_admin;
+
+
+--
+-- Name: FUNCTION sample_waiting(identifiers text[]); Type: ACL; Schema: worker; Owner: -
+--
+
+REVOKE ALL ON FUNCTION worker.sample_waiting(identifiers text[]) FROM PUBLIC;
 
 
 --

@@ -51,8 +51,13 @@ def _why_dead(
     return None
 
 
+# The charts' counts per minute (worker._job_minutes) are kept this long: the longest chart is a day's.
+MINUTES_KEPT = datetime.timedelta(days=2)
+
+
 def purge(jobs: JobManager, config: settings.Maintenance) -> dict[str, int]:
-    """Deletes completed and failed jobs past their retention, a batch per transaction."""
+    """Deletes completed and failed jobs past their retention, a batch per transaction, and the
+    charts' minutes older than MINUTES_KEPT."""
     now = datetime.datetime.now(datetime.UTC)
     purged = {}
     for state, days in (
@@ -70,6 +75,7 @@ def purge(jobs: JobManager, config: settings.Maintenance) -> dict[str, int]:
                 break
         purged[state] = total
         log.info("purged %d %s job(s) older than %g days", total, state, days)
+    purged["minutes"] = jobs.purge_minutes(now - MINUTES_KEPT)
     return purged
 
 

@@ -379,6 +379,23 @@ class JobManager:
         "result"}]."""
         return self._rows("purge_batch", {"state": state, "cutoff": cutoff, "batch_size": batch_size})
 
+    def job_minutes(self, identifiers: Sequence[str], since: datetime.datetime) -> list[dict[str, Any]]:
+        """The charts' counts of each minute since `since`, of these identifiers together."""
+        return self._rows("job_minutes", {"identifiers": list(identifiers), "since": since})
+
+    def latency_edges(self) -> list[float]:
+        """The edges, in seconds, of the pickup latency's buckets (worker._latency_edges)."""
+        return [float(edge) for edge in self._scalar("latency_edges")]
+
+    def chart_identifiers(self, since: datetime.datetime) -> list[str]:
+        """The identifiers with counts since `since`."""
+        return [row["identifier"] for row in self._rows("chart_identifiers", {"since": since})]
+
+    def purge_minutes(self, cutoff: datetime.datetime) -> int:
+        """Deletes the charts' counts of the minutes before `cutoff`; how many rows."""
+        with self._executed("purge_minutes", {"cutoff": cutoff}) as cursor:
+            return int(cursor.rowcount)
+
     def queue_depth(self) -> list[dict[str, Any]]:
         """Jobs per identifier and status, finished ones over the last day."""
         return self._rows("queue_depth")
@@ -470,6 +487,23 @@ class JobManager:
         """{status: jobs} of the jobs a DAG run worked on last."""
         return {row["status"]: row["jobs"] for row in self._rows("run_job_counts", {"worker_id": worker_id})}
 
+    def running_jobs(self, identifiers: Sequence[str] | None, limit: int = 200) -> list[dict[str, Any]]:
+        """The jobs running now, the longest running first (of `identifiers`; None: any)."""
+        params = {"identifiers": None if identifiers is None else list(identifiers), "limit": limit}
+        return self._rows("running_jobs", params)
+
+    def live_identifiers(self) -> list[str]:
+        """Identifiers a job type consumes, or with jobs waiting or running."""
+        return [row["identifier"] for row in self._rows("live_identifiers")]
+
+    def queue_gauges(self, identifiers: Sequence[str]) -> list[dict[str, Any]]:
+        """Per identifier: queued, scheduled, running, failed, oldest_due_age, paused."""
+        return self._rows("queue_gauges", {"identifiers": list(identifiers)})
+
+    def waiting_queues(self, limit: int = 100) -> list[dict[str, Any]]:
+        """Named queues with jobs due: queue_name, due, oldest_due_age, running."""
+        return self._rows("waiting_queues", {"limit": limit})
+
     def get_job(self, job_id: int) -> Job | None:
         jobs = self._jobs("get_job", {"job_id": job_id})
         return jobs[0] if jobs else None
@@ -501,6 +535,10 @@ class AsyncJobManager:
 
     async def consumers_seen(self, identifiers: Sequence[str]) -> None:
         await self.conn.execute(query("consumers_seen"), {"identifiers": list(identifiers)})
+
+    async def sample_waiting(self, identifiers: Sequence[str]) -> None:
+        """The jobs due now of each identifier, into the minute's most (the charts')."""
+        await self.conn.execute(query("sample_waiting"), {"identifiers": list(identifiers)})
 
     async def queue_gauges(self, identifiers: Sequence[str]) -> list[dict[str, Any]]:
         """Per identifier: queued, scheduled, running, failed, oldest_due_age, paused."""

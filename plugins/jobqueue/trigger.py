@@ -39,6 +39,8 @@ log = logging.getLogger(__name__)
 # How often a trigger tells the job table it watches its identifiers (maintenance and the Jobs page
 # name the identifiers nobody watches).
 HEARTBEAT_SECONDS = 30.0
+# The charts' sample of the jobs due: a few per minute, the most of them kept (worker._job_minutes).
+SAMPLE_SECONDS = 20.0
 
 
 @dataclasses.dataclass(frozen=True)
@@ -242,11 +244,12 @@ class PickupLoop:
 class _Chores:
     """The loop's work besides the pickup, between rounds: the heartbeat, every HEARTBEAT_SECONDS
     and at once when a trigger joined (a job type added to a running triggerer is named watched
-    before its jobs could be reported unconsumed), and the gauges, every metrics interval."""
+    before its jobs could be reported unconsumed), the gauges, every metrics interval, and the
+    charts' sample of the jobs due (worker._job_minutes), every SAMPLE_SECONDS."""
 
     def __init__(self, tunables: settings.TriggerTunables) -> None:
         self.tunables = tunables
-        self.last_heartbeat = self.last_gauges = float("-inf")
+        self.last_heartbeat = self.last_gauges = self.last_sample = float("-inf")
         self.heard: set[str] = set()  # the identifiers the last heartbeat named
 
     async def do(self, jobs: AsyncJobManager, identifiers: list[str]) -> None:
@@ -257,6 +260,9 @@ class _Chores:
         if self.tunables.metrics_interval and now - self.last_gauges >= self.tunables.metrics_interval:
             self.last_gauges = now
             await _report_gauges(jobs, identifiers)
+        if now - self.last_sample >= SAMPLE_SECONDS:
+            self.last_sample = now
+            await _best_effort(jobs.sample_waiting(identifiers), f"sample the jobs due of {identifiers}")
 
 
 def _notified(payload: str) -> set[str] | None:

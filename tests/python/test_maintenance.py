@@ -68,11 +68,17 @@ def test_purge_keeps_what_is_younger_than_the_retention(conn):
     rows(conn, "select worker.permanently_fail_jobs(%s)", [[young_failed]])
     rows(conn, "update worker._jobs set updated_at = now() - interval '8 days' where id = %s", [young_failed])
 
+    # The charts' minutes: the completions above counted now (kept), one of three days ago (not).
+    rows(conn, "insert into worker._job_minutes (identifier, minute, slot, completed)"
+               " values ('x', date_trunc('minute', now() - interval '3 days'), 0, 5)")  # fmt: skip
+
     purged = maintenance.purge(JobManager(conn), CONFIG)  # batches of 3: several transactions
-    assert purged == {"completed": 7, "failed": 1}
+    assert purged == {"completed": 7, "failed": 1, "minutes": 1}
     remaining = {r["id"] for r in rows(conn, "select id from worker.jobs")}
     assert remaining == {*others.ids, young_failed}
     others.assert_untouched()
+    kept = rows(conn, "select minute > now() - interval '1 hour' as recent from worker._job_minutes")
+    assert kept and all(row["recent"] for row in kept)
 
 
 def test_purge_can_delete_stored_documents(conn, tmp_path, monkeypatch):

@@ -153,3 +153,69 @@ def test_cancelling_a_running_job_from_the_api_stops_it_and_keeps_who(conn, db_u
     while time.monotonic() < deadline and "Cancel asked" in client("viewer").get(f"/{job_id}").text:
         time.sleep(0.1)
     assert "cancelled by op" in client("viewer").get(f"/{job_id}").text
+
+
+def test_the_live_view_shows_what_runs_for_how_long_and_what_waits(conn, client):
+    running = add(conn, "flaky", {"n": 1})["id"]
+    rows(conn, "select worker.claim_jobs(array['flaky'], 'flaky/r1')")
+    rows(conn, "update worker._jobs set locked_at = now() - interval '125 seconds' where id = %s", [running])
+    due = add(conn, "send_email", {"n": 2}, run_at="2000-01-01T00:00:00Z")["id"]
+    add(conn, "send_email", {"n": 3}, queue_name="customer:7")
+    rows(conn, "select worker.pause_identifier('send_email', 'ana')")
+
+    page = client("viewer").get("/live").text
+    assert "<html" in page and "setInterval(refreshLive" in page
+    part = client("viewer").get("/live", params={"part": 1}).text
+    assert "<html" not in part  # the refresh's content alone
+    assert f'data-job="{running}"' in part and "2 min 05 s" in part
+    assert "Cancel</button>" not in part  # a viewer may not cancel
+    assert 'data-identifier="send_email"' in part and "paused" in part and "ana" in part
+    assert 'data-queue="customer:7"' in part
+    oldest = rows(
+        conn, "select extract(epoch from now() - run_at) as age from worker.jobs where id = %s", [due]
+    )
+    assert oldest[0]["age"] > 3600 * 24 * 365 * 20 and " h " in part  # waited since 2000
+    assert "Cancel</button>" in client("op").get("/live", params={"part": 1}).text
+
+
+def test_the_charts_count_each_minute_s_outcomes_and_latency(conn, db_url, client):
+    job_id = add(conn, "flaky", {"n": 1})["id"]
+    for run_id in ("r1", "r2", "r3"):
+        run(flaky, db_url, f"flaky/{run_id}")
+        make_runnable(conn)
+    rows(conn, "update worker._jobs set run_at = now() - interval '3 seconds' where id = %s", [job_id])
+    for _ in range(4):  # four more, picked up about 3 s after they were due
+        add(conn, "send_email", {}, run_at="2000-01-01T00:00:00Z")
+    rows(
+        conn, "update worker._jobs set run_at = now() - interval '3 seconds' where identifier = 'send_email'"
+    )
+    claimed = rows(conn, "select id from worker.claim_jobs(array['send_email'], 'send_email/r1', 10)")
+    rows(conn, "select worker.complete_jobs(%s::bigint[])", [[row["id"] for row in claimed]])
+    rows(conn, "select worker.sample_waiting(array['flaky', 'send_email'])")
+
+    api = client("viewer").get("/api/minutes", params={"identifier": "flaky"}).json()
+    # Summed over the minutes: one may have turned between the runs.
+    assert [sum(m[kind] for m in api) for kind in ("completed", "failed", "retried")] == [1, 0, 2]
+    everything = client("viewer").get("/api/minutes").json()
+    assert sum(m["completed"] for m in everything) == 5
+    assert everything[-1]["waiting"] is not None  # the triggers' sample, in the latest minute
+    p50s = [
+        m["latency_p50"]
+        for m in client("viewer").get("/api/minutes", params={"identifier": "send_email"}).json()
+    ]
+    assert any(2.5 <= p <= 5 for p in p50s if p is not None)  # in the 2.5-5 s bucket
+
+    page = client("viewer").get("/charts", params={"identifier": "send_email", "span": "day"}).text
+    assert page.count("<svg") == 3 and ("<polyline" in page or "<circle" in page)
+    assert "4 completed" in page and "Charts: send_email, last day" in page
+    assert client("viewer").get("/charts").status_code == 200
+
+
+def test_a_percentile_is_read_within_its_bucket():
+    from jobqueue.web.charts import percentile
+
+    edges = [0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 1800]
+    assert percentile([0] * 13, edges, 0.5) is None
+    assert percentile([0, 0, 0, 0, 10] + [0] * 8, edges, 0.5) == pytest.approx(0.75)
+    assert percentile([10] + [0] * 12, edges, 0.95) == pytest.approx(0.0475)
+    assert percentile([0] * 12 + [3], edges, 0.5) == 1800  # past the last edge: its edge

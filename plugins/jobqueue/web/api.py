@@ -3,10 +3,12 @@ which asks the user's rights; a refusal is a 403 (the app's exception handlers).
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+import datetime
+from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, HTTPException, Query, Request
 
+from jobqueue.web import charts
 from jobqueue.web.models import (
     ActionBody,
     AttemptOut,
@@ -129,6 +131,32 @@ def run_jobs(dag_id: str, run_id: str, access: Allowed) -> list[JobOut]:
     with UserQueue.open(access) as queue:
         found, _, _ = queue.run(dag_id, run_id)
     return [JobOut.of(job) for job in found]
+
+
+@router.get(
+    "/minutes",
+    summary="Per minute of the last hour or day: completed, failed, retried, pickup latency, jobs due",
+    description="Of one identifier, or of every one you may read together. Latency in seconds "
+    "(p50, p95 of the completed jobs' started_at - run_at); `waiting`: the most jobs seen due.",
+)
+def minutes(
+    access: Allowed, identifier: str | None = None, span: Literal["hour", "day"] = "hour"
+) -> list[dict[str, Any]]:
+    since = datetime.datetime.now(datetime.UTC).replace(second=0, microsecond=0) - charts.SPANS[span]
+    with UserQueue.open(access) as queue:
+        rows, edges = queue.minutes(identifier, since)
+    return [
+        {
+            "minute": minute.at,
+            "completed": minute.completed,
+            "failed": minute.failed,
+            "retried": minute.retried,
+            "latency_p50": charts.percentile(minute.latency, edges, 0.5),
+            "latency_p95": charts.percentile(minute.latency, edges, 0.95),
+            "waiting": minute.waiting,
+        }
+        for minute in charts.minutes_of(rows).values()
+    ]
 
 
 router.include_router(changes)

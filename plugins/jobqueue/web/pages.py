@@ -3,17 +3,21 @@ shell: the queue with its filter, one job with every attempt, and a DAG run's Jo
 
 from __future__ import annotations
 
-from typing import Annotated
+import datetime
+from typing import Annotated, Literal
 
 import jinja2
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import HTMLResponse
 
 from jobqueue import paths
+from jobqueue.web import charts
 from jobqueue.web.models import STATUSES, PageQuery, dag_run_url, task_log_url
 from jobqueue.web.queue import Allowed, UserQueue
 
 PAGE_SIZE = 50
+LIVE_SECONDS = 2  # the live view's refresh
+RUNNING_SHOWN = 200  # the live view's running jobs, the longest running first
 
 router = APIRouter(include_in_schema=False, default_response_class=HTMLResponse)
 
@@ -26,7 +30,21 @@ def _templates() -> jinja2.Environment:
     )
     environment.globals["dag_run_url"] = dag_run_url
     environment.globals["task_log_url"] = task_log_url
+    environment.globals["duration"] = duration
     return environment
+
+
+def duration(seconds: float | None) -> str:
+    """3.2 s, 4 min 05 s, 2 h 07 min: how long, as a person reads it."""
+    if seconds is None:
+        return ""
+    if seconds < 60:
+        return f"{seconds:.1f} s"
+    minutes, secs = divmod(int(seconds), 60)
+    if minutes < 60:
+        return f"{minutes} min {secs:02d} s"
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours} h {minutes:02d} min"
 
 
 TEMPLATES = _templates()
@@ -77,6 +95,38 @@ def queue_page(request: Request, access: Allowed, query: Annotated[PageQuery, Qu
         paused_queues=[row for row in controls["paused"] if row["kind"] == "queue"],
         may_act=may_act, may_act_on_filter=bool(filtered) and may_act_on_filter,
         may_control=may_control, may_control_queues=may_control_queues,
+    )  # fmt: skip
+
+
+@router.get("/live")
+def live_page(request: Request, access: Allowed, part: bool = False) -> str:
+    """What runs now and what waits, refreshed in place every LIVE_SECONDS (`part`: the content
+    alone, for the refresh)."""
+    with UserQueue.open(access) as queue:
+        live = queue.live(RUNNING_SHOWN)
+        may_act = queue.may_act_on({row["identifier"] for row in live["running"]})
+    values = {
+        "live": live, "may_act": may_act, "now": datetime.datetime.now(datetime.UTC),
+        "running_limit": RUNNING_SHOWN, "refresh_seconds": LIVE_SECONDS,
+    }  # fmt: skip
+    return _render("live_part.html" if part else "live.html", request, **values)
+
+
+@router.get("/charts")
+def charts_page(
+    request: Request, access: Allowed, identifier: str | None = None, span: Literal["hour", "day"] = "hour"
+) -> str:
+    """Per minute of the last hour or day, of one identifier or of all the user reads: completed,
+    failed and retried, pickup latency, jobs due."""
+    now = datetime.datetime.now(datetime.UTC)
+    since = now.replace(second=0, microsecond=0) - charts.SPANS[span]
+    with UserQueue.open(access) as queue:
+        rows, edges = queue.minutes(identifier or None, since)
+        identifiers = queue.chart_identifiers(now - charts.SPANS["day"])
+    drawn = charts.charts(charts.minutes_of(rows), edges, charts.SPANS[span], now)
+    return _render(
+        "charts.html", request,
+        identifier=identifier or None, identifiers=identifiers, span=span, spans=list(charts.SPANS), **drawn,
     )  # fmt: skip
 
 

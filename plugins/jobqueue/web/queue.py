@@ -111,6 +111,31 @@ class UserQueue:
             return []
         return self.jobs.unconsumed_identifiers(settings.maintenance().unconsumed_after_seconds)
 
+    def live(self, running_limit: int) -> dict[str, Any]:
+        """What runs now and what waits: the running jobs, each identifier's gauges, the named queues
+        with jobs due (to whoever reads every DAG's jobs), and the pauses."""
+        identifiers = [name for name in self.jobs.live_identifiers() if self.access.may(READ, name)]
+        return {
+            "running": self.jobs.running_jobs(self.access.readable(), running_limit),
+            "identifiers": self.jobs.queue_gauges(identifiers) if identifiers else [],
+            "queues": self.jobs.waiting_queues() if self.access.everything(READ) else [],
+            "paused": self._visible_pauses(),
+        }
+
+    def chart_identifiers(self, since: datetime.datetime) -> list[str]:
+        """The identifiers the user may read that have counts since `since`."""
+        return [name for name in self.jobs.chart_identifiers(since) if self.access.may(READ, name)]
+
+    def minutes(
+        self, identifier: str | None, since: datetime.datetime
+    ) -> tuple[list[dict[str, Any]], list[float]]:
+        """The charts' counts per minute since `since` of an identifier, or of every identifier the
+        user may read together; and the latency buckets' edges."""
+        if identifier is not None:
+            self.access.require(READ, [identifier])
+        identifiers = [identifier] if identifier is not None else self.chart_identifiers(since)
+        return self.jobs.job_minutes(identifiers, since), self.jobs.latency_edges()
+
     def _visible_pauses(self) -> list[dict[str, Any]]:
         """An identifier's pause with its jobs; a named queue's, which may mix identifiers, only to
         whoever reads every DAG's jobs."""

@@ -1,4 +1,4 @@
--- Every attempt of a job, and cancelling one that runs (issue 27).
+-- Every attempt of a job, cancelling one that runs, and the queue minute by minute (issue 27).
 --
 -- A job's row kept when its last attempt started only while it ran (locked_at, cleared at its end,
 -- as graphile-worker's): `started_at` keeps it, so a completed job's last attempt has its start and
@@ -12,6 +12,15 @@
 -- (jobqueue/cancelling.py), stops the handler and fails the job for good, "cancelled by <who>";
 -- a run that died meanwhile leaves it to force_unlock_workers, which fails it the same way. A
 -- request belongs to the attempt it was made in: the next claim clears it.
+--
+-- The queue minute by minute, for the charts of the job queue's page: worker._job_minutes counts,
+-- per identifier and minute, the jobs completed (with a histogram of their pickup latency,
+-- started_at - run_at), failed for good and failed to be retried, written by the functions that
+-- record those outcomes, in their transaction; and the most jobs seen due in the minute, sampled by
+-- the job types' triggers. A chart of a day reads 1,440 rows of an identifier, however many jobs
+-- are kept (10,000,000 completed in a day would be read for seconds). Concurrent runs of one
+-- identifier write to `slot` = their backend's pid mod 8: one row each would make their commits
+-- wait for one another. The maintenance DAG deletes the minutes older than two days.
 
 alter table worker._jobs
     add column started_at timestamptz,
@@ -19,6 +28,78 @@ alter table worker._jobs
     add column cancel_requested_at timestamptz;
 
 alter table worker._job_attempts add column started_at timestamptz;
+
+create table worker._job_minutes (
+    identifier text not null,
+    minute timestamptz not null,
+    slot smallint not null,  -- 0-7: the writer's backend pid mod 8; -1: the triggers' sample
+    completed integer not null default 0,
+    failed integer not null default 0,  -- for good
+    retried integer not null default 0,  -- failed attempts to be retried
+    latency integer[],  -- completed jobs per bucket of pickup latency (worker._latency_edges)
+    waiting integer,  -- the most jobs seen due in the minute
+    primary key (identifier, minute, slot)
+);
+
+revoke all on worker._job_minutes from public;
+
+-- The buckets of pickup latency, in seconds: bucket 1 is under the first edge, the last over the last.
+create function worker._latency_edges() returns double precision[]
+language sql immutable security definer set search_path = pg_catalog, worker, pg_temp
+as $$ select array[0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 1800]::double precision[] $$;
+
+create function worker._latency_histogram(latencies double precision[]) returns integer[]
+language sql immutable security definer set search_path = pg_catalog, worker, pg_temp
+as $$
+    select array_agg(coalesce(c.n, 0)::integer order by b.bucket)
+    from generate_series(1, cardinality(worker._latency_edges()) + 1) b(bucket)
+    left join (
+        select width_bucket(greatest(x, 0), worker._latency_edges()) + 1 as bucket, count(*) as n
+        from unnest(latencies) x where x is not null group by 1
+    ) c on c.bucket = b.bucket
+$$;
+
+-- Adds outcomes to the minute's counts of an identifier (the caller's slot).
+create function worker._count_minute(
+    p_identifier text, p_completed integer, p_failed integer, p_retried integer, p_latency integer[]
+) returns void
+language sql security definer set search_path = pg_catalog, worker, pg_temp
+as $$
+    insert into worker._job_minutes as m (identifier, minute, slot, completed, failed, retried, latency)
+    values (p_identifier, date_trunc('minute', now()), pg_backend_pid() % 8, p_completed, p_failed,
+            p_retried, p_latency)
+    on conflict (identifier, minute, slot) do update set
+        completed = m.completed + excluded.completed,
+        failed = m.failed + excluded.failed,
+        retried = m.retried + excluded.retried,
+        latency = case
+            when m.latency is null then excluded.latency
+            when excluded.latency is null then m.latency
+            else (select array_agg(a + b order by i)
+                  from unnest(m.latency, excluded.latency) with ordinality as t(a, b, i))
+        end
+$$;
+
+-- Adds outcomes to their minutes: one per job, its identifier, 'completed', 'failed' or 'retried',
+-- and a completed job's pickup latency in seconds.
+create function worker._count_outcomes(
+    identifiers text[], outcomes text[], latencies double precision[]
+) returns void
+language plpgsql security definer set search_path = pg_catalog, worker, pg_temp
+as $$
+begin
+    perform worker._count_minute(
+        t.identifier,
+        (count(*) filter (where t.outcome = 'completed'))::integer,
+        (count(*) filter (where t.outcome = 'failed'))::integer,
+        (count(*) filter (where t.outcome = 'retried'))::integer,
+        case when bool_or(t.outcome = 'completed') then
+            worker._latency_histogram(array_agg(t.latency) filter (where t.outcome = 'completed'))
+        end)
+    from unnest(identifiers, outcomes, latencies) as t(identifier, outcome, latency)
+    group by t.identifier;
+end;
+$$;
 
 create index _job_attempts_worker_idx on worker._job_attempts (worker_id);
 
@@ -198,6 +279,8 @@ as $$
 declare
     v_identifiers text[];
     v_queues text[];
+    v_released text[];
+    v_outcomes text[];
 begin
     with held as (
         select j.id, j.locked_by, j.started_at, j.attempts, j.max_attempts, j.cancel_requested_by
@@ -230,9 +313,11 @@ begin
         from released r
     )
     select array_agg(identifier) filter (where state = 'waiting'),
-           array_agg(distinct queue_name) filter (where queue_name is not null)
-    into v_identifiers, v_queues
+           array_agg(distinct queue_name) filter (where queue_name is not null),
+           array_agg(identifier), array_agg(case when state = 'waiting' then 'retried' else 'failed' end)
+    into v_identifiers, v_queues, v_released, v_outcomes
     from released;
+    perform worker._count_outcomes(v_released, v_outcomes, null);
     perform worker._notify(v_identifiers || worker._waiting_in_queues(v_queues));
 end;
 $$;
@@ -267,6 +352,128 @@ comment on function worker.cancel_jobs is
     '<actor>"), waiting and failed ones are removed; completed ones stay. Example: '
     'select * from worker.cancel_jobs(array[7], ''ana'')';
 
+-- As in 0011, except that the completions are counted in their minute, with their pickup latency.
+create or replace function worker.complete_jobs_each(results jsonb, forget_steps boolean)
+returns integer
+language plpgsql
+set enable_seqscan = off
+security definer set search_path = pg_catalog, worker, pg_temp
+as $$
+declare
+    v_ids bigint[];
+    v_queues text[];
+    v_count integer;
+    v_identifiers text[];
+    v_latencies double precision[];
+begin
+    if jsonb_typeof(results) is distinct from 'object' then
+        raise exception 'complete_jobs_each: results must be an object {"<job id>": result}, got %',
+            coalesce(jsonb_typeof(results), 'null') using errcode = 'WK008';
+    end if;
+    v_ids := array(select key::bigint from jsonb_object_keys(results) as k(key));
+    with done as (
+        update worker._jobs j
+        set state = 'completed', completed_at = now(), updated_at = now(),
+            locked_by = null, locked_at = null,
+            result = coalesce(nullif(results -> j.id::text, 'null'::jsonb), j.result)
+        where j.id = any(v_ids) and j.state <> 'completed'
+        returning j.id, j.identifier, j.queue_name,
+                  extract(epoch from j.started_at - j.run_at)::double precision as latency
+    )
+    select count(*), array_agg(distinct queue_name) filter (where queue_name is not null),
+           array_agg(identifier), array_agg(latency)
+    into v_count, v_queues, v_identifiers, v_latencies
+    from done;
+    perform worker._count_outcomes(v_identifiers, array_fill('completed'::text, array[v_count]), v_latencies);
+    perform worker._notify_queues(v_queues);
+    if forget_steps then
+        delete from worker._job_steps where job_id = any(v_ids);
+    end if;
+    return v_count;
+end;
+$$;
+
+-- As in 0001 (with 0011's setting), except that the completions are counted in their minute.
+create or replace function worker.complete_jobs(job_ids bigint[], result jsonb default null)
+returns setof worker.jobs
+language plpgsql
+set enable_seqscan = off
+security definer set search_path = pg_catalog, worker, pg_temp
+as $$
+declare
+    v_queues text[];
+    v_ids bigint[];
+    v_identifiers text[];
+    v_latencies double precision[];
+begin
+    with done as (
+        update worker._jobs j
+        set state = 'completed', completed_at = now(), updated_at = now(),
+            locked_by = null, locked_at = null, result = coalesce(complete_jobs.result, j.result)
+        where j.id = any(job_ids) and j.state <> 'completed'
+        returning j.id, j.identifier, j.queue_name,
+                  extract(epoch from j.started_at - j.run_at)::double precision as latency
+    )
+    select array_agg(id), array_agg(distinct queue_name) filter (where queue_name is not null),
+           array_agg(identifier), array_agg(latency)
+    into v_ids, v_queues, v_identifiers, v_latencies
+    from done;
+    perform worker._count_outcomes(
+        v_identifiers, array_fill('completed'::text, array[coalesce(cardinality(v_ids), 0)]), v_latencies);
+    perform worker._notify_queues(v_queues);
+    return query select * from worker.jobs where id = any(v_ids) order by id;
+end;
+$$;
+
+-- As in 0004, except that the failure is counted in its minute.
+create or replace function worker.fail_job(job_id bigint, worker_id text, error text, retry boolean default true)
+returns worker.jobs
+language plpgsql
+security definer set search_path = pg_catalog, worker, pg_temp
+as $$
+declare
+    v_job worker._jobs;
+    v_result worker.jobs;
+begin
+    -- With retry => false (a bad payload: retrying cannot fix it) the job fails for good at once,
+    -- its attempts used up as by permanently_fail_jobs. Every failed attempt moves run_at, the last
+    -- one too, so a job given more attempts later waits out its back-off.
+    update worker._jobs j
+    set state = case when retry and j.attempts < j.max_attempts then 'waiting' else 'failed' end,
+        attempts = case when retry then j.attempts else j.max_attempts end,
+        last_error = error,
+        run_at = greatest(now(), j.run_at) + exp(least(j.attempts, 10)) * interval '1 second',
+        locked_by = null, locked_at = null, updated_at = now()
+    where j.id = job_id and j.state = 'running' and j.locked_by = worker_id
+    returning * into v_job;
+    if v_job.id is null then
+        -- Not this worker's job (any more): someone force-unlocked or completed it meanwhile.
+        return null;
+    end if;
+    perform worker._count_minute(v_job.identifier, 0, (v_job.state = 'failed')::integer,
+                                 (v_job.state = 'waiting')::integer, null);
+    -- One notification: the retry's identifier and those waiting in the queue it frees.
+    perform worker._notify(
+        case when v_job.state = 'waiting' then array[v_job.identifier] end
+        || worker._waiting_in_queues(array_remove(array[v_job.queue_name], null)));
+    select * into v_result from worker.jobs where id = v_job.id;
+    return v_result;
+end;
+$$;
+
+-- The triggers' sample: the jobs due now of each identifier given, kept as the minute's most.
+create function worker.sample_waiting(identifiers text[]) returns void
+language sql
+security definer set search_path = pg_catalog, worker, pg_temp
+as $$
+    insert into worker._job_minutes as m (identifier, minute, slot, waiting)
+    select i.identifier, date_trunc('minute', now()), -1,
+           (select count(*) from worker._jobs j
+            where j.state = 'waiting' and j.identifier = i.identifier and j.run_at <= now())
+    from unnest(identifiers) i(identifier)
+    on conflict (identifier, minute, slot) do update set waiting = greatest(m.waiting, excluded.waiting)
+$$;
+
 revoke execute on all functions in schema worker from public;
 do $$
 begin
@@ -276,4 +483,4 @@ begin
 end;
 $$;
 
-insert into worker.migrations (name) values ('0013_every_attempt_and_cancelling');
+insert into worker.migrations (name) values ('0013_attempts_cancels_and_minutes');
