@@ -159,7 +159,7 @@ def page_queries(conn: psycopg.Connection) -> dict[str, Callable[[], object]]:
         "charts: identifiers with minutes": lambda: jobs.chart_identifiers(day_ago),
         "live: running jobs": lambda: jobs.running_jobs(None),
         "live: identifiers": jobs.live_identifiers,
-        "live: gauges of three identifiers": lambda: jobs.queue_gauges(identifiers),
+        "live: gauges of three identifiers": lambda: jobs.live_gauges(identifiers, 10_000),
         "live: named queues with jobs due": jobs.waiting_queues,
         "job page: attempts": lambda: jobs.attempts(some_job[0]),
         "run tab: jobs attempted": lambda: jobs.run_jobs("send_email/r7"),

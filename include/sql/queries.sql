@@ -553,6 +553,29 @@ union
 select identifier from worker._jobs where state = 'running'
 order by identifier;
 
+-- name: live_gauges
+-- queue_gauges for the live view, refreshed every few seconds: each count stops at %(most)s + 1
+-- (shown as "10,000+"), so a backlog of a million jobs costs what ten thousand do (an exact count of
+-- 1,000,000 due jobs of three identifiers: 93 ms a refresh).
+select
+    i.identifier,
+    (select count(*) from (select 1 from worker._jobs j
+     where j.state = 'waiting' and j.identifier = i.identifier and j.run_at <= now()
+     limit %(most)s + 1) c) as queued,
+    (select count(*) from (select 1 from worker._jobs j
+     where j.state = 'waiting' and j.identifier = i.identifier and j.run_at > now()
+     limit %(most)s + 1) c) as scheduled,
+    (select count(*) from worker._jobs j where j.state = 'running' and j.identifier = i.identifier) as running,
+    (select count(*) from (select 1 from worker._jobs j
+     where j.state = 'failed' and j.identifier = i.identifier limit %(most)s + 1) c) as failed,
+    coalesce(extract(epoch from now() - (
+        select min(j.run_at) from worker._jobs j
+        where j.state = 'waiting' and j.identifier = i.identifier and j.run_at <= now())), 0)
+        as oldest_due_age,
+    exists (select 1 from worker._paused p where p.kind = 'identifier' and p.name = i.identifier)::integer
+        as paused
+from unnest(%(identifiers)s::text[]) i(identifier);
+
 -- name: waiting_queues
 -- Named queues with jobs due, the one waiting longest first: how many, since when, and whether one
 -- of its jobs runs (a queue runs one job at a time).

@@ -496,9 +496,10 @@ class JobManager:
         """Identifiers a job type consumes, or with jobs waiting or running."""
         return [row["identifier"] for row in self._rows("live_identifiers")]
 
-    def queue_gauges(self, identifiers: Sequence[str]) -> list[dict[str, Any]]:
-        """Per identifier: queued, scheduled, running, failed, oldest_due_age, paused."""
-        return self._rows("queue_gauges", {"identifiers": list(identifiers)})
+    def live_gauges(self, identifiers: Sequence[str], most: int) -> list[dict[str, Any]]:
+        """Per identifier: queued, scheduled, running, failed (each counted up to most + 1),
+        oldest_due_age, paused."""
+        return self._rows("live_gauges", {"identifiers": list(identifiers), "most": most})
 
     def waiting_queues(self, limit: int = 100) -> list[dict[str, Any]]:
         """Named queues with jobs due: queue_name, due, oldest_due_age, running."""

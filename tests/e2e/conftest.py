@@ -214,6 +214,25 @@ def resize_image(payload: dict, ctx) -> dict:
     return {"width": payload["width"], "attempts": ctx.job.attempts}
 """
 
+# One for the job queue's views (test_queue_views_e2e): a job that fails twice for two reasons, then
+# completes, in three runs; one that runs until it is cancelled.
+WATCHED = """\
+import asyncio
+
+from jobqueue import job_type
+
+
+@job_type("watched", concurrency=4)
+async def watched(payload: dict, ctx) -> dict:
+    if payload.get("stuck"):
+        await asyncio.sleep(600)
+    if payload.get("flaky") and ctx.job.attempts == 1:
+        raise ConnectionError("upstream went away")
+    if payload.get("flaky") and ctx.job.attempts == 2:
+        raise ValueError("upstream answered nonsense")
+    return {"attempt": ctx.job.attempts}
+"""
+
 
 class SharedStack(MailStack):
     """The stack most e2e tests share: the built-in job types and a team folder's (with a crontab),
@@ -226,7 +245,10 @@ class SharedStack(MailStack):
         self.statsd = StatsdListener()
         self.statsd.start()
         self.tasks = project / "tasks"
-        tasks = {"metered.py": METERED, "throttled.py": THROTTLED, "resize_image.py": RESIZE_IMAGE}
+        tasks = {
+            "metered.py": METERED, "throttled.py": THROTTLED, "resize_image.py": RESIZE_IMAGE,
+            "watched.py": WATCHED,
+        }  # fmt: skip
         env.update(
             WORKER_PROJECT=team_project(
                 project, tasks, crontab='* * * * * throttled ?id=every_minute {"round": "cron"}\n'

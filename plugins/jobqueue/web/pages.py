@@ -18,6 +18,7 @@ from jobqueue.web.queue import Allowed, UserQueue
 PAGE_SIZE = 50
 LIVE_SECONDS = 2  # the live view's refresh
 RUNNING_SHOWN = 200  # the live view's running jobs, the longest running first
+MOST_COUNTED = 10_000  # the live view counts up to this, then says "10,000+"
 
 router = APIRouter(include_in_schema=False, default_response_class=HTMLResponse)
 
@@ -31,7 +32,13 @@ def _templates() -> jinja2.Environment:
     environment.globals["dag_run_url"] = dag_run_url
     environment.globals["task_log_url"] = task_log_url
     environment.globals["duration"] = duration
+    environment.globals["at_most"] = at_most
     return environment
+
+
+def at_most(count: int, most: int) -> str:
+    """A count that stopped at most + 1: "10,000+"."""
+    return f"{most:,}+" if count > most else f"{count:,}"
 
 
 def duration(seconds: float | None) -> str:
@@ -103,11 +110,11 @@ def live_page(request: Request, access: Allowed, part: bool = False) -> str:
     """What runs now and what waits, refreshed in place every LIVE_SECONDS (`part`: the content
     alone, for the refresh)."""
     with UserQueue.open(access) as queue:
-        live = queue.live(RUNNING_SHOWN)
+        live = queue.live(RUNNING_SHOWN, MOST_COUNTED)
         may_act = queue.may_act_on({row["identifier"] for row in live["running"]})
     values = {
         "live": live, "may_act": may_act, "now": datetime.datetime.now(datetime.UTC),
-        "running_limit": RUNNING_SHOWN, "refresh_seconds": LIVE_SECONDS,
+        "running_limit": RUNNING_SHOWN, "refresh_seconds": LIVE_SECONDS, "most": MOST_COUNTED,
     }  # fmt: skip
     return _render("live_part.html" if part else "live.html", request, **values)
 

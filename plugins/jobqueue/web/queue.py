@@ -111,13 +111,13 @@ class UserQueue:
             return []
         return self.jobs.unconsumed_identifiers(settings.maintenance().unconsumed_after_seconds)
 
-    def live(self, running_limit: int) -> dict[str, Any]:
+    def live(self, running_limit: int, most_counted: int) -> dict[str, Any]:
         """What runs now and what waits: the running jobs, each identifier's gauges, the named queues
         with jobs due (to whoever reads every DAG's jobs), and the pauses."""
         identifiers = [name for name in self.jobs.live_identifiers() if self.access.may(READ, name)]
         return {
             "running": self.jobs.running_jobs(self.access.readable(), running_limit),
-            "identifiers": self.jobs.queue_gauges(identifiers) if identifiers else [],
+            "identifiers": self.jobs.live_gauges(identifiers, most_counted) if identifiers else [],
             "queues": self.jobs.waiting_queues() if self.access.everything(READ) else [],
             "paused": self._visible_pauses(),
         }
