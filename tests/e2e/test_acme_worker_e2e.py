@@ -143,7 +143,7 @@ def follow_a_failed_attempt_to_its_log(acme: AcmeStack, job_id: int) -> None:
         expect(attempt).to_have_count(1)
         assert "raise_for_status" in attempt.locator("pre.traceback").text_content()
         page.screenshot(path=SCREENSHOTS / "job-failed-attempt.png", full_page=True)
-        attempt.locator("a.airflow").click()
+        attempt.locator("a.task-log").click()
         page.wait_for_url("**/dags/sync_partner/runs/**/tasks/sync_partner?try_number=1")
         expect(page.get_by_text("503 Service Unavailable").first).to_be_visible(timeout=30_000)
         page.screenshot(path=SCREENSHOTS / "job-failed-attempt-log.png")
@@ -222,7 +222,8 @@ def check_the_housekeeping_group(conn: psycopg.Connection, ids: dict[str, int]) 
 def check_the_partner_calls(acme: AcmeStack, conn: psycopg.Connection, ids: dict[str, int]) -> None:
     """The partner's busy answer retried, its traceback and task log kept; its refusal final."""
     assert ended(conn, ids["partner_1"])[:2] == ("completed", 2)
-    [busy] = acme.call("GET", f"/job-queue/api/jobs/{ids['partner_1']}/attempts")
+    done, busy = acme.call("GET", f"/job-queue/api/jobs/{ids['partner_1']}/attempts")
+    assert (done["attempt"], done["outcome"], done["error"]) == (2, "completed", None)
     assert (busy["attempt"], busy["outcome"], busy["task_id"], busy["try_number"]) == (
         1, "retry", "sync_partner", 1,
     )  # fmt: skip
