@@ -164,6 +164,7 @@ def page_queries(conn: psycopg.Connection) -> dict[str, Callable[[], object]]:
         "job page: attempts": lambda: jobs.attempts(some_job[0]),
         "run tab: jobs attempted": lambda: jobs.run_jobs("send_email/r7"),
         "list: first page": lambda: jobs.search_jobs(JobFilter(), limit=51),
+        "list: counts per identifier and status": jobs.job_counts,
         "list: failed with 'smtp', first page": lambda: jobs.search_jobs(
             JobFilter(status="failed", error="smtp"), limit=51
         ),

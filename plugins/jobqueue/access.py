@@ -5,9 +5,9 @@ A job belongs to the DAG that consumes its identifier: its job type's DAG, named
 
 | in the job queue | asked of the auth manager as |
 |---|---|
-| read a job, its payload and attempts, a list, counts, a run's tab, the live view, the charts | reading the DAG's runs (GET, RUN) |
+| read a job and its attempts, lists, counts, a run's tab, live view, charts | reading its runs (GET, RUN) |
 | enqueue a job | creating a run of that DAG (POST, RUN) |
-| retry, reschedule, cancel (a running job too), fail jobs, by id or by filter | editing that DAG's runs (PUT, RUN) |
+| retry, reschedule, cancel (running too), fail: by id or filter | editing that DAG's runs (PUT, RUN) |
 | pause, resume, set a rate limit | editing that DAG (PUT) |
 
 Jobs of an identifier that no DAG consumes, and named queues (which may mix identifiers), belong to

@@ -1,10 +1,11 @@
 """The job queue's HTML pages, rendered on the server (include/templates/web) and shown in Airflow's
-shell: the queue with its filter, one job with every attempt, and a DAG run's Jobs tab."""
+shell: the queue with its filter, one job with every attempt, the live view, the charts, and a DAG
+run's Jobs tab."""
 
 from __future__ import annotations
 
 import datetime
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 import jinja2
 from fastapi import APIRouter, Query, Request
@@ -86,9 +87,7 @@ def queue_page(request: Request, access: Allowed, query: Annotated[PageQuery, Qu
         filtered = queue.count(matching) if matching.given() else 0
         paused_identifiers = {row["name"]: row for row in controls["paused"] if row["kind"] == "identifier"}
         rate_limits = {row["identifier"]: row for row in controls["rate_limits"] if row["rate_limit"]}
-        table: dict[str, dict[str, int]] = {name: {} for name in sorted({*paused_identifiers, *rate_limits})}
-        for row in counts:
-            table.setdefault(row["identifier"], {})[row["status"]] = row["jobs"]
+        table = _counts_table(counts, [*paused_identifiers, *rate_limits])
         may_act = queue.may_act_on({job.identifier for job in found})
         may_control, may_control_queues = queue.may_control(table), queue.may_control_queues()
         may_act_on_filter = queue.may_act_on_filter(matching)
@@ -96,13 +95,22 @@ def queue_page(request: Request, access: Allowed, query: Annotated[PageQuery, Qu
         "jobs.html", request,
         jobs=found[:PAGE_SIZE], more=len(found) > PAGE_SIZE, page=page,
         filters=dict.fromkeys(matching.params()) | matching.given(),
-        matching=filtered, counts=dict(sorted(table.items())), statuses=STATUSES,
+        matching=filtered, counts=table, statuses=STATUSES,
         unconsumed={row["identifier"]: row for row in unconsumed},
         paused_identifiers=paused_identifiers, rate_limits=rate_limits,
         paused_queues=[row for row in controls["paused"] if row["kind"] == "queue"],
         may_act=may_act, may_act_on_filter=bool(filtered) and may_act_on_filter,
         may_control=may_control, may_control_queues=may_control_queues,
     )  # fmt: skip
+
+
+def _counts_table(counts: list[dict[str, Any]], also: list[str]) -> dict[str, dict[str, int]]:
+    """{identifier: {status: jobs}}, by identifier; `also`: identifiers shown without jobs (paused,
+    rate-limited)."""
+    table: dict[str, dict[str, int]] = {name: {} for name in also}
+    for row in counts:
+        table.setdefault(row["identifier"], {})[row["status"]] = row["jobs"]
+    return dict(sorted(table.items()))
 
 
 @router.get("/live")
