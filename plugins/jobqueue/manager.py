@@ -402,7 +402,7 @@ class JobManager:
 
     def job_counts(self, identifiers: Sequence[str] | None = None) -> list[dict[str, Any]]:
         """Jobs per identifier and status: [{"identifier", "status", "jobs"}], of `identifiers` (None:
-        every one)."""
+        every one); "completed": in the last 24 hours."""
         return self._rows("job_counts", {"identifiers": None if identifiers is None else list(identifiers)})
 
     def identifiers_of(self, job_ids: Sequence[int]) -> list[str]:

@@ -46,7 +46,10 @@ def count_jobs(access: Allowed, filters: Filtered) -> dict[str, int]:
         return {"jobs": queue.count(filters.job_filter())}
 
 
-@router.get("/counts", summary="Jobs per identifier and status")
+@router.get(
+    "/counts",
+    summary="Jobs per identifier and status (queued, scheduled, running, failed; completed: last 24 hours)",
+)
 def counts(access: Allowed) -> list[dict[str, Any]]:
     with UserQueue.open(access) as queue:
         return queue.counts()
