@@ -31,6 +31,8 @@ from jobqueue.jobs import JobFilter
 from jobqueue.manager import JobManager
 from jobqueue.migrations import apply_migrations
 
+TYPES = 40  # a team's own job types, beside the three the jobs are of: the charts' minutes only
+
 FILL = [
     """
 insert into worker._jobs (identifier, payload, state, attempts, completed_at, run_at)
@@ -38,15 +40,17 @@ select (array['send_email', 'generate_pdf', 'other'])[1 + i %% 3], jsonb_build_o
        'completed', 1, now(), now() - interval '1 day'
 from generate_series(1, %(completed)s) i
 """,
-    # A day of the charts' minutes: each identifier's outcomes written by eight writers every minute,
-    # its latency histogram, and the triggers' sample.
+    # A day of the charts' minutes of a team's job types: each identifier's outcomes written by eight
+    # writers every minute, its latency histogram, and the triggers' sample; then merged by
+    # maintenance, as every five minutes (page_queries).
     """
 insert into worker._job_minutes (identifier, minute, slot, completed, failed, retried, latency, waiting)
 select i, date_trunc('minute', now()) - m * interval '1 minute', s, 40, 1, 2,
        case when s >= 0 then array[5, 10, 10, 5, 3, 2, 1, 1, 1, 1, 0, 0, 0] end,
        case when s < 0 then 100 end
-from unnest(array['send_email', 'generate_pdf', 'other']) i, generate_series(0, 1439) m,
-     generate_series(-1, 7) s
+from (select 'type_' || n as i from generate_series(1, %(types)s) n
+      union all select unnest(array['send_email', 'generate_pdf', 'other'])) t,
+     generate_series(0, 1439) m, generate_series(-1, 7) s
 """,
     # Every completed job's last attempt started a second after it was due (what the charts and the
     # attempts read); a failed attempt kept for one job in a hundred, by its DAG run.
@@ -118,7 +122,9 @@ def main() -> None:
         with psycopg.connect(url, autocommit=True) as conn:
             start = time.perf_counter()
             for statement in FILL:
-                conn.execute(statement, {"waiting": args.waiting, "completed": args.completed})
+                conn.execute(
+                    statement, {"waiting": args.waiting, "completed": args.completed, "types": TYPES}
+                )
             conn.execute("vacuum analyze worker._jobs")
             fill_seconds = round(time.perf_counter() - start, 1)
             cases = {
@@ -145,17 +151,21 @@ def main() -> None:
 
 
 def page_queries(conn: psycopg.Connection) -> dict[str, Callable[[], object]]:
-    """The job queue's pages' queries, as JobManager runs them (jobqueue/web/queue.py)."""
+    """The job queue's pages' queries, as JobManager runs them (jobqueue/web/queue.py), after
+    maintenance merged the minutes' rows."""
     jobs = JobManager(conn)
+    jobs.compact_minutes()
     day_ago = datetime.datetime.now(datetime.UTC) - datetime.timedelta(days=1)
     some_job = conn.execute(
         "select max(id) from worker._jobs where state = 'completed' and id % 100 = 0"
     ).fetchone()
     assert some_job is not None
     identifiers = ["send_email", "generate_pdf", "other"]
+    every_type = identifiers + [f"type_{n}" for n in range(1, TYPES + 1)]
     return {
         "charts: a day of one identifier": lambda: jobs.job_minutes(["send_email"], day_ago),
         "charts: a day of three together": lambda: jobs.job_minutes(identifiers, day_ago),
+        f"charts: a day of all {TYPES + 3} together": lambda: jobs.job_minutes(every_type, day_ago),
         "charts: identifiers with minutes": lambda: jobs.chart_identifiers(day_ago),
         "live: running jobs": lambda: jobs.running_jobs(None),
         "live: identifiers": jobs.live_identifiers,

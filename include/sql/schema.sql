@@ -28,6 +28,22 @@ SET row_security = off;
 CREATE SCHEMA worker;
 
 
+--
+-- Name: _add_histograms(integer[], integer[]); Type: FUNCTION; Schema: worker; Owner: -
+--
+
+CREATE FUNCTION worker._add_histograms(a integer[], b integer[]) RETURNS integer[]
+    LANGUAGE sql IMMUTABLE SECURITY DEFINER
+    SET search_path TO 'pg_catalog', 'worker', 'pg_temp'
+    AS $$
+    select case
+        when a is null then b
+        when b is null then a
+        else (select array_agg(x + y order by i) from unnest(a, b) with ordinality as t(x, y, i))
+    end
+$$;
+
+
 SET default_tablespace = '';
 
 SET default_table_access_method = heap;
@@ -239,12 +255,7 @@ CREATE FUNCTION worker._count_minute(p_identifier text, p_completed integer, p_f
         completed = m.completed + excluded.completed,
         failed = m.failed + excluded.failed,
         retried = m.retried + excluded.retried,
-        latency = case
-            when m.latency is null then excluded.latency
-            when excluded.latency is null then m.latency
-            else (select array_agg(a + b order by i)
-                  from unnest(m.latency, excluded.latency) with ordinality as t(a, b, i))
-        end
+        latency = worker._add_histograms(m.latency, excluded.latency)
 $$;
 
 
@@ -1852,6 +1863,13 @@ ALTER TABLE ONLY worker._job_steps
 
 GRANT USAGE ON SCHEMA worker TO worker_app;
 GRANT USAGE ON SCHEMA worker TO worker_admin;
+
+
+--
+-- Name: FUNCTION _add_histograms(a integer[], b integer[]); Type: ACL; Schema: worker; Owner: -
+--
+
+REVOKE ALL ON FUNCTION worker._add_histograms(a integer[], b integer[]) FROM PUBLIC;
 
 
 --

@@ -57,7 +57,7 @@ MINUTES_KEPT = datetime.timedelta(days=2)
 
 def purge(jobs: JobManager, config: settings.Maintenance) -> dict[str, int]:
     """Deletes completed and failed jobs past their retention, a batch per transaction, and the
-    charts' minutes older than MINUTES_KEPT."""
+    charts' minutes older than MINUTES_KEPT; merges the rows of each closed minute into one."""
     now = datetime.datetime.now(datetime.UTC)
     purged = {}
     for state, days in (
@@ -76,6 +76,7 @@ def purge(jobs: JobManager, config: settings.Maintenance) -> dict[str, int]:
         purged[state] = total
         log.info("purged %d %s job(s) older than %g days", total, state, days)
     purged["minutes"] = jobs.purge_minutes(now - MINUTES_KEPT)
+    purged["minutes_merged"] = jobs.compact_minutes()
     return purged
 
 

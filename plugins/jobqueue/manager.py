@@ -391,6 +391,11 @@ class JobManager:
         """The identifiers with counts since `since`."""
         return [row["identifier"] for row in self._rows("chart_identifiers", {"since": since})]
 
+    def compact_minutes(self) -> int:
+        """Merges each closed minute's rows of the last day into one; how many minutes it merged."""
+        with self._executed("compact_minutes", {}) as cursor:
+            return int(cursor.rowcount)
+
     def purge_minutes(self, cutoff: datetime.datetime) -> int:
         """Deletes the charts' counts of the minutes before `cutoff`; how many rows."""
         with self._executed("purge_minutes", {"cutoff": cutoff}) as cursor:

@@ -73,7 +73,7 @@ def test_purge_keeps_what_is_younger_than_the_retention(conn):
                " values ('x', date_trunc('minute', now() - interval '3 days'), 0, 5)")  # fmt: skip
 
     purged = maintenance.purge(JobManager(conn), CONFIG)  # batches of 3: several transactions
-    assert purged == {"completed": 7, "failed": 1, "minutes": 1}
+    assert purged == {"completed": 7, "failed": 1, "minutes": 1, "minutes_merged": 0}
     remaining = {r["id"] for r in rows(conn, "select id from worker.jobs")}
     assert remaining == {*others.ids, young_failed}
     others.assert_untouched()
@@ -125,3 +125,29 @@ def test_jobs_that_no_job_type_consumes_are_named(conn):
         "no job type consumes 'stale'",
     ]
     assert "(2 job(s) waiting since " in found[0]
+
+
+def test_a_closed_minute_s_rows_are_merged_into_one(conn):
+    """Three writers and the triggers' sample counted a minute ten minutes ago, and a late writer
+    after an earlier merge; the minute now running is left to its writers."""
+    written = [(0, 2, 0, 1, [1, 1, 0], None), (3, 3, 1, 0, [0, 2, 1], None), (-1, 0, 0, 0, None, 40),
+               (8, 5, 0, 0, [5, 0, 0], 70)]  # fmt: skip
+    for slot, completed, failed, retried, latency, waiting in written:
+        rows(
+            conn,
+            "insert into worker._job_minutes (identifier, minute, slot, completed, failed, retried,"
+            " latency, waiting) values ('x', date_trunc('minute', now() - interval '10 minutes'),"
+            " %s, %s, %s, %s, %s, %s)",
+            [slot, completed, failed, retried, latency, waiting],
+        )
+    rows(conn, "insert into worker._job_minutes (identifier, minute, slot, completed, latency)"
+               " values ('x', date_trunc('minute', now()), 1, 9, '{9,0,0}')")  # fmt: skip
+    assert maintenance.purge(JobManager(conn), CONFIG)["minutes_merged"] == 1
+    assert rows(
+        conn,
+        "select slot, completed, failed, retried, latency, waiting from worker._job_minutes"
+        " order by minute, slot",
+    ) == [
+        {"slot": 8, "completed": 10, "failed": 1, "retried": 1, "latency": [6, 3, 1], "waiting": 70},
+        {"slot": 1, "completed": 9, "failed": 0, "retried": 0, "latency": [9, 0, 0], "waiting": None},
+    ]

@@ -40,7 +40,8 @@ def make_runnable(conn) -> None:
 
 @pytest.fixture
 def client(db_url, monkeypatch) -> Any:
-    """The app as `role` of the Simple auth manager, over the DAGs flaky and send_email."""
+    """The app as `role` of the Simple auth manager, over the DAGs flaky and send_email: one app,
+    so the latest client's role is every client's."""
     from fastapi.testclient import TestClient
 
     from jobqueue import web
@@ -120,12 +121,19 @@ def test_an_action_on_a_filter_takes_every_job_it_matches_and_is_recorded_once(c
 
 
 def test_a_filter_action_is_refused_whole_when_any_job_is_not_the_user_s(conn, client):
-    failed_jobs(conn, ["boom"])
+    [failed_id] = failed_jobs(conn, ["boom"])
     viewer = client("viewer")
-    refused = viewer.post("/api/jobs/actions", json={"action": "fail", "filter": {"status": "failed"}})
+    refused = viewer.post(
+        "/api/jobs/actions", json={"action": "fail", "filter": {"status": "failed"}, "expected": 1}
+    )
     assert refused.status_code == 403
     assert "Retry all" not in viewer.get("/", params={"status": "failed"}).text
-    typo = client("user").post("/api/jobs/actions", json={"action": "retry", "filter": {"statuss": "failed"}})
+    unsure = client("user").post("/api/jobs/actions", json={"action": "fail", "filter": {"status": "failed"}})
+    assert unsure.status_code == 422 and "needs expected" in unsure.text  # not every job by mistake
+    assert job(conn, failed_id)["last_error"] == "boom"
+    typo = client("user").post(
+        "/api/jobs/actions", json={"action": "retry", "filter": {"statuss": "failed"}, "expected": 1}
+    )
     assert typo.status_code == 422  # an unknown filter field is refused, not read as "every job"
     nothing = client("user").post("/api/jobs/actions", json={"action": "retry"})
     assert nothing.status_code == 422 and "exactly one of ids and filter" in nothing.text

@@ -20,7 +20,8 @@
 -- the job types' triggers. A chart of a day reads 1,440 rows of an identifier, however many jobs
 -- are kept (10,000,000 completed in a day would be read for seconds). Concurrent runs of one
 -- identifier write to `slot` = their backend's pid mod 8: one row each would make their commits
--- wait for one another. The maintenance DAG deletes the minutes older than two days.
+-- wait for one another; every five minutes the maintenance DAG merges a closed minute's rows into
+-- one (slot 8), and deletes the minutes older than two days.
 
 alter table worker._jobs
     add column started_at timestamptz,
@@ -32,7 +33,7 @@ alter table worker._job_attempts add column started_at timestamptz;
 create table worker._job_minutes (
     identifier text not null,
     minute timestamptz not null,
-    slot smallint not null,  -- 0-7: the writer's backend pid mod 8; -1: the triggers' sample
+    slot smallint not null,  -- 0-7: the writer's backend pid mod 8; -1: the triggers' sample; 8: merged
     completed integer not null default 0,
     failed integer not null default 0,  -- for good
     retried integer not null default 0,  -- failed attempts to be retried
@@ -59,6 +60,17 @@ as $$
     ) c on c.bucket = b.bucket
 $$;
 
+-- Two latency histograms added bucket by bucket (either may be null: no completion).
+create function worker._add_histograms(a integer[], b integer[]) returns integer[]
+language sql immutable security definer set search_path = pg_catalog, worker, pg_temp
+as $$
+    select case
+        when a is null then b
+        when b is null then a
+        else (select array_agg(x + y order by i) from unnest(a, b) with ordinality as t(x, y, i))
+    end
+$$;
+
 -- Adds outcomes to the minute's counts of an identifier (the caller's slot).
 create function worker._count_minute(
     p_identifier text, p_completed integer, p_failed integer, p_retried integer, p_latency integer[]
@@ -72,12 +84,7 @@ as $$
         completed = m.completed + excluded.completed,
         failed = m.failed + excluded.failed,
         retried = m.retried + excluded.retried,
-        latency = case
-            when m.latency is null then excluded.latency
-            when excluded.latency is null then m.latency
-            else (select array_agg(a + b order by i)
-                  from unnest(m.latency, excluded.latency) with ordinality as t(a, b, i))
-        end
+        latency = worker._add_histograms(m.latency, excluded.latency)
 $$;
 
 -- Adds outcomes to their minutes: one per job, its identifier, 'completed', 'failed' or 'retried',

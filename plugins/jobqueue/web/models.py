@@ -132,13 +132,20 @@ class ActionBody(pydantic.BaseModel):
     run_at: IsoDatetime = None
     reason: Reason = None
     expected: int | None = pydantic.Field(
-        default=None, description="with a filter: how many jobs the caller was shown; refused if it differs"
+        default=None,
+        description="with a filter, required: how many jobs the caller was shown (GET /api/jobs/count); "
+        "refused if the filter matches another number now",
     )
 
     @pydantic.model_validator(mode="after")
     def _ids_or_filter(self) -> ActionBody:
         if (self.ids is None) == (self.filter is None):
             raise ValueError("give exactly one of ids and filter")
+        if self.filter is not None and self.expected is None:
+            raise ValueError(
+                "an action on a filter needs expected: the number of jobs it matches, as GET "
+                "/job-queue/api/jobs/count says (an action on every job must not happen by mistake)"
+            )
         if self.action == "reschedule" and self.run_at is None:
             raise ValueError("reschedule needs run_at")
         return self

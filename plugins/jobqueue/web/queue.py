@@ -182,7 +182,7 @@ class UserQueue:
         """Retry, reschedule, cancel or fail the jobs given, or every job the filter matches."""
         if body.filter is not None:
             matching = body.filter.job_filter()
-            ids = self._matching_ids(matching, body.expected)
+            ids = self._matching_ids(matching, body.expected or 0)
             detail: dict[str, Any] = {"filter": matching.given(), "jobs": len(ids)}
         else:
             ids, detail = list(body.ids or []), {}
@@ -196,12 +196,12 @@ class UserQueue:
         self.jobs.record_action(ids, body.action, self.user, detail)
         return changed
 
-    def _matching_ids(self, matching: JobFilter, expected: int | None) -> list[int]:
+    def _matching_ids(self, matching: JobFilter, expected: int) -> list[int]:
         self._may_read(matching)
         ids = self.jobs.matching_ids(matching, self.access.readable(), most=MOST_AT_ONCE + 1)
         if len(ids) > MOST_AT_ONCE:
             raise JobQueueError(f"the filter matches more than {MOST_AT_ONCE:,} jobs: narrow it")
-        if expected is not None and expected != len(ids):
+        if expected != len(ids):
             raise JobQueueError(
                 f"the filter matches {len(ids)} jobs now, not the {expected} shown: look again, then act"
             )
