@@ -510,15 +510,25 @@ order by status = 'failed' desc, id
 limit %(limit)s;
 
 -- name: run_attempted_counts
--- How the jobs a DAG run attempted stand now, per status.
-select status, count(*) as jobs from worker.jobs
-where id in (select id from worker._jobs where last_worker = %(worker_id)s
-             union select job_id from worker._job_attempts where worker_id = %(worker_id)s)
-group by status order by status;
+-- How the jobs a DAG run attempted stand now, per status ('cancelled': failed, cancelled by someone).
+select case when j.state = 'failed' and j.cancel_requested_by is not null then 'cancelled'
+            when j.state = 'waiting' and j.run_at > now() then 'scheduled'
+            when j.state = 'waiting' then 'queued' else j.state end as status,
+       count(*) as jobs
+from worker._jobs j
+where j.id in (select id from worker._jobs where last_worker = %(worker_id)s
+               union select job_id from worker._job_attempts where worker_id = %(worker_id)s)
+group by 1 order by 1;
 
 -- name: run_job_counts
--- How the jobs a DAG run worked on last stand, per status.
-select status, count(*) as jobs from worker.jobs where last_worker = %(worker_id)s group by status order by status;
+-- How the jobs a DAG run worked on last stand, per status; a job failed because someone cancelled it
+-- is 'cancelled' here (the run did not fail it).
+select case when state = 'failed' and cancel_requested_by is not null then 'cancelled'
+            when state = 'waiting' and run_at > now() then 'scheduled'
+            when state = 'waiting' then 'queued' else state end as status,
+       count(*) as jobs
+from worker._jobs where last_worker = %(worker_id)s
+group by 1 order by 1;
 
 -- name: queue_gauges
 -- For the metrics, per identifier: jobs queued (due), scheduled, running and failed; seconds the

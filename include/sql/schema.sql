@@ -1180,10 +1180,11 @@ begin
         from held h
         where j.id = h.id
         returning j.id, j.identifier, j.queue_name, j.state, j.last_error, h.locked_by, h.started_at,
-                  h.attempts
+                  h.attempts, h.cancel_requested_by is not null as cancelled
     ), kept as (
         insert into worker._job_attempts (job_id, attempt, outcome, error, worker_id, started_at)
-        select r.id, r.attempts, case when r.state = 'waiting' then 'retry' else 'failed' end,
+        select r.id, r.attempts,
+               case when r.state = 'waiting' then 'retry' when r.cancelled then 'cancelled' else 'failed' end,
                coalesce(r.last_error, 'released: its worker ' || r.locked_by || ' was force-unlocked'),
                r.locked_by, r.started_at
         from released r
@@ -1565,7 +1566,7 @@ CREATE TABLE worker._job_attempts (
     try_number integer,
     at timestamp with time zone DEFAULT now() NOT NULL,
     started_at timestamp with time zone,
-    CONSTRAINT _job_attempts_outcome_check CHECK ((outcome = ANY (ARRAY['retry'::text, 'failed'::text])))
+    CONSTRAINT _job_attempts_outcome_check CHECK ((outcome = ANY (ARRAY['retry'::text, 'failed'::text, 'cancelled'::text])))
 );
 
 

@@ -69,7 +69,7 @@ class Handler:
         """A cancelled job fails for good, whatever its handler answered after the request."""
         if ctx.cancelled_by is None:
             return outcome
-        return Failed(f"cancelled by {ctx.cancelled_by}")
+        return Failed(f"cancelled by {ctx.cancelled_by}", cancelled_by=ctx.cancelled_by)
 
     def outcome(self, answer: Any) -> Outcome:
         """What a handler's answer for one job means: a value, an exception, or an outcome."""
@@ -135,6 +135,32 @@ class Executor(Protocol):
         """Calls the handler for each job and gives each outcome to the completer."""
 
 
+class Unstarted:
+    """The jobs of a step that no handler has started yet (waiting for a lane or a slot of the
+    run's concurrency). Someone cancelling one fails it at once, and no handler starts it; else a
+    lane or slot takes it (`take`) when its turn comes. Once a handler starts a job, its `ctx`
+    takes the request (Handler.context)."""
+
+    def __init__(self, items: Items, handler: Handler, completer: Completer) -> None:
+        self._lock = threading.Lock()
+        self._jobs = {job.id for job, _ in items}
+        self.completer = completer
+        for job, _ in items:
+            handler.cancellations.listen(job.id, lambda who, job=job: self._cancelled(job, who))
+
+    def take(self, job: Job) -> bool:
+        """Whether the caller may start the job (it was not cancelled before its turn)."""
+        with self._lock:
+            if job.id not in self._jobs:
+                return False
+            self._jobs.discard(job.id)
+            return True
+
+    def _cancelled(self, job: Job, who: str) -> None:
+        if self.take(job):
+            self.completer.record_later(job, Failed(f"cancelled by {who}", cancelled_by=who))
+
+
 def executor_for(handler: Handler, completer: Completer) -> Executor:
     if handler.step.batch:
         return BatchExecutor(handler, completer)
@@ -153,10 +179,13 @@ class AsyncExecutor:
 
     async def _run_each(self, items: Items) -> None:
         slots = asyncio.Semaphore(self.handler.concurrency)
-        await asyncio.gather(*(self._run_one(job, value, slots) for job, value in items))
+        unstarted = Unstarted(items, self.handler, self.completer)
+        await asyncio.gather(*(self._run_one(job, value, slots, unstarted) for job, value in items))
 
-    async def _run_one(self, job: Job, value: Any, slots: asyncio.Semaphore) -> None:
+    async def _run_one(self, job: Job, value: Any, slots: asyncio.Semaphore, unstarted: Unstarted) -> None:
         async with slots:
+            if not unstarted.take(job):
+                return  # cancelled before its turn: its outcome is recorded
             jobs = self.completer.take()
             ctx = self.handler.context(job, jobs)
             outcome = await self.handler.call_async(value, ctx)
@@ -181,8 +210,10 @@ class LaneExecutor:
         limit = self.handler.time_limit
         changed = threading.Condition()
 
+        unstarted = Unstarted(items, self.handler, self.completer)
+
         def lane() -> Lane:
-            started = Lane(self.handler, self.completer, work, changed)
+            started = Lane(self.handler, self.completer, work, changed, unstarted)
             started.start()
             return started
 
@@ -220,11 +251,13 @@ class Lane:
         completer: Completer,
         work: queue.SimpleQueue[tuple[Job, Any]],
         changed: threading.Condition,
+        unstarted: Unstarted,
     ) -> None:
         self.handler = handler
         self.completer = completer
         self.work = work
         self.changed = changed
+        self.unstarted = unstarted
         self.lock = threading.Lock()
         self.current: tuple[Job, JobContext, float] | None = None
         self.abandoned = False
@@ -257,6 +290,8 @@ class Lane:
                     job, value = self.work.get_nowait()
                 except queue.Empty:
                     break
+                if not self.unstarted.take(job):
+                    continue  # cancelled before its turn: its outcome is recorded
                 ctx = self.handler.context(job, jobs)
                 with self.lock:
                     self.current = (job, ctx, time.monotonic())

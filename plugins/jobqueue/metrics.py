@@ -18,6 +18,7 @@ turns it on with WORKER_STATSD); OpenTelemetry sends them as attributes.
 | jobqueue.jobs.completed | counter | jobs completed |
 | jobqueue.jobs.retried | counter | failed attempts to be retried |
 | jobqueue.jobs.failed | counter | jobs failed for good |
+| jobqueue.jobs.cancelled | counter | jobs someone cancelled while they ran |
 
 The gauges are read from the job table by each job type's trigger, in the triggerer, every
 WORKER_METRICS_INTERVAL_SECONDS; the others by the DAG runs, as they claim and record.
@@ -38,6 +39,7 @@ COUNTERS = {
     "completed": "jobqueue.jobs.completed",
     "retry": "jobqueue.jobs.retried",
     "failed": "jobqueue.jobs.failed",
+    "cancelled": "jobqueue.jobs.cancelled",
 }
 
 

@@ -1,7 +1,8 @@
 """The one place a job's outcome is recorded.
 
-A step of a job ends in one of four ways: the job completed (its result kept), it handed a value to
-the next step of its chain, it failed for a retry with backoff, or it failed for good. Whether a
+A step of a job ends in one of five ways: the job completed (its result kept), it handed a value to
+the next step of its chain, it failed for a retry with backoff, it failed for good, or someone
+cancelled it (failed for good too, but not a failure of its run). Whether a
 failure is retried is decided here and nowhere else: a PermanentJobError, a refused payload or a
 call the job database refused is final, anything else is retried while the job has attempts left
 (its own max_attempts, which its claim capped at its job type's).
@@ -44,6 +45,7 @@ class Retry:
 class Failed:
     error: str
     traceback: str | None = None
+    cancelled_by: str | None = None  # someone cancelled the job: not the run's failure (cancelling.py)
 
 
 # What a failed attempt keeps of its traceback: its end, where the error is.
@@ -118,6 +120,11 @@ class Recorder:
                     finished.append(job.id)
                     counts["retry"] = counts.get("retry", 0) + 1
                     log.warning("job %d failed, to be retried: %s", job.id, error)
+                case Failed(error, _, cancelled_by) if cancelled_by is not None:
+                    self._fail(jobs, job, "cancelled", error, None)
+                    finished.append(job.id)
+                    counts["cancelled"] = counts.get("cancelled", 0) + 1
+                    log.warning("job %d %s", job.id, error)
                 case Retry(error, trace) | Failed(error, trace):
                     self._fail(jobs, job, "failed", error, trace)
                     finished.append(job.id)

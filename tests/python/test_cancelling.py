@@ -18,12 +18,14 @@ from jobqueue.runtime import StepRun
 from tests.helpers import add, all_jobs, job, rows
 
 
-def run_in_background(job_type, db_url: str, worker: str) -> threading.Thread:
+def run_in_background(job_type, db_url: str, worker: str, summaries: list | None = None) -> threading.Thread:
     connect = lambda: psycopg.connect(db_url)  # noqa: E731
 
     def steps() -> None:
         for index in range(len(job_type.steps)):
-            StepRun(job_type, index, worker, connect).run(None)
+            summary = StepRun(job_type, index, worker, connect).run(None)
+            if summaries is not None:
+                summaries.append(summary)
 
     thread = threading.Thread(target=steps, daemon=True)
     thread.start()
@@ -88,7 +90,8 @@ def test_a_cancelled_running_job_fails_alone_and_its_children_are_undone(conn, d
     stuck = add(conn, "stoppable", {"stuck": True})["id"]
     after = add(conn, "stoppable", {"stuck": False})["id"]
     worker = f"stoppable/manual__{kind}"
-    running = run_in_background(stoppable, db_url, worker)
+    summaries: list[dict] = []
+    running = run_in_background(stoppable, db_url, worker, summaries)
     assert started.wait(20)
     assert cancel(conn, stuck) == [{"id": stuck, "status": "running"}]
     asked = time.monotonic()
@@ -102,7 +105,9 @@ def test_a_cancelled_running_job_fails_alone_and_its_children_are_undone(conn, d
     assert [job(conn, other)["status"] for other in (before, after)] == ["completed", "completed"]
     assert [each["identifier"] for each in all_jobs(conn)] == ["stoppable"] * 3  # no child
     [attempt] = JobManager(conn).attempts(stuck)
-    assert (attempt.outcome, attempt.error, attempt.worker_id) == ("failed", "cancelled by ana", worker)
+    assert (attempt.outcome, attempt.error, attempt.worker_id) == ("cancelled", "cancelled by ana", worker)
+    # An operator's cancel is no failure of the run: its last task does not fail on it.
+    assert summaries == [{"jobs": 3, "completed": 2, "cancelled": 1}]
     assert attempt.started_at is not None and attempt.ended_at is not None
     assert attempt.ended_at >= attempt.started_at
 
@@ -139,7 +144,7 @@ def test_a_cancelled_job_whose_run_died_fails_when_maintenance_releases_it(conn)
     assert kept == [
         {
             "job_id": cancelled,
-            "outcome": "failed",
+            "outcome": "cancelled",
             "error": "cancelled by vic",
             "worker_id": "dead/run",
             "started": True,
@@ -202,3 +207,39 @@ def test_a_batch_handler_that_raises_at_a_cancelled_job_leaves_the_others_to_a_r
     left = job(conn, unreached)
     assert left["status"] == "scheduled"  # to be retried: it was not what was cancelled
     assert left["last_error"] == f"the batch handler stopped when job {cancelled} was cancelled"
+
+
+@pytest.mark.parametrize("kind", ["async", "sync"])
+def test_a_job_cancelled_while_it_waits_for_a_lane_fails_at_once_unstarted(conn, db_url, kind):
+    """One lane (concurrency 1), busy with a long job: the job after it, cancelled, does not wait for
+    the lane; its handler never starts."""
+    started, release, ran = threading.Event(), threading.Event(), []
+    if kind == "async":
+
+        @job_type("one_lane")
+        async def one_lane(payload, ctx):
+            ran.append(payload["n"])
+            started.set()
+            await asyncio.to_thread(release.wait, 60)
+
+        declared = one_lane
+    else:
+
+        @job_type("one_lane")
+        def one_lane_sync(payload, ctx):
+            ran.append(payload["n"])
+            started.set()
+            release.wait(60)
+
+        declared = one_lane_sync
+
+    first, second = (add(conn, "one_lane", {"n": n})["id"] for n in range(2))
+    running = run_in_background(declared, db_url, f"one_lane/r_{kind}")
+    assert started.wait(20)
+    cancel(conn, second)
+    wait_until(lambda: job(conn, second)["status"] == "failed", 10)  # while the first still runs
+    assert job(conn, first)["status"] == "running" and not release.is_set()
+    release.set()
+    running.join(20)
+    assert ran == [0]  # the cancelled one never started
+    assert (job(conn, first)["status"], job(conn, second)["last_error"]) == ("completed", "cancelled by ana")

@@ -29,6 +29,11 @@ alter table worker._jobs
     add column cancel_requested_at timestamptz;
 
 alter table worker._job_attempts add column started_at timestamptz;
+-- A cancelled attempt fails its job for good, but it is no failure of its run (queries.sql:
+-- run_job_counts).
+alter table worker._job_attempts drop constraint _job_attempts_outcome_check;
+alter table worker._job_attempts add constraint _job_attempts_outcome_check
+    check (outcome in ('retry', 'failed', 'cancelled'));
 
 create table worker._job_minutes (
     identifier text not null,
@@ -311,10 +316,11 @@ begin
         from held h
         where j.id = h.id
         returning j.id, j.identifier, j.queue_name, j.state, j.last_error, h.locked_by, h.started_at,
-                  h.attempts
+                  h.attempts, h.cancel_requested_by is not null as cancelled
     ), kept as (
         insert into worker._job_attempts (job_id, attempt, outcome, error, worker_id, started_at)
-        select r.id, r.attempts, case when r.state = 'waiting' then 'retry' else 'failed' end,
+        select r.id, r.attempts,
+               case when r.state = 'waiting' then 'retry' when r.cancelled then 'cancelled' else 'failed' end,
                coalesce(r.last_error, 'released: its worker ' || r.locked_by || ' was force-unlocked'),
                r.locked_by, r.started_at
         from released r

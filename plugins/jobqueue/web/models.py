@@ -88,6 +88,14 @@ class Filter(pydantic.BaseModel):
             return {name: None if value == "" else value for name, value in values.items()}
         return values
 
+    @pydantic.field_validator("since")
+    @classmethod
+    def _utc_unless_said(cls, since: datetime.datetime | None) -> datetime.datetime | None:
+        """A date-time without a zone (the page's date and time field) is UTC, as every page shows."""
+        if since is not None and since.tzinfo is None:
+            return since.replace(tzinfo=datetime.UTC)
+        return since
+
     def job_filter(self) -> JobFilter:
         return JobFilter(**{field.name: getattr(self, field.name) for field in dataclasses.fields(JobFilter)})
 

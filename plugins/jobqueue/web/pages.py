@@ -94,7 +94,7 @@ def queue_page(request: Request, access: Allowed, query: Annotated[PageQuery, Qu
     return _render(
         "jobs.html", request,
         jobs=found[:PAGE_SIZE], more=len(found) > PAGE_SIZE, page=page,
-        filters=dict.fromkeys(matching.params()) | matching.given(),
+        filters=dict.fromkeys(matching.params()) | matching.given(), given_filter=matching.given(),
         matching=filtered, counts=table, statuses=STATUSES,
         unconsumed={row["identifier"]: row for row in unconsumed},
         paused_identifiers=paused_identifiers, rate_limits=rate_limits,
