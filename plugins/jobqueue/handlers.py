@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import inspect
 import logging
 import queue
@@ -146,7 +147,7 @@ class Unstarted:
         self._jobs = {job.id for job, _ in items}
         self.completer = completer
         for job, _ in items:
-            handler.cancellations.listen(job.id, lambda who, job=job: self._cancelled(job, who))
+            handler.cancellations.listen(job.id, functools.partial(self._cancelled, job))
 
     def take(self, job: Job) -> bool:
         """Whether the caller may start the job (it was not cancelled before its turn)."""
