@@ -77,7 +77,10 @@ def test_every_attempt_is_kept_and_each_run_lists_the_jobs_it_attempted(conn, db
 
     # Each run's Jobs tab lists the job, with what happened to it in that run, whatever came later.
     for run_id, error in (("r1", "ConnectionError: image server went away"), ("r2", "ValueError: bad image")):
-        assert [j["id"] for j in viewer.get(f"/api/runs/flaky/{run_id}").json()] == [job_id]
+        [listed] = viewer.get(f"/api/runs/flaky/{run_id}").json()
+        assert listed["id"] == job_id and listed["status"] == "completed"
+        assert [a["outcome"] for a in listed["attempts_in_run"]] == ["retry"]
+        assert error in listed["attempts_in_run"][0]["error"]
         tab = viewer.get(f"/runs/flaky/{run_id}").text
         assert f'data-job="{job_id}"' in tab and error in tab and "failed, retried" in tab
     page = viewer.get(f"/{job_id}").text

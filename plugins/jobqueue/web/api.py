@@ -18,6 +18,7 @@ from jobqueue.web.models import (
     ListQuery,
     Pausable,
     RateLimitBody,
+    RunJobOut,
 )
 from jobqueue.web.queue import Allowed, UserQueue
 
@@ -127,13 +128,14 @@ def set_rate_limit(body: RateLimitBody, access: Allowed) -> dict[str, bool]:
 
 
 @router.get(
-    "/runs/{dag_id}/{run_id:path}", response_model=list[JobOut],
-    summary="The jobs a DAG run attempted, whatever became of them later, failed ones first",
+    "/runs/{dag_id}/{run_id:path}", response_model=list[RunJobOut],
+    summary="The jobs a DAG run attempted, whatever became of them later, failed ones first, each "
+    "with that run's attempts of it",
 )  # fmt: skip
-def run_jobs(dag_id: str, run_id: str, access: Allowed) -> list[JobOut]:
+def run_jobs(dag_id: str, run_id: str, access: Allowed) -> list[RunJobOut]:
     with UserQueue.open(access) as queue:
-        found, _, _ = queue.run(dag_id, run_id)
-    return [JobOut.of(job) for job in found]
+        found, _, attempts = queue.run(dag_id, run_id)
+    return [RunJobOut.of_run(job, [a for a in attempts if a.job_id == job.id]) for job in found]
 
 
 @router.get(

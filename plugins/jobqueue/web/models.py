@@ -52,6 +52,19 @@ class AttemptOut(Attempt):
         return cls(**dataclasses.asdict(attempt), task_log_url=task_log_url(attempt))
 
 
+@dataclasses.dataclass(frozen=True)
+class RunJobOut(JobOut):
+    """A job a DAG run attempted: the job as it stands now, and that run's attempts of it."""
+
+    attempts_in_run: list[AttemptOut] = dataclasses.field(default_factory=list)
+
+    @classmethod
+    def of_run(cls, job: Job, attempts: list[Attempt]) -> RunJobOut:
+        shown = JobOut.of(job)
+        fields = {field.name: getattr(shown, field.name) for field in dataclasses.fields(JobOut)}
+        return cls(**fields, attempts_in_run=[AttemptOut.of(attempt) for attempt in attempts])
+
+
 def _iso_datetime(value: Any) -> Any:
     """A date-time in JSON is an ISO 8601 string: a number (which pydantic would read as seconds
     since 1970) is refused rather than guessed."""
