@@ -108,6 +108,7 @@ def svg(title: str, series: list[Series], slots: list[datetime.datetime], unit: 
     top = _round_top(max((v for s in series for v in s.values if v is not None), default=0.0))
     plot_w, plot_h = WIDTH - LEFT - RIGHT, HEIGHT - TOP - BOTTOM
     step = plot_w / max(len(slots) - 1, 1)
+    time_format = "%H:%M" if len(slots) <= 60 else "%b %d %H:%M"  # a day's axis names its days
 
     def x(index: int) -> float:
         return LEFT + index * step
@@ -132,7 +133,7 @@ def svg(title: str, series: list[Series], slots: list[datetime.datetime], unit: 
         anchor = "start" if index == 0 else "end" if index == len(slots) - 1 else "middle"
         parts.append(
             f'<text class="axis" x="{x(index):.1f}" y="{HEIGHT - 8}" text-anchor="{anchor}">'
-            f"{slots[index].strftime('%H:%M')}</text>"
+            f"{slots[index].strftime(time_format)}</text>"
         )
     for each in series:
         for run in _runs(each.values):
