@@ -41,6 +41,8 @@ Allowed = Annotated[Access, Depends(current_access)]
 
 
 class UserQueue:
+    """One user's queue for one request: `UserQueue.open(access)` in each route."""
+
     def __init__(self, jobs: JobManager, access: Access) -> None:
         self.jobs = jobs
         self.access = access
