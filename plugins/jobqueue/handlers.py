@@ -68,9 +68,7 @@ class Handler:
     @staticmethod
     def unless_cancelled(ctx: JobContext, outcome: Outcome) -> Outcome:
         """A cancelled job fails for good, whatever its handler answered after the request."""
-        if ctx.cancelled_by is None:
-            return outcome
-        return Failed(f"cancelled by {ctx.cancelled_by}", cancelled_by=ctx.cancelled_by)
+        return outcome if ctx.cancelled_by is None else cancelled(ctx.cancelled_by)
 
     def outcome(self, answer: Any) -> Outcome:
         """What a handler's answer for one job means: a value, an exception, or an outcome."""
@@ -83,8 +81,8 @@ class Handler:
 
     def call(self, value: Any, ctx: JobContext) -> Outcome:
         """A sync handler's outcome for one job (not called if the job was cancelled already)."""
-        if ctx.cancelled_by is not None:
-            return self.unless_cancelled(ctx, Retry("not run"))
+        if ctx.cancelled_by is not None:  # before its handler began
+            return cancelled(ctx.cancelled_by)
         try:
             outcome = self.outcome(self.step.function(value, ctx))
         except OutcomeNotRecorded:
@@ -98,8 +96,8 @@ class Handler:
     async def call_async(self, value: Any, ctx: JobContext) -> Outcome:
         """An async handler's outcome for one job, within the time limit; its task is cancelled
         when the job is (CancelledError inside the handler)."""
-        if ctx.cancelled_by is not None:
-            return self.unless_cancelled(ctx, Retry("not run"))
+        if ctx.cancelled_by is not None:  # before its handler began
+            return cancelled(ctx.cancelled_by)
         task, loop = asyncio.current_task(), asyncio.get_running_loop()
         assert task is not None
         ctx.when_cancelled(lambda: _cancel_from_another_thread(loop, task))
@@ -113,7 +111,7 @@ class Handler:
             if ctx.cancelled_by is None:
                 raise  # not ours: the step itself is being stopped
             task.uncancel()
-            outcome = Retry("cancelled")
+            return cancelled(ctx.cancelled_by)
         except TimeoutError as exc:
             if deadline.expired():  # else the handler's own time-out, for its own error
                 outcome = self.outcome(JobTimeLimitExceeded(self.time_limit or 0))
@@ -129,6 +127,11 @@ class Handler:
 def _cancel_from_another_thread(loop: asyncio.AbstractEventLoop, task: asyncio.Task[Any]) -> None:
     with contextlib.suppress(RuntimeError):  # the loop closed: the job ended before the request
         loop.call_soon_threadsafe(task.cancel)
+
+
+def cancelled(who: str) -> Failed:
+    """The outcome of a job someone cancelled: failed for good, not a failure of its run."""
+    return Failed(f"cancelled by {who}", cancelled_by=who)
 
 
 class Executor(Protocol):
@@ -159,7 +162,7 @@ class Unstarted:
 
     def _cancelled(self, job: Job, who: str) -> None:
         if self.take(job):
-            self.completer.record_later(job, Failed(f"cancelled by {who}", cancelled_by=who))
+            self.completer.record_later(job, cancelled(who))
 
 
 def executor_for(handler: Handler, completer: Completer) -> Executor:
