@@ -49,7 +49,7 @@ def create_app() -> FastAPI:
         return app.openapi()
 
     app.include_router(api.router, prefix="/api")
-    app.include_router(pages.router)  # last: its /{job_id} would shadow nothing, but reads so
+    app.include_router(pages.router)  # last: its catch-all /{job_id} after every fixed path
     return app
 
 

@@ -135,7 +135,7 @@ def set_rate_limit(body: RateLimitBody, access: Allowed) -> dict[str, bool]:
 def run_jobs(dag_id: str, run_id: str, access: Allowed) -> list[RunJobOut]:
     with UserQueue.open(access) as queue:
         found, _, attempts = queue.run(dag_id, run_id)
-    return [RunJobOut.of_run(job, [a for a in attempts if a.job_id == job.id]) for job in found]
+    return [RunJobOut.of_run(job, attempts[job.id]) for job in found]
 
 
 @router.get(

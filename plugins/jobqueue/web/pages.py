@@ -70,11 +70,8 @@ def run_page(dag_id: str, run_id: str, request: Request, access: Allowed) -> str
     """The Jobs tab of a DAG run's page in Airflow's UI: every job the run attempted."""
     with UserQueue.open(access) as queue:
         found, counts, attempts = queue.run(dag_id, run_id)
-    by_job: dict[int, list] = {}
-    for attempt in attempts:
-        by_job.setdefault(attempt.job_id or 0, []).append(attempt)
     return _render(
-        "run.html", request, jobs=found, counts=counts, attempts=by_job, worker=f"{dag_id}/{run_id}"
+        "run.html", request, jobs=found, counts=counts, attempts=attempts, worker=f"{dag_id}/{run_id}"
     )
 
 
@@ -90,7 +87,7 @@ def queue_page(request: Request, access: Allowed, query: Annotated[PageQuery, Qu
         table = _counts_table(counts, [*paused_identifiers, *rate_limits])
         may_act = queue.may_act_on({job.identifier for job in found})
         may_control, may_control_queues = queue.may_control(table), queue.may_control_queues()
-        may_act_on_filter = queue.may_act_on_filter(matching)
+        may_act_on_filter = bool(filtered) and queue.may_act_on_filter(matching)
     return _render(
         "jobs.html", request,
         jobs=found[:PAGE_SIZE], more=len(found) > PAGE_SIZE, page=page,
@@ -99,7 +96,7 @@ def queue_page(request: Request, access: Allowed, query: Annotated[PageQuery, Qu
         unconsumed={row["identifier"]: row for row in unconsumed},
         paused_identifiers=paused_identifiers, rate_limits=rate_limits,
         paused_queues=[row for row in controls["paused"] if row["kind"] == "queue"],
-        may_act=may_act, may_act_on_filter=bool(filtered) and may_act_on_filter,
+        may_act=may_act, may_act_on_filter=may_act_on_filter,
         may_control=may_control, may_control_queues=may_control_queues,
     )  # fmt: skip
 
@@ -148,10 +145,10 @@ def charts_page(
 @router.get("/{job_id}")
 def job_page(job_id: int, request: Request, access: Allowed) -> str:
     with UserQueue.open(access) as queue:
-        job = queue.job(job_id)
-        actions, attempts = queue.actions(job_id), queue.attempts(job_id)
-        cancel_request, may_act = queue.cancel_request(job_id), bool(queue.may_act_on([job.identifier]))
+        details = queue.details(job_id)
+        may_act = bool(queue.may_act_on([details.job.identifier]))
     return _render(
         "job.html", request,
-        job=job, actions=actions, attempts=attempts, cancel_request=cancel_request, may_act=may_act,
+        job=details.job, actions=details.actions, attempts=details.attempts,
+        cancel_request=details.cancel_request, may_act=may_act,
     )  # fmt: skip

@@ -6,6 +6,7 @@ request: an action and its record in worker.job_actions commit together."""
 
 from __future__ import annotations
 
+import dataclasses
 import datetime
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -38,6 +39,14 @@ def current_access(user: User) -> Access:
 
 
 Allowed = Annotated[Access, Depends(current_access)]
+
+
+@dataclasses.dataclass(frozen=True)
+class JobDetails:
+    job: Job
+    attempts: list[Attempt]
+    actions: list[dict[str, Any]]  # what was done to it by hand
+    cancel_request: dict[str, Any] | None  # {"by", "at"} while its running attempt is asked to stop
 
 
 class UserQueue:
@@ -82,21 +91,23 @@ class UserQueue:
         self.job(job_id)
         return self.jobs.attempts(job_id)
 
-    def cancel_request(self, job_id: int) -> dict[str, Any] | None:
-        self.job(job_id)
-        return self.jobs.cancel_request(job_id)
+    def details(self, job_id: int) -> JobDetails:
+        """A job's page: the job, read and its right asked once, with what is kept beside it."""
+        job = self.job(job_id)
+        return JobDetails(
+            job, self.jobs.attempts(job_id), self.jobs.job_actions(job_id), self.jobs.cancel_request(job_id)
+        )
 
-    def actions(self, job_id: int) -> list[dict[str, Any]]:
-        self.job(job_id)
-        return self.jobs.job_actions(job_id)
-
-    def run(self, dag_id: str, run_id: str) -> tuple[list[Job], dict[str, int], list[Attempt]]:
-        """What a DAG run attempted: the jobs, how they stand now per status, and its attempts."""
+    def run(self, dag_id: str, run_id: str) -> tuple[list[Job], dict[str, int], dict[int, list[Attempt]]]:
+        """What a DAG run attempted: the jobs, how they stand now per status, and the run's attempts
+        of each job ({job id: attempts})."""
         self.access.require(READ, [dag_id])
         worker = f"{dag_id}/{run_id}"
         found = self.jobs.run_jobs(worker)
-        attempts = self.jobs.run_attempts(worker, [job.id for job in found])
-        return found, self.jobs.run_attempted_counts(worker), attempts
+        by_job: dict[int, list[Attempt]] = {job.id: [] for job in found}
+        for attempt in self.jobs.run_attempts(worker, list(by_job)):
+            by_job[attempt.job_id or 0].append(attempt)
+        return found, self.jobs.run_attempted_counts(worker), by_job
 
     def controls(self) -> dict[str, list[dict[str, Any]]]:
         """The pauses and rate limits the user may read."""
