@@ -442,25 +442,12 @@ on conflict (identifier) do update set seen_at = excluded.seen_at;
 
 -- name: unconsumed_identifiers
 -- Identifiers whose jobs have waited `within` seconds and that no trigger watched in that time:
--- nothing runs them. The identifiers waiting are found by a loose index scan (one probe each, not
--- one row per job).
-with recursive waiting(identifier) as (
-    (select identifier from worker._jobs where state = 'waiting' order by identifier limit 1)
-    union all
-    select (
-        select j.identifier from worker._jobs j
-        where j.state = 'waiting' and j.identifier > w.identifier
-        order by j.identifier limit 1
-    )
-    from waiting w
-    where w.identifier is not null
-)
+-- nothing runs them.
 select w.identifier, count(*) as jobs, min(j.created_at) as oldest
-from waiting w
+from worker._waiting_identifiers() w(identifier)
 left join worker._consumers c on c.identifier = w.identifier
 join worker._jobs j on j.identifier = w.identifier and j.state = 'waiting'
-where w.identifier is not null
-  and (c.seen_at is null or c.seen_at < now() - make_interval(secs => %(within)s))
+where c.seen_at is null or c.seen_at < now() - make_interval(secs => %(within)s)
 group by w.identifier
 having min(j.created_at) < now() - make_interval(secs => %(within)s)
 order by w.identifier;
@@ -562,15 +549,8 @@ limit %(limit)s;
 
 -- name: live_identifiers
 -- The identifiers worth a line in the live view: those a job type consumes, and any with jobs
--- waiting or running (a loose index scan each: one probe per identifier, not one row per job).
-with recursive waiting(identifier) as (
-    (select identifier from worker._jobs where state = 'waiting' order by identifier limit 1)
-    union all
-    select (select j.identifier from worker._jobs j
-            where j.state = 'waiting' and j.identifier > w.identifier order by j.identifier limit 1)
-    from waiting w where w.identifier is not null
-)
-select identifier from waiting where identifier is not null
+-- waiting or running.
+select identifier from worker._waiting_identifiers() identifier
 union
 select identifier from worker._consumers
 union

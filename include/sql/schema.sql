@@ -520,6 +520,25 @@ $$;
 
 
 --
+-- Name: _waiting_identifiers(); Type: FUNCTION; Schema: worker; Owner: -
+--
+
+CREATE FUNCTION worker._waiting_identifiers() RETURNS SETOF text
+    LANGUAGE sql STABLE SECURITY DEFINER
+    SET search_path TO 'pg_catalog', 'worker', 'pg_temp'
+    AS $$
+    with recursive waiting(identifier) as (
+        (select identifier from worker._jobs where state = 'waiting' order by identifier limit 1)
+        union all
+        select (select j.identifier from worker._jobs j
+                where j.state = 'waiting' and j.identifier > w.identifier order by j.identifier limit 1)
+        from waiting w where w.identifier is not null
+    )
+    select identifier from waiting where identifier is not null
+$$;
+
+
+--
 -- Name: _waiting_in_queues(text[]); Type: FUNCTION; Schema: worker; Owner: -
 --
 
@@ -1990,6 +2009,13 @@ REVOKE ALL ON FUNCTION worker._spec_field(spec jsonb, spec_number integer, field
 --
 
 REVOKE ALL ON FUNCTION worker._tokens_now(bucket worker._rate_limits) FROM PUBLIC;
+
+
+--
+-- Name: FUNCTION _waiting_identifiers(); Type: ACL; Schema: worker; Owner: -
+--
+
+REVOKE ALL ON FUNCTION worker._waiting_identifiers() FROM PUBLIC;
 
 
 --

@@ -487,6 +487,22 @@ as $$
     on conflict (identifier, minute, slot) do update set waiting = greatest(m.waiting, excluded.waiting)
 $$;
 
+-- The identifiers with jobs waiting, by a loose index scan: one probe of the index of waiting jobs
+-- per identifier, not one row per job (the unconsumed identifiers of maintenance and the page, and
+-- the live view, ask for them).
+create function worker._waiting_identifiers() returns setof text
+language sql stable security definer set search_path = pg_catalog, worker, pg_temp
+as $$
+    with recursive waiting(identifier) as (
+        (select identifier from worker._jobs where state = 'waiting' order by identifier limit 1)
+        union all
+        select (select j.identifier from worker._jobs j
+                where j.state = 'waiting' and j.identifier > w.identifier order by j.identifier limit 1)
+        from waiting w where w.identifier is not null
+    )
+    select identifier from waiting where identifier is not null
+$$;
+
 revoke execute on all functions in schema worker from public;
 do $$
 begin
